@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/restpipe/restpipe/certs"
+)
+
+// subcommand is one "restpipe <command> <name>", such as "ca init".
+type subcommand struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env *cliEnv, args []string) error
+}
+
+// runSubcommand dispatches "restpipe <parent> <sub> [flags]" to one of subs.
+func runSubcommand(ctx context.Context, env *cliEnv, parent string, subs []subcommand, args []string) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	list := strings.Join(names, ", ")
+	if len(args) == 0 {
+		return usageError{fmt.Sprintf("want a subcommand: %s (run \"restpipe %s -h\")", list, parent)}
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(env.stdout, "Usage: restpipe %s <subcommand> [flags]\n\n", parent)
+		for _, s := range subs {
+			fmt.Fprintf(env.stdout, "  %-10s %s\n", s.name, s.summary)
+		}
+		fmt.Fprintf(env.stdout, "\nRun \"restpipe %s <subcommand> -h\" for its flags.\n", parent)
+		return flag.ErrHelp
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, env, args[1:])
+		}
+	}
+	return usageError{fmt.Sprintf("unknown subcommand %q: want %s", args[0], list)}
+}
+
+// required reports the first of the named flags left empty.
+func required(flags ...[2]string) error {
+	for _, f := range flags {
+		if f[1] == "" {
+			return usageError{fmt.Sprintf("--%s is required", f[0])}
+		}
+	}
+	return nil
+}
+
+// days turns a --days value into a validity.
+func days(n int) (time.Duration, error) {
+	if n <= 0 {
+		return 0, usageError{fmt.Sprintf("--days %d: want a positive number of days", n)}
+	}
+	return time.Duration(n) * 24 * time.Hour, nil
+}
+
+// asUsageError makes a rejected request (a bad name, host or usage) a
+// command-line mistake.
+func asUsageError(err error) error {
+	if errors.Is(err, certs.ErrInvalidRequest) {
+		return usageError{err.Error()}
+	}
+	return err
+}
+
+func date(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+func runCA(ctx context.Context, env *cliEnv, args []string) error {
+	return runSubcommand(ctx, env, "ca", []subcommand{
+		{"init", "create a CA: DIR/ca.crt and DIR/ca.key", runCAInit},
+		{"issue", "issue a node identity: DIR/NAME.crt and DIR/NAME.key", runCAIssue},
+		{"install", "add the CA certificate to the system trust store", runCAInstall},
+		{"uninstall", "remove the CA certificate from the system trust store", runCAUninstall},
+	}, args)
+}
+
+func runCAInit(_ context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "ca init", "create a CA: DIR/ca.crt (for every node) and DIR/ca.key (stays in DIR)",
+		"restpipe ca init --dir ./ca")
+	dir := fs.String("dir", "", "the CA `directory` (created 0700 if missing)")
+	name := fs.String("name", "restpipe CA", "the CA's Common Name")
+	nDays := fs.Int("days", 3650, "how many days the CA is valid")
+	force := fs.Bool("force", false, "replace an existing CA (every identity it issued stops working)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := required([2]string{"dir", *dir}); err != nil {
+		return err
+	}
+	validity, err := days(*nDays)
+	if err != nil {
+		return err
+	}
+	ca, err := certs.InitCA(*dir, *name, validity, *force)
+	if err != nil {
+		return asUsageError(err)
+	}
+	fmt.Fprintf(env.stdout, "created CA %q, valid until %s\n", ca.Cert.Subject.CommonName, date(ca.Cert.NotAfter))
+	fmt.Fprintf(env.stdout, "  certificate: %s (every node needs it)\n", filepath.Join(*dir, "ca.crt"))
+	fmt.Fprintf(env.stdout, "  key:         %s (0600; keep it there)\n", filepath.Join(*dir, "ca.key"))
+	fmt.Fprintf(env.stdout, "next: restpipe ca issue --dir %s --name server --host HOST\n", *dir)
+	return nil
+}
+
+func runCAIssue(_ context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "ca issue", "issue a node identity signed by the CA: DIR/NAME.crt and DIR/NAME.key",
+		"restpipe ca issue --dir ./ca --name server --host files.example.com --host 10.0.0.5")
+	dir := fs.String("dir", "", "the CA `directory` (from \"restpipe ca init\")")
+	name := fs.String("name", "", "the node's `name`, its certificate's Common Name (A-Z a-z 0-9 . _ -)")
+	var hosts stringList
+	fs.Var(&hosts, "host", "a `host` name or IP address the node serves as (repeatable; a server needs one)")
+	usage := fs.String("usage", "", "what the certificate is for: server, client or both (default: server with --host, else client)")
+	nDays := fs.Int("days", 365, "how many days the certificate is valid (never past the CA's end)")
+	force := fs.Bool("force", false, "replace an existing NAME.crt and NAME.key")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := required([2]string{"dir", *dir}, [2]string{"name", *name}); err != nil {
+		return err
+	}
+	validity, err := days(*nDays)
+	if err != nil {
+		return err
+	}
+	u, err := certs.ParseUsage(*usage)
+	if err != nil {
+		return asUsageError(err)
+	}
+	req := certs.IssueRequest{Name: *name, Hosts: hosts, Usage: u, Validity: validity}
+	// A bad request is a usage error even when the CA is missing too.
+	if err := req.Validate(); err != nil {
+		return asUsageError(err)
+	}
+	ca, err := certs.OpenCA(*dir)
+	if err != nil {
+		return err
+	}
+	certPath, keyPath, err := ca.IssueToDir(*dir, req, *force)
+	if err != nil {
+		return asUsageError(err)
+	}
+	caPath := filepath.Join(*dir, "ca.crt")
+	id, err := certs.LoadIdentity(certPath, keyPath, caPath)
+	if err != nil {
+		return fmt.Errorf("check the new identity: %w", err)
+	}
+	what := fmt.Sprintf("issued %q for %s auth", id.Name(), id.Usage())
+	if len(hosts) > 0 {
+		what += " as " + strings.Join(hosts, ", ")
+	}
+	fmt.Fprintf(env.stdout, "%s, valid until %s\n", what, date(id.Leaf.NotAfter))
+	fmt.Fprintf(env.stdout, "  certificate: %s\n", certPath)
+	fmt.Fprintf(env.stdout, "  key:         %s (0600)\n", keyPath)
+	fmt.Fprintf(env.stdout, "  CA:          %s\n", caPath)
+	return nil
+}
+
+func runCAInstall(_ context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "ca install", "add the CA certificate DIR/ca.crt to the system trust store (runs sudo when not root)",
+		"restpipe ca install --dir ./ca")
+	dir := fs.String("dir", "", "the `directory` holding ca.crt (a CA or an identity directory)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := required([2]string{"dir", *dir}); err != nil {
+		return err
+	}
+	if err := certs.InstallCA(*dir, certs.SystemTrustStore()); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "installed %s into the system trust store\n", filepath.Join(*dir, "ca.crt"))
+	return nil
+}
+
+func runCAUninstall(_ context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "ca uninstall", "remove the CA certificate DIR/ca.crt from the system trust store (runs sudo when not root)",
+		"restpipe ca uninstall --dir ./ca")
+	dir := fs.String("dir", "", "the `directory` holding ca.crt (a CA or an identity directory)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := required([2]string{"dir", *dir}); err != nil {
+		return err
+	}
+	if err := certs.UninstallCA(*dir, certs.SystemTrustStore()); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "removed %s from the system trust store\n", filepath.Join(*dir, "ca.crt"))
+	return nil
+}

@@ -1,0 +1,304 @@
+package events
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	// MaxMessageSize bounds one framed protobuf message (a Hello, Request,
+	// Reply or Trailer). Request headers are bounded well below it by the
+	// front end.
+	MaxMessageSize = 1 << 20
+	// MaxChunkSize bounds one body chunk. Writers split larger writes.
+	MaxChunkSize = 1 << 20
+	// bufferSize is the size of the buffered reader and writer on a
+	// stream: large enough that a small event is one write.
+	bufferSize = 32 << 10
+)
+
+var (
+	// ErrTooLarge reports a message or chunk over its size limit.
+	ErrTooLarge = errors.New("events: frame too large")
+	// ErrTruncated reports a stream that ended inside a body.
+	ErrTruncated = errors.New("events: body truncated")
+)
+
+// BodyError is the error a body's producer put in its Trailer: the body
+// ended early and is incomplete.
+type BodyError struct{ Msg string }
+
+func (e *BodyError) Error() string { return "body ended early: " + e.Msg }
+
+// Writer frames messages and bodies onto one direction of a stream. It
+// buffers: call Flush to send what was written. It is not safe for
+// concurrent use: one writer per stream.
+type Writer struct {
+	bw  *bufio.Writer
+	hdr [binary.MaxVarintLen64]byte
+}
+
+// NewWriter returns a Writer on w.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{bw: bufio.NewWriterSize(w, bufferSize)}
+}
+
+// WriteMessage frames m as one length-prefixed message.
+func (w *Writer) WriteMessage(m proto.Message) error {
+	if _, err := protodelim.MarshalTo(w.bw, m); err != nil {
+		return fmt.Errorf("write %T: %w", m, err)
+	}
+	return nil
+}
+
+// WriteChunk frames p as body chunks. An empty p writes nothing (a zero
+// length would be the end marker).
+func (w *Writer) WriteChunk(p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), MaxChunkSize)
+		k := binary.PutUvarint(w.hdr[:], uint64(n))
+		if _, err := w.bw.Write(w.hdr[:k]); err != nil {
+			return err
+		}
+		if _, err := w.bw.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// EndBody writes the end marker and a Trailer carrying errMsg, which is
+// empty when the body is complete.
+func (w *Writer) EndBody(errMsg string) error {
+	if err := w.bw.WriteByte(0); err != nil {
+		return err
+	}
+	return w.WriteMessage(&Trailer{Error: errMsg})
+}
+
+// Flush sends everything buffered.
+func (w *Writer) Flush() error { return w.bw.Flush() }
+
+// CopyBody frames everything src yields as a body, flushing after each
+// read so that a slow producer's output leaves at once, and ends it. A read
+// error other than io.EOF ends the body with that error in the trailer and
+// is returned; a write error is returned as is. buf is the copy buffer.
+func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr error) {
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			n += int64(k)
+			if werr := w.WriteChunk(buf[:k]); werr != nil {
+				return n, nil, werr
+			}
+			if werr := w.bw.Flush(); werr != nil {
+				return n, nil, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if werr := w.EndBody(err.Error()); werr != nil {
+				return n, err, werr
+			}
+			return n, err, w.Flush()
+		}
+	}
+	if err := w.EndBody(""); err != nil {
+		return n, nil, err
+	}
+	return n, nil, w.Flush()
+}
+
+// Reader reads framed messages and bodies from one direction of a stream.
+// It is not safe for concurrent use: one reader per stream.
+type Reader struct {
+	br   *bufio.Reader
+	opts protodelim.UnmarshalOptions
+}
+
+// NewReader returns a Reader on r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{
+		br:   bufio.NewReaderSize(r, bufferSize),
+		opts: protodelim.UnmarshalOptions{MaxSize: MaxMessageSize},
+	}
+}
+
+// ReadMessage reads one length-prefixed message into m. It returns io.EOF
+// if the stream ended cleanly before the message began.
+func (r *Reader) ReadMessage(m proto.Message) error {
+	err := r.opts.UnmarshalFrom(r.br, m)
+	var sizeErr *protodelim.SizeTooLargeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF):
+		return io.EOF
+	case errors.As(err, &sizeErr):
+		return fmt.Errorf("read %T: %w (%d bytes)", m, ErrTooLarge, sizeErr.Size)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("read %T: %w", m, io.ErrUnexpectedEOF)
+	default:
+		return fmt.Errorf("read %T: %w", m, err)
+	}
+}
+
+// Body returns a reader of the body that follows on the stream. It must be
+// read to its end (io.EOF) before anything else is read from r.
+func (r *Reader) Body() *BodyReader { return &BodyReader{r: r} }
+
+// BodyReader reads one framed body. Read returns io.EOF at a complete end,
+// ErrTruncated if the stream ends inside the body, and *BodyError if the
+// producer ended it with an error.
+type BodyReader struct {
+	r    *Reader
+	left uint64 // bytes left in the current chunk
+	err  error  // sticky: set once the body has ended
+}
+
+// Read implements io.Reader.
+func (b *BodyReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, b.err
+	}
+	for b.left == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		b.nextChunk()
+	}
+	if uint64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.br.Read(p)
+	b.left -= uint64(n)
+	if err != nil {
+		b.fail(err)
+		if n > 0 {
+			return n, nil
+		}
+		return 0, b.err
+	}
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo: io.Copy from a body hands out what the
+// stream's buffered reader holds, without another copy buffer.
+func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		for b.left == 0 {
+			if b.err == io.EOF {
+				return total, nil
+			}
+			if b.err != nil {
+				return total, b.err
+			}
+			b.nextChunk()
+		}
+		if b.r.br.Buffered() == 0 {
+			// Wait for at least one byte of the chunk.
+			if _, err := b.r.br.Peek(1); err != nil {
+				b.fail(err)
+				return total, b.err
+			}
+		}
+		buf, _ := b.r.br.Peek(int(min(b.left, uint64(b.r.br.Buffered()))))
+		k, werr := w.Write(buf)
+		_, _ = b.r.br.Discard(k)
+		b.left -= uint64(k)
+		total += int64(k)
+		if werr != nil {
+			return total, werr
+		}
+	}
+}
+
+// nextChunk reads the next chunk header: it sets left, or err at the end.
+func (b *BodyReader) nextChunk() {
+	n, err := binary.ReadUvarint(b.r.br)
+	switch {
+	case err != nil:
+		b.fail(err)
+	case n == 0:
+		b.err = b.readTrailer()
+	case n > MaxChunkSize:
+		b.err = fmt.Errorf("read body: chunk of %d bytes: %w", n, ErrTooLarge)
+	default:
+		b.left = n
+	}
+}
+
+func (b *BodyReader) fail(err error) {
+	b.left = 0
+	b.err = truncated(err)
+}
+
+// Done reports whether the body has been read to its end, complete or not.
+func (b *BodyReader) Done() bool { return b.err != nil }
+
+func (b *BodyReader) readTrailer() error {
+	var t Trailer
+	if err := b.r.ReadMessage(&t); err != nil {
+		return truncated(err)
+	}
+	if t.Error != "" {
+		return &BodyError{Msg: t.Error}
+	}
+	return io.EOF
+}
+
+// Drain reads the rest of the body and discards it, returning nil at a
+// complete end.
+func (b *BodyReader) Drain() error {
+	_, err := io.Copy(io.Discard, b)
+	return err
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return ErrTruncated
+	}
+	return fmt.Errorf("read body: %w", err)
+}
+
+// EndIfEmpty reads the end of the body at once if the body is empty and
+// its end marker has already arrived, and reports whether it did. The
+// sender writes an empty body together with its Request, so this lets a
+// receiver know without blocking that nothing more of the body will come.
+func (b *BodyReader) EndIfEmpty() bool {
+	if b.err != nil {
+		return true
+	}
+	if b.left != 0 || b.r.br.Buffered() == 0 {
+		return false
+	}
+	if c, _ := b.r.br.Peek(1); len(c) == 1 && c[0] == 0 {
+		b.nextChunk()
+		return true
+	}
+	return false
+}
+
+// WaitEnd blocks until the stream ends (nil) or fails (its error). It is
+// for after the last message: any more data is a protocol error.
+func (r *Reader) WaitEnd() error {
+	_, err := r.br.ReadByte()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return err
+	default:
+		return errors.New("events: data after the end of the body")
+	}
+}

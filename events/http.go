@@ -1,0 +1,92 @@
+package events
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// hopByHop are the headers that belong to one HTTP connection, not to the
+// event (RFC 9110 section 7.6.1).
+var hopByHop = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+}
+
+// framing headers are carried by the event itself, not as headers.
+var framing = map[string]bool{
+	"Content-Length": true,
+	"Content-Type":   true,
+	"Host":           true,
+}
+
+// HeadersFromHTTP converts the end-to-end headers of h into event headers:
+// hop-by-hop headers, those named in Connection, and the ones the event
+// carries itself (Content-Length, Content-Type) are left out.
+func HeadersFromHTTP(h http.Header) []*Header {
+	named := map[string]bool{}
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				named[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+	out := make([]*Header, 0, len(h))
+	for k, vs := range h {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if hopByHop[ck] || framing[ck] || named[ck] {
+			continue
+		}
+		out = append(out, &Header{Name: ck, Values: vs})
+	}
+	return out
+}
+
+// HeadersToHTTP adds event headers to dst, leaving out any hop-by-hop or
+// framing header a peer may have put there.
+func HeadersToHTTP(hs []*Header, dst http.Header) {
+	for _, h := range hs {
+		ck := textproto.CanonicalMIMEHeaderKey(h.Name)
+		if !validName(ck) || hopByHop[ck] || framing[ck] {
+			continue
+		}
+		for _, v := range h.Values {
+			if validValue(v) {
+				dst.Add(ck, v)
+			}
+		}
+	}
+}
+
+// validName reports whether s is an HTTP token, so that a peer cannot
+// smuggle a malformed header through the front end.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports whether s holds no control character but tab.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

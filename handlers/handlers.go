@@ -1,0 +1,156 @@
+// Package handlers holds the handler funcs a node serves to its peer: a
+// Registry that names them ("get_time"), dispatches an event to one, and
+// turns what it returns into a reply; plus the built-in handlers.
+//
+// A handler is a Func. It gets the event's context and Request and returns
+// either a *Reply (status, content type, headers, a streamed body) or any
+// other Go value, which is sent as JSON with status 200, or an error:
+//
+//	reg := handlers.NewRegistry()
+//	reg.Handle("get_hello", func(ctx context.Context, req *handlers.Request) (any, error) {
+//		return map[string]string{"hello": req.Peer}, nil
+//	})
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Request is an event as its handler sees it.
+type Request struct {
+	// Peer is the name of the calling node, from its certificate.
+	Peer string
+	// RemoteAddr is the tunnel address of the calling node.
+	RemoteAddr string
+	// ID is the request id; it travels end to end.
+	ID string
+	// Method is the HTTP method of the call, upper case ("GET").
+	Method string
+	// Name is the handler name ("get_time").
+	Name string
+	// Noun holds the noun segments ("time", "utc").
+	Noun []string
+	// Args holds the arguments given after the double slash.
+	Args []string
+	// Query holds the query parameters.
+	Query url.Values
+	// Header holds the caller's end-to-end headers.
+	Header http.Header
+	// ContentType is the content type of Body, if any.
+	ContentType string
+	// Body streams the request body. It is never nil.
+	Body io.Reader
+	// Deadline is when the caller stops waiting for the answer; zero if
+	// there is none. The handler's context carries it too.
+	Deadline time.Time
+
+	ctx context.Context
+}
+
+// Context returns the event's context without the answer deadline: it
+// ends when the caller goes away or the tunnel closes. Use it for work
+// that outlives the answer, such as producing a long streamed body.
+func (r *Request) Context() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
+}
+
+// WithContext returns a shallow copy of r whose Context is ctx.
+func (r *Request) WithContext(ctx context.Context) *Request {
+	r2 := *r
+	r2.ctx = ctx
+	return &r2
+}
+
+// Reply is a handler's answer.
+type Reply struct {
+	// Status is the HTTP status; 0 means 200.
+	Status int
+	// ContentType of Body; empty means application/octet-stream when there
+	// is a body.
+	ContentType string
+	// Header holds extra reply headers.
+	Header http.Header
+	// Body is streamed to the caller and closed afterwards if it is an
+	// io.Closer. nil means an empty body.
+	Body io.Reader
+	// ErrorCode is set on error replies ("no_handler", "handler_error", ...).
+	ErrorCode string
+}
+
+// Func handles one event. See the package documentation for what it may
+// return.
+type Func func(ctx context.Context, req *Request) (any, error)
+
+// Error is an error a handler returns to choose the status and code the
+// caller sees. Any other error is a 500 "handler_error".
+type Error struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf returns an *Error with the given status and code.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Error codes of the error table (DESIGN.md), as they appear in error
+// bodies and Reply.ErrorCode.
+const (
+	CodeBadPath         = "bad_path"
+	CodePeerUnavailable = "peer_unavailable"
+	CodeNoHandler       = "no_handler"
+	CodeHandlerError    = "handler_error"
+	CodeTimeout         = "timeout"
+	CodeTunnelClosed    = "tunnel_closed"
+	CodeTooLarge        = "too_large"
+	CodeBadRequest      = "bad_request"
+)
+
+// Name derives a handler name from an HTTP method and noun segments:
+// lower-case method, '_', the segments joined by '_'. ("GET", ["time",
+// "utc"]) is "get_time_utc".
+func Name(method string, noun []string) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	for _, n := range noun {
+		b.WriteByte('_')
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// ErrBadName reports a handler name Handle refuses.
+var ErrBadName = errors.New("handlers: bad handler name")
+
+// checkName accepts names of the form "<method>_<noun>", where method is
+// letters and the whole is printable without spaces or slashes.
+func checkName(name string) error {
+	method, noun, ok := strings.Cut(name, "_")
+	if !ok || method == "" || noun == "" {
+		return fmt.Errorf("%w %q: want <method>_<noun>, like get_time", ErrBadName, name)
+	}
+	for _, c := range method {
+		if c < 'a' || c > 'z' {
+			return fmt.Errorf("%w %q: the method part must be lower-case letters", ErrBadName, name)
+		}
+	}
+	for _, c := range name {
+		if c <= ' ' || c == '/' || c == 0x7f {
+			return fmt.Errorf("%w %q: no spaces, slashes or control characters", ErrBadName, name)
+		}
+	}
+	return nil
+}

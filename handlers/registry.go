@@ -1,0 +1,210 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"sync"
+)
+
+// Registry maps handler names to funcs and dispatches events to them. It
+// is safe for concurrent use; handlers may be added while it serves.
+type Registry struct {
+	log   *slog.Logger
+	mu    sync.RWMutex
+	funcs map[string]Func
+}
+
+// Option configures a Registry.
+type Option func(*Registry)
+
+// WithLogger sets the logger for handler panics. The default discards.
+func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } }
+
+// NewRegistry returns an empty Registry.
+func NewRegistry(opts ...Option) *Registry {
+	r := &Registry{funcs: map[string]Func{}, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Handle registers f under name ("get_time", "post_upload"), replacing any
+// earlier func of that name. It returns ErrBadName for a name no path can
+// reach, and an error for a nil f.
+func (r *Registry) Handle(name string, f Func) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if f == nil {
+		return fmt.Errorf("handlers: nil func for %q", name)
+	}
+	r.mu.Lock()
+	r.funcs[name] = f
+	r.mu.Unlock()
+	return nil
+}
+
+// MustHandle is Handle for registrations fixed in the program's source:
+// it panics on an error.
+func (r *Registry) MustHandle(name string, f Func) {
+	if err := r.Handle(name, f); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns the func registered under name.
+func (r *Registry) Lookup(name string) (Func, bool) {
+	r.mu.RLock()
+	f, ok := r.funcs[name]
+	r.mu.RUnlock()
+	return f, ok
+}
+
+// Names returns the registered names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	names := make([]string, 0, len(r.funcs))
+	for n := range r.funcs {
+		names = append(names, n)
+	}
+	r.mu.RUnlock()
+	sort.Strings(names)
+	return names
+}
+
+// Dispatch runs the handler req names and returns its reply; it never
+// fails: a missing handler, an error, a panic or a passed deadline each
+// become the error reply of the error table. ctx carries the deadline;
+// req.Context() should be ctx without it.
+//
+// A handler that ignores its context does not hold the caller: when ctx
+// ends first, Dispatch answers 504 and lets the handler finish on its own.
+func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
+	if req.Name == "" {
+		req.Name = Name(req.Method, req.Noun)
+	}
+	f, ok := r.Lookup(req.Name)
+	if !ok {
+		return ErrorReply(http.StatusNotFound, CodeNoHandler,
+			fmt.Sprintf("no handler %s on this node", req.Name))
+	}
+	if err := ctx.Err(); err != nil {
+		return ctxReply(err)
+	}
+	done := make(chan *Reply, 1)
+	go func() { done <- r.call(ctx, f, req) }()
+	select {
+	case rep := <-done:
+		return rep
+	case <-ctx.Done():
+		// The reply, when the handler gets to it, is nobody's: close it.
+		go func() { closeBody(<-done) }()
+		return ctxReply(ctx.Err())
+	}
+}
+
+func ctxReply(err error) *Reply {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrorReply(http.StatusGatewayTimeout, CodeTimeout, "handler did not answer before the deadline")
+	}
+	// The caller went away; nobody reads this reply.
+	return ErrorReply(499, CodeTunnelClosed, "caller went away")
+}
+
+// call runs f and turns its result into a Reply, recovering a panic.
+func (r *Registry) call(ctx context.Context, f Func, req *Request) (rep *Reply) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("handler panicked", "handler", req.Name, "req", req.ID,
+				"peer", req.Peer, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			rep = ErrorReply(http.StatusInternalServerError, CodeHandlerError,
+				fmt.Sprintf("handler %s panicked: %v", req.Name, p))
+		}
+	}()
+	v, err := f(ctx, req)
+	if err != nil {
+		closeBody(ToReply(v))
+		var he *Error
+		switch {
+		case errors.As(err, &he):
+			status := he.Status
+			if status == 0 {
+				status = http.StatusInternalServerError
+			}
+			code := he.Code
+			if code == "" {
+				code = CodeHandlerError
+			}
+			return ErrorReply(status, code, he.Msg)
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+			return ctxReply(ctx.Err())
+		default:
+			return ErrorReply(http.StatusInternalServerError, CodeHandlerError, err.Error())
+		}
+	}
+	return ToReply(v)
+}
+
+// ToReply turns a handler's return value into a Reply: a *Reply or Reply
+// as it is, []byte and io.Reader as an application/octet-stream body, and
+// anything else as JSON.
+func ToReply(v any) *Reply {
+	switch x := v.(type) {
+	case *Reply:
+		if x == nil {
+			return JSONReply(http.StatusOK, nil)
+		}
+		return x
+	case Reply:
+		return &x
+	case []byte:
+		return &Reply{Status: http.StatusOK, ContentType: "application/octet-stream", Body: bytes.NewReader(x)}
+	case io.Reader:
+		return &Reply{Status: http.StatusOK, ContentType: "application/octet-stream", Body: x}
+	default:
+		return JSONReply(http.StatusOK, v)
+	}
+}
+
+// JSONReply encodes v as a JSON reply with the given status. A value that
+// cannot be encoded gives a 500 handler_error.
+func JSONReply(status int, v any) *Reply {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ErrorReply(http.StatusInternalServerError, CodeHandlerError,
+			fmt.Sprintf("encode reply as JSON: %v", err))
+	}
+	b = append(b, '\n')
+	return &Reply{Status: status, ContentType: "application/json", Body: bytes.NewReader(b)}
+}
+
+// ErrorBody is the JSON body of every error reply.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// ErrorReply returns the error reply {"error": msg, "code": code}.
+func ErrorReply(status int, code, msg string) *Reply {
+	b, _ := json.Marshal(ErrorBody{Error: msg, Code: code})
+	b = append(b, '\n')
+	return &Reply{Status: status, ContentType: "application/json", Body: bytes.NewReader(b), ErrorCode: code}
+}
+
+func closeBody(rep *Reply) {
+	if rep == nil {
+		return
+	}
+	if c, ok := rep.Body.(io.Closer); ok {
+		_ = c.Close()
+	}
+}

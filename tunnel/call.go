@@ -1,0 +1,227 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/restpipe/restpipe/events"
+)
+
+// Response is the peer's answer to an event. Its Body streams the reply;
+// the caller must Close it, which ends the event and frees its stream.
+type Response struct {
+	// Status is the HTTP status the peer answered.
+	Status int
+	// ContentType of Body.
+	ContentType string
+	// Header holds the reply headers the handler set.
+	Header http.Header
+	// ErrorCode is set on error replies ("no_handler", ...).
+	ErrorCode string
+	// Body streams the reply body. A body cut short returns an error
+	// wrapping ErrTunnelClosed, or an *events.BodyError when the handler's
+	// side could not finish it.
+	Body io.ReadCloser
+
+	ex *exchange
+}
+
+// UploadErr returns the error that ended the request body's upload early,
+// if any (for example ErrBodyTooLarge).
+func (r *Response) UploadErr() error { return r.ex.uploadErr() }
+
+// bodyAborter is a request body whose blocked Read can be interrupted, so
+// that an event that ends does not wait on a slow uploader.
+type bodyAborter interface{ abortRead() }
+
+// exchange is one event on the sending side.
+type exchange struct {
+	p   *peer
+	st  *yamux.Stream
+	ctx context.Context
+
+	mu       sync.Mutex
+	aborted  bool
+	upErr    error
+	upDone   chan struct{} // closed when the upload goroutine ends; nil if none
+	body     io.Reader
+	stopWake func() bool
+	once     sync.Once
+}
+
+// call sends ev with body (nil for none) to the peer and waits for the
+// reply header: until ctx ends or, if ev.TimeoutMs is set, that long.
+func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
+	if !p.inflight.add() {
+		return nil, fmt.Errorf("%w: %s is shutting down", ErrPeerUnavailable, p.info.Name)
+	}
+	st, err := p.sess.OpenStream()
+	if err != nil {
+		p.inflight.done()
+		return nil, fmt.Errorf("%w: open stream to %s: %v", ErrTunnelClosed, p.info.Name, err)
+	}
+	ex := &exchange{p: p, st: st, ctx: ctx, body: body}
+	ex.stopWake = context.AfterFunc(ctx, ex.abort)
+
+	w := events.NewWriter(st)
+	if err := w.WriteMessage(ev); err != nil {
+		ex.finish()
+		return nil, ex.classify(err)
+	}
+	if body == nil || body == http.NoBody {
+		err = w.EndBody("")
+		if err == nil {
+			err = w.Flush()
+		}
+	} else {
+		err = w.Flush()
+		if err == nil {
+			ex.upDone = make(chan struct{})
+			go ex.upload(w, body)
+		}
+	}
+	if err != nil {
+		ex.finish()
+		return nil, ex.classify(err)
+	}
+
+	r := events.NewReader(st)
+	if ev.TimeoutMs > 0 {
+		_ = st.SetReadDeadline(time.Now().Add(time.Duration(ev.TimeoutMs) * time.Millisecond))
+	}
+	var rep events.Reply
+	if err := r.ReadMessage(&rep); err != nil {
+		ex.finish()
+		return nil, ex.classify(err)
+	}
+	ex.mu.Lock()
+	if !ex.aborted {
+		_ = st.SetReadDeadline(time.Time{})
+	}
+	ex.mu.Unlock()
+
+	header := http.Header{}
+	events.HeadersToHTTP(rep.Headers, header)
+	return &Response{
+		Status:      int(rep.Status),
+		ContentType: rep.ContentType,
+		Header:      header,
+		ErrorCode:   rep.ErrorCode,
+		Body:        &replyBody{body: r.Body(), ex: ex},
+		ex:          ex,
+	}, nil
+}
+
+// upload streams the request body after the header.
+func (ex *exchange) upload(w *events.Writer, body io.Reader) {
+	defer close(ex.upDone)
+	buf := ex.p.bufs.Get().(*[]byte)
+	defer ex.p.bufs.Put(buf)
+	_, srcErr, dstErr := w.CopyBody(body, *buf)
+	if srcErr != nil {
+		ex.mu.Lock()
+		ex.upErr = srcErr
+		ex.mu.Unlock()
+		if errors.Is(srcErr, ErrBodyTooLarge) {
+			ex.abort() // nobody may answer a request that is not allowed
+		}
+		return
+	}
+	if dstErr != nil && ex.ctx.Err() == nil {
+		ex.p.log.Debug("upload request body", "err", dstErr)
+	}
+}
+
+func (ex *exchange) uploadErr() error {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	return ex.upErr
+}
+
+// abort gives up on the event: it half-closes the stream, which tells the
+// peer to cancel its handler, and wakes whatever waits on the stream.
+func (ex *exchange) abort() {
+	ex.mu.Lock()
+	ex.aborted = true
+	ex.mu.Unlock()
+	_ = ex.st.SetDeadline(time.Now())
+	_ = ex.st.Close()
+}
+
+// finish ends the event: it frees the stream and waits for the upload to
+// stop. It runs once.
+func (ex *exchange) finish() {
+	ex.once.Do(func() {
+		ex.stopWake()
+		_ = ex.st.Close()
+		if ex.upDone != nil {
+			select {
+			case <-ex.upDone:
+			default:
+				_ = ex.st.SetWriteDeadline(time.Now())
+				if a, ok := ex.body.(bodyAborter); ok {
+					a.abortRead()
+				}
+				<-ex.upDone
+			}
+		}
+		ex.p.inflight.done()
+	})
+}
+
+// classify maps a stream error to the errors of the error table.
+func (ex *exchange) classify(err error) error {
+	name := ex.p.info.Name
+	if cerr := ex.ctx.Err(); cerr != nil {
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %s", ErrTimeout, name)
+		}
+		return fmt.Errorf("event to %s: %w", name, context.Cause(ex.ctx))
+	}
+	if up := ex.uploadErr(); errors.Is(up, ErrBodyTooLarge) {
+		return up
+	}
+	if errors.Is(err, yamux.ErrTimeout) {
+		return fmt.Errorf("%w: %s", ErrTimeout, name)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrTunnelClosed, name, err)
+}
+
+// replyBody is Response.Body.
+type replyBody struct {
+	body *events.BodyReader
+	ex   *exchange
+}
+
+func (b *replyBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	return n, b.mapErr(err)
+}
+
+func (b *replyBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := b.body.WriteTo(w)
+	return n, b.mapErr(err)
+}
+
+func (b *replyBody) mapErr(err error) error {
+	var be *events.BodyError
+	switch {
+	case err == nil || err == io.EOF || errors.As(err, &be):
+		return err
+	default:
+		return b.ex.classify(err)
+	}
+}
+
+// Close ends the event.
+func (b *replyBody) Close() error {
+	b.ex.finish()
+	return nil
+}

@@ -1,0 +1,199 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/yamux"
+
+	"github.com/restpipe/restpipe/events"
+)
+
+// Client is a node that keeps one mTLS connection to the server: it
+// reconnects forever, with jittered exponential backoff, serves the
+// server's events and sends events to it.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	bufs *sync.Pool
+
+	mu        sync.Mutex
+	cur       *peer
+	connected chan struct{} // closed while connected; replaced on disconnect
+}
+
+// NewClient checks cfg and returns a Client.
+func NewClient(cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		bufs:      newBufPool(),
+		connected: make(chan struct{}),
+	}, nil
+}
+
+// Name is the client's own name, from its certificate.
+func (c *Client) Name() string { return c.cfg.nodeName() }
+
+// Run keeps the client connected to the server at addr until ctx ends,
+// then shuts down gracefully (events in flight get ShutdownTimeout to
+// finish). It never gives up on its own: connection failures are logged
+// and retried after a jittered, exponentially growing delay between
+// ReconnectMin and ReconnectMax, which starts again from ReconnectMin
+// after a connection that stayed up StableAfter. It returns nil when ctx
+// ends.
+func (c *Client) Run(ctx context.Context, addr string) error {
+	serverName := c.cfg.ServerName
+	if serverName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("server address %q: %w", addr, err)
+		}
+		serverName = host
+	}
+	tlsConf := c.cfg.clientTLS(serverName)
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.cfg.ReconnectMin),
+		backoff.WithMaxInterval(c.cfg.ReconnectMax),
+		backoff.WithMaxElapsedTime(0), // never stop retrying
+	)
+	for attempt := 1; ; attempt++ {
+		p, err := c.connect(ctx, addr, tlsConf)
+		if err == nil {
+			attempt = 0
+			reason := c.runSession(ctx, p)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if time.Since(p.info.ConnectedSince) >= c.cfg.StableAfter {
+				b.Reset()
+			}
+			err = fmt.Errorf("disconnected: %s", disconnectReason(reason))
+		} else if ctx.Err() != nil {
+			return nil
+		}
+		delay := b.NextBackOff()
+		c.log.Warn("not connected to server", "server", addr, "err", err,
+			"attempt", attempt, "retry_in", delay.Round(time.Millisecond))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// connect dials, runs TLS and the hello exchange.
+func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) (*peer, error) {
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: tlsConf}
+	conn, err := d.DialContext(hctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	tc := conn.(*tls.Conn)
+	certs := tc.ConnectionState().PeerCertificates
+	sess, err := yamux.Client(tc, c.cfg.yamux())
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("yamux: %w", err)
+	}
+	h, err := clientHello(hctx, sess, &c.cfg)
+	if err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("hello to %s: %w", addr, err)
+	}
+	info := PeerInfo{
+		Name:           certs[0].Subject.CommonName,
+		RemoteAddr:     conn.RemoteAddr().String(),
+		ConnectedSince: time.Now().UTC(),
+		Version:        h.SoftwareVersion,
+	}
+	return newPeer(&c.cfg, tc, sess, info, c.bufs), nil
+}
+
+// runSession serves p until its session ends or ctx ends (then it drains
+// p gracefully), and returns why it ended.
+func (c *Client) runSession(ctx context.Context, p *peer) error {
+	c.mu.Lock()
+	c.cur = p
+	close(c.connected)
+	c.mu.Unlock()
+	p.log.Info("connected to server", "version", p.info.Version)
+
+	drained := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(drained)
+		sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
+		defer cancel()
+		p.shutdown(sctx)
+	})
+	reason := p.serve()
+	if !stop() {
+		<-drained
+	}
+	p.close()
+
+	c.mu.Lock()
+	c.cur = nil
+	c.connected = make(chan struct{})
+	c.mu.Unlock()
+	if ctx.Err() == nil {
+		p.log.Warn("disconnected from server", "reason", disconnectReason(reason),
+			"connected_for", time.Since(p.info.ConnectedSince).Round(time.Millisecond))
+	} else {
+		p.log.Info("disconnected from server: shutting down")
+	}
+	return reason
+}
+
+func (c *Client) peer() *peer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// WaitConnected blocks until the client is connected or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.connected
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Server describes the server while connected.
+func (c *Client) Server() (PeerInfo, bool) {
+	if p := c.peer(); p != nil {
+		return p.info, true
+	}
+	return PeerInfo{}, false
+}
+
+// Call sends ev (with body, nil for none) to the server and returns its
+// reply. See Response.
+func (c *Client) Call(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
+	p := c.peer()
+	if p == nil {
+		return nil, fmt.Errorf("%w: not connected to the server", ErrPeerUnavailable)
+	}
+	return p.call(ctx, ev, body)
+}

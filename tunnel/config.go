@@ -1,0 +1,183 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/restpipe/restpipe/handlers"
+)
+
+// Dispatcher answers the events a peer sends. *handlers.Registry is one.
+type Dispatcher interface {
+	// Dispatch runs one event and returns its reply; it never returns nil.
+	// ctx carries the answer deadline.
+	Dispatch(ctx context.Context, req *handlers.Request) *handlers.Reply
+}
+
+// Config configures a Server or a Client. Start from DefaultConfig.
+type Config struct {
+	// Certificate is this node's identity; its Common Name is the node's
+	// name. Required.
+	Certificate tls.Certificate
+	// CA verifies the peer's certificate. Required.
+	CA *x509.CertPool
+	// ServerName is the name a client checks the server certificate
+	// against. Default: the host of the address the client dials.
+	ServerName string
+	// Handler answers the peer's events. Default: an empty registry, so
+	// every event is 404 no_handler.
+	Handler Dispatcher
+	// Logger receives the node's logs. Default: discard.
+	Logger *slog.Logger
+	// Version is the software version sent in the hello, for logs.
+	Version string
+
+	// HandshakeTimeout bounds TCP connect, the TLS handshake and the hello
+	// exchange. Default 10 s.
+	HandshakeTimeout time.Duration
+	// KeepAliveInterval is how often each side pings the other. A dead
+	// peer is detected within KeepAliveInterval + WriteTimeout. Default 15 s.
+	KeepAliveInterval time.Duration
+	// WriteTimeout bounds one write to the connection, and how long a ping
+	// waits for its answer. Default 10 s.
+	WriteTimeout time.Duration
+	// StreamWindow is the receive window of each stream, in bytes: one
+	// stream's throughput is at most StreamWindow / RTT, and a stream
+	// whose reader is slow holds at most this much. Default 1 MiB.
+	StreamWindow uint32
+	// AcceptBacklog bounds the streams opened by the peer and not yet
+	// accepted, and those this side opened and the peer has not yet
+	// acknowledged. Default 1024.
+	AcceptBacklog int
+
+	// DefaultTimeout is how long the front end waits for an answer when
+	// the caller sets no X-Restpipe-Timeout. Default 30 s.
+	DefaultTimeout time.Duration
+	// MaxTimeout caps X-Restpipe-Timeout. Default 1 h.
+	MaxTimeout time.Duration
+	// MaxBodyBytes is the largest request body the front end accepts
+	// (413 too_large above it); 0 means no limit. Default 0.
+	MaxBodyBytes int64
+	// BodyIdleTimeout bounds the wait for each piece of a request body
+	// from a front-end caller. Default 60 s.
+	BodyIdleTimeout time.Duration
+	// ShutdownTimeout bounds how long events in flight may finish once
+	// the node is asked to stop. Default 10 s.
+	ShutdownTimeout time.Duration
+
+	// ReconnectMin and ReconnectMax bound the client's jittered
+	// exponential backoff between connection attempts. It never gives up.
+	// Defaults 500 ms and 30 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// StableAfter is how long a connection must have stayed up for the
+	// backoff to start again from ReconnectMin. Default 30 s.
+	StableAfter time.Duration
+}
+
+// DefaultConfig returns a Config with every default filled in; the caller
+// sets Certificate, CA and Handler.
+func DefaultConfig() Config {
+	return Config{
+		HandshakeTimeout:  10 * time.Second,
+		KeepAliveInterval: 15 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		StreamWindow:      1 << 20,
+		AcceptBacklog:     1024,
+		DefaultTimeout:    30 * time.Second,
+		MaxTimeout:        time.Hour,
+		BodyIdleTimeout:   60 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+		ReconnectMin:      500 * time.Millisecond,
+		ReconnectMax:      30 * time.Second,
+		StableAfter:       30 * time.Second,
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&c.HandshakeTimeout, d.HandshakeTimeout)
+	setDur(&c.KeepAliveInterval, d.KeepAliveInterval)
+	setDur(&c.WriteTimeout, d.WriteTimeout)
+	setDur(&c.DefaultTimeout, d.DefaultTimeout)
+	setDur(&c.MaxTimeout, d.MaxTimeout)
+	setDur(&c.BodyIdleTimeout, d.BodyIdleTimeout)
+	setDur(&c.ShutdownTimeout, d.ShutdownTimeout)
+	setDur(&c.ReconnectMin, d.ReconnectMin)
+	setDur(&c.ReconnectMax, d.ReconnectMax)
+	setDur(&c.StableAfter, d.StableAfter)
+	if c.StreamWindow == 0 {
+		c.StreamWindow = d.StreamWindow
+	}
+	if c.AcceptBacklog == 0 {
+		c.AcceptBacklog = d.AcceptBacklog
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Handler == nil {
+		c.Handler = handlers.NewRegistry()
+	}
+	switch {
+	case len(c.Certificate.Certificate) == 0:
+		return c, errors.New("tunnel: config has no certificate")
+	case c.CA == nil:
+		return c, errors.New("tunnel: config has no CA")
+	case c.ReconnectMax < c.ReconnectMin:
+		return c, fmt.Errorf("tunnel: ReconnectMax %v is below ReconnectMin %v", c.ReconnectMax, c.ReconnectMin)
+	case c.MaxBodyBytes < 0:
+		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	}
+	if err := yamux.VerifyConfig(c.yamux()); err != nil {
+		return c, fmt.Errorf("tunnel: %w", err)
+	}
+	return c, nil
+}
+
+// yamux returns the session config both ends use.
+func (c Config) yamux() *yamux.Config {
+	y := yamux.DefaultConfig()
+	y.AcceptBacklog = c.AcceptBacklog
+	y.EnableKeepAlive = true
+	y.KeepAliveInterval = c.KeepAliveInterval
+	y.ConnectionWriteTimeout = c.WriteTimeout
+	y.MaxStreamWindowSize = c.StreamWindow
+	y.StreamCloseTimeout = time.Minute
+	y.LogOutput = nil
+	y.Logger = slog.NewLogLogger(c.Logger.With("part", "yamux").Handler(), slog.LevelWarn)
+	return y
+}
+
+// nodeName is the Common Name of the node's own certificate.
+func (c Config) nodeName() string {
+	if leaf := c.leaf(); leaf != nil {
+		return leaf.Subject.CommonName
+	}
+	return ""
+}
+
+func (c Config) leaf() *x509.Certificate {
+	if c.Certificate.Leaf != nil {
+		return c.Certificate.Leaf
+	}
+	if len(c.Certificate.Certificate) == 0 {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
+}

@@ -1,0 +1,310 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/handlers"
+)
+
+// Headers the front end reads and writes.
+const (
+	// HeaderRequestID carries the request id; a caller may set its own.
+	HeaderRequestID = "X-Request-Id"
+	// HeaderTimeout sets how long to wait for the answer: a Go duration
+	// ("2s", "500ms") or a number of seconds ("2.5").
+	HeaderTimeout = "X-Restpipe-Timeout"
+	// HeaderReturnCode repeats the status, for callers written against
+	// RestPipe.
+	HeaderReturnCode = "X-Event-Return-Code"
+)
+
+// frontend is a node's local HTTP front end. It does not use
+// http.ServeMux, which would clean the "//" of argument paths.
+type frontend struct {
+	cfg     *Config
+	log     *slog.Logger
+	target  events.Target
+	call    func(ctx context.Context, peer string, ev *events.Request, body io.Reader) (*Response, error)
+	clients func() []PeerInfo // nil on a client node
+}
+
+// Frontend returns the server node's front end: "/client/<name>/<noun>"
+// calls client <name>, "GET /clients" lists the connected clients.
+func (s *Server) Frontend() http.Handler {
+	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients}
+}
+
+// Frontend returns the client node's front end: "/server/<noun>" calls
+// the server.
+func (c *Client) Frontend() http.Handler {
+	call := func(ctx context.Context, _ string, ev *events.Request, body io.Reader) (*Response, error) {
+		return c.Call(ctx, ev, body)
+	}
+	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call}
+}
+
+func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r.Header.Get(HeaderRequestID))
+	w.Header().Set(HeaderRequestID, id)
+	status, code := f.serve(w, r, id)
+	f.log.Debug("front end", "req", id, "method", r.Method, "path", r.URL.EscapedPath(),
+		"status", status, "code", code, "duration", time.Since(start))
+}
+
+// serve answers one front-end request and returns the status and error
+// code it answered, for the log.
+func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int, string) {
+	path, err := events.ParsePath(r.URL.EscapedPath())
+	if err == nil && path.Target != f.target && !(path.Target == events.TargetClients && f.clients != nil) {
+		err = fmt.Errorf("%w: %s", events.ErrBadPath, f.pathHint())
+	}
+	if err != nil {
+		return writeError(w, http.StatusNotFound, handlers.CodeBadPath, err.Error())
+	}
+	if path.Target == events.TargetClients {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			return writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/clients takes GET")
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"clients": f.clients()})
+		return http.StatusOK, ""
+	}
+	timeout, err := f.timeout(r.Header.Get(HeaderTimeout))
+	if err != nil {
+		return writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
+	}
+	if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength > max {
+		return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
+			fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, max))
+	}
+
+	ev := &events.Request{
+		Id:          id,
+		Method:      r.Method,
+		Noun:        path.Noun,
+		Args:        path.Args,
+		Query:       r.URL.RawQuery,
+		ContentType: r.Header.Get("Content-Type"),
+		Headers:     events.HeadersFromHTTP(r.Header),
+		TimeoutMs:   timeout.Milliseconds(),
+		RawPath:     path.Rest,
+		RemoteAddr:  r.RemoteAddr,
+	}
+	var body io.Reader
+	if r.Body != nil && r.Body != http.NoBody {
+		body = newFrontBody(w, r.Body, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
+	}
+	resp, err := f.call(r.Context(), path.Peer, ev, body)
+	if err == nil {
+		if up := resp.UploadErr(); errors.Is(up, ErrBodyTooLarge) {
+			resp.Body.Close()
+			err = up
+		}
+	}
+	if err != nil {
+		return f.writeCallError(w, r, path, err)
+	}
+	defer resp.Body.Close()
+
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	if resp.ContentType != "" {
+		h.Set("Content-Type", resp.ContentType)
+	}
+	h.Set(HeaderRequestID, id)
+	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
+	w.WriteHeader(resp.Status)
+	if _, err := io.Copy(flushWriter{w: w, rc: http.NewResponseController(w)}, resp.Body); err != nil {
+		if r.Context().Err() == nil {
+			f.log.Warn("reply cut short", "req", id, "err", err)
+			// Cut the connection, so that the caller sees an incomplete
+			// reply rather than a short one that looks whole.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	return resp.Status, resp.ErrorCode
+}
+
+func (f *frontend) pathHint() string {
+	if f.target == events.TargetServer {
+		return "this is a client node: call the server with /server/<noun>[//arg/...]"
+	}
+	return "this is the server node: call a client with /client/<name>/<noun>[//arg/...], list them with /clients"
+}
+
+// writeCallError answers a failed call with its row of the error table.
+func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, path events.Path, err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrPeerUnavailable):
+		return writeError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, err.Error())
+	case errors.Is(err, ErrTimeout):
+		return writeError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, err.Error())
+	case errors.Is(err, ErrBodyTooLarge):
+		return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge, err.Error())
+	case r.Context().Err() != nil:
+		return 499, "caller_gone" // nobody is left to answer
+	default:
+		return writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, err.Error())
+	}
+}
+
+// timeout parses X-Restpipe-Timeout.
+func (f *frontend) timeout(v string) (time.Duration, error) {
+	if v == "" {
+		return f.cfg.DefaultTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil {
+			return 0, fmt.Errorf("%s %q: want a duration like 5s or a number of seconds", HeaderTimeout, v)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	}
+	if d < time.Millisecond || d > f.cfg.MaxTimeout {
+		return 0, fmt.Errorf("%s %q: must be from 1ms to %v", HeaderTimeout, v, f.cfg.MaxTimeout)
+	}
+	return d, nil
+}
+
+// requestID returns the caller's id if it is sensible, else a new one.
+func requestID(given string) string {
+	if n := len(given); n > 0 && n <= 128 && strings.IndexFunc(given, badIDRune) < 0 {
+		return given
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func badIDRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes the error body {"error": msg, "code": code}.
+func writeError(w http.ResponseWriter, status int, code, msg string) (int, string) {
+	w.Header().Set(HeaderReturnCode, strconv.Itoa(status))
+	writeJSON(w, status, handlers.ErrorBody{Error: msg, Code: code})
+	return status, code
+}
+
+// flushWriter sends each write to the caller at once, so that a streamed
+// reply arrives as it is produced.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}
+
+// frontBody is a front-end request body: it enforces the size limit and
+// an idle timeout per read, and can be interrupted when the event ends.
+type frontBody struct {
+	body    io.ReadCloser
+	rc      *http.ResponseController
+	max     int64 // 0: no limit
+	n       int64
+	idle    time.Duration
+	mu      sync.Mutex
+	aborted bool
+}
+
+func newFrontBody(w http.ResponseWriter, body io.ReadCloser, max int64, idle time.Duration) *frontBody {
+	return &frontBody{body: body, rc: http.NewResponseController(w), max: max, idle: idle}
+}
+
+func (b *frontBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.aborted {
+		b.mu.Unlock()
+		return 0, errors.New("event ended")
+	}
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	b.mu.Unlock()
+	if b.max > 0 && int64(len(p)) > b.max-b.n+1 {
+		p = p[:b.max-b.n+1]
+	}
+	n, err := b.body.Read(p)
+	b.n += int64(n)
+	if b.max > 0 && b.n > b.max {
+		return 0, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, b.max)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return n, fmt.Errorf("request body: nothing received for %v", b.idle)
+	}
+	return n, err
+}
+
+func (b *frontBody) abortRead() {
+	b.mu.Lock()
+	b.aborted = true
+	_ = b.rc.SetReadDeadline(time.Now())
+	b.mu.Unlock()
+}
+
+// ServeFrontend serves h, a node's front end, on ln until ctx ends, then
+// shuts down gracefully within cfg.ShutdownTimeout. Request headers are
+// bounded in size (64 KiB) and time (10 s).
+func ServeFrontend(ctx context.Context, ln net.Listener, h http.Handler, cfg Config) error {
+	shutdownTimeout := cfg.ShutdownTimeout
+	if shutdownTimeout == 0 {
+		shutdownTimeout = DefaultConfig().ShutdownTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	logger.Info("front end listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("front end %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	<-errc
+	return nil
+}

@@ -1,0 +1,273 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/handlers"
+)
+
+// PeerInfo describes a connected peer.
+type PeerInfo struct {
+	// Name is the peer's certificate Common Name.
+	Name string `json:"name"`
+	// RemoteAddr is the address its connection comes from.
+	RemoteAddr string `json:"remote_addr"`
+	// ConnectedSince is when its session was established.
+	ConnectedSince time.Time `json:"connected_since"`
+	// Version is the software version it announced.
+	Version string `json:"version,omitempty"`
+}
+
+// peer is one live session with the node at the other end.
+type peer struct {
+	cfg  *Config
+	log  *slog.Logger
+	info PeerInfo
+	conn net.Conn
+	sess *yamux.Session
+
+	// ctx ends when the session ends; it parents every event's context.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	inflight inflight
+	bufs     *sync.Pool
+}
+
+func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, info PeerInfo, bufs *sync.Pool) *peer {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &peer{
+		cfg:    cfg,
+		log:    cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
+		info:   info,
+		conn:   conn,
+		sess:   sess,
+		ctx:    ctx,
+		cancel: cancel,
+		bufs:   bufs,
+	}
+}
+
+// serve accepts and serves the peer's event streams until the session
+// ends, and returns why it ended.
+func (p *peer) serve() error {
+	defer p.cancel()
+	for {
+		st, err := p.sess.AcceptStream()
+		if err != nil {
+			return err
+		}
+		if !p.inflight.add() {
+			_ = st.Close() // draining: no new events
+			continue
+		}
+		go func() {
+			defer p.inflight.done()
+			p.serveStream(st)
+		}()
+	}
+}
+
+// shutdown stops the peer from opening new streams, lets events in
+// flight finish until ctx ends, then closes the session.
+func (p *peer) shutdown(ctx context.Context) {
+	_ = p.sess.GoAway()
+	select {
+	case <-p.inflight.drain():
+	case <-ctx.Done():
+		p.log.Warn("closing with events still in flight", "events", p.inflight.count())
+	}
+	_ = p.sess.Close()
+}
+
+// close ends the session at once.
+func (p *peer) close() { _ = p.sess.Close() }
+
+// serveStream serves one event stream: it reads the Request, dispatches
+// it and writes the Reply.
+func (p *peer) serveStream(st *yamux.Stream) {
+	defer st.Close()
+	r := events.NewReader(st)
+	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
+	var ev events.Request
+	if err := r.ReadMessage(&ev); err != nil {
+		p.log.Debug("read event", "err", err)
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	start := time.Now()
+
+	// ctx ends when the caller gives up (the sender half-closes), when the
+	// session ends, or when this event is over. Either way, it wakes any
+	// read or write blocked on the stream.
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+
+	body := r.Body()
+	watchOnce := sync.OnceFunc(func() {
+		go func() {
+			if err := r.WaitEnd(); err != nil && !errors.Is(err, yamux.ErrTimeout) {
+				p.log.Debug("event stream", "req", ev.Id, "err", err)
+			}
+			cancel()
+		}()
+	})
+	var reqBody io.Reader = &endWatcher{body: body, onEnd: watchOnce}
+	if body.EndIfEmpty() {
+		reqBody = http.NoBody
+		watchOnce()
+	}
+
+	query, _ := url.ParseQuery(ev.Query)
+	header := http.Header{}
+	events.HeadersToHTTP(ev.Headers, header)
+	req := &handlers.Request{
+		Peer:        p.info.Name,
+		RemoteAddr:  p.info.RemoteAddr,
+		ID:          ev.Id,
+		Method:      ev.Method,
+		Noun:        ev.Noun,
+		Args:        ev.Args,
+		Query:       query,
+		Header:      header,
+		ContentType: ev.ContentType,
+		Body:        reqBody,
+	}
+	req.Name = handlers.Name(req.Method, req.Noun)
+	req = req.WithContext(ctx)
+	dctx := ctx
+	if ev.TimeoutMs > 0 {
+		req.Deadline = start.Add(time.Duration(ev.TimeoutMs) * time.Millisecond)
+		var cancelD context.CancelFunc
+		dctx, cancelD = context.WithDeadline(ctx, req.Deadline)
+		defer cancelD()
+	}
+
+	rep := p.cfg.Handler.Dispatch(dctx, req)
+	n, err := p.writeReply(st, rep)
+	level := slog.LevelDebug
+	if err != nil && ctx.Err() == nil {
+		level = slog.LevelWarn
+	}
+	p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
+		"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
+		"duration", time.Since(start), "err", err)
+}
+
+// writeReply writes rep and its body on st.
+func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) {
+	if c, ok := rep.Body.(io.Closer); ok {
+		defer c.Close()
+	}
+	status := rep.Status
+	if status == 0 {
+		status = http.StatusOK
+		rep.Status = status
+	}
+	ct := rep.ContentType
+	if ct == "" && rep.Body != nil && rep.Body != http.NoBody {
+		ct = "application/octet-stream"
+	}
+	w := events.NewWriter(st)
+	msg := &events.Reply{
+		Status:      int32(status),
+		ContentType: ct,
+		Headers:     events.HeadersFromHTTP(rep.Header),
+		ErrorCode:   rep.ErrorCode,
+	}
+	if err := w.WriteMessage(msg); err != nil {
+		return 0, err
+	}
+	if rep.Body == nil {
+		if err := w.EndBody(""); err != nil {
+			return 0, err
+		}
+		return 0, w.Flush()
+	}
+	buf := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(buf)
+	n, srcErr, dstErr := w.CopyBody(rep.Body, *buf)
+	if dstErr != nil {
+		return n, fmt.Errorf("write reply body: %w", dstErr)
+	}
+	if srcErr != nil {
+		return n, fmt.Errorf("reply body ended early: %w", srcErr)
+	}
+	return n, nil
+}
+
+// endWatcher calls onEnd once its body has been read to the end.
+type endWatcher struct {
+	body  *events.BodyReader
+	onEnd func()
+}
+
+func (e *endWatcher) Read(p []byte) (int, error) {
+	n, err := e.body.Read(p)
+	if err != nil {
+		e.onEnd()
+	}
+	return n, err
+}
+
+// inflight counts events under way on a session, and tells when the last
+// one ends once the session drains. (A sync.WaitGroup may not be added to
+// while it is waited on.)
+type inflight struct {
+	mu       sync.Mutex
+	n        int
+	draining bool
+	idle     chan struct{} // made when draining starts, closed at n == 0
+}
+
+func (f *inflight) add() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.draining {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 && f.draining {
+		close(f.idle)
+	}
+}
+
+func (f *inflight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// drain refuses new events from now on and returns a channel closed once
+// none is left.
+func (f *inflight) drain() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.draining {
+		f.draining = true
+		f.idle = make(chan struct{})
+		if f.n == 0 {
+			close(f.idle)
+		}
+	}
+	return f.idle
+}

@@ -1,0 +1,237 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/restpipe/restpipe/events"
+)
+
+// Server is the central node: it accepts clients' mTLS connections, keeps
+// a registry of connected clients by certificate name, serves their
+// events and sends events to them.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	tls  *tls.Config
+	bufs *sync.Pool
+
+	mu      sync.Mutex
+	peers   map[string]*peer
+	closing bool
+	conns   sync.WaitGroup
+}
+
+// NewServer checks cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		tls:   cfg.serverTLS(),
+		bufs:  newBufPool(),
+		peers: map[string]*peer{},
+	}, nil
+}
+
+// Name is the server's own name, from its certificate.
+func (s *Server) Name() string { return s.cfg.nodeName() }
+
+// ListenAndServe listens on the TCP address addr and calls Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts clients on ln until ctx ends, then shuts down gracefully:
+// it stops accepting, lets events in flight finish for at most
+// ShutdownTimeout, and closes every session. It returns nil after a
+// shutdown, or the error that stopped accepting. Serve is called once.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info("tunnel listening", "addr", ln.Addr().String(), "node", s.Name())
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	var tempDelay time.Duration
+	var acceptErr error
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept", "err", err, "retry_in", tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			acceptErr = fmt.Errorf("accept: %w", err)
+			break
+		}
+		tempDelay = 0
+		s.conns.Add(1)
+		go func() {
+			defer s.conns.Done()
+			s.handleConn(ctx, conn)
+		}()
+	}
+	s.shutdown()
+	s.conns.Wait()
+	return acceptErr
+}
+
+// handleConn runs one client connection: handshake, hello, then the
+// session until it ends.
+func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
+	remote := conn.RemoteAddr().String()
+	p, err := s.handshake(ctx, conn)
+	if err != nil {
+		_ = conn.Close()
+		if ctx.Err() == nil {
+			s.log.Warn("client refused", "remote", remote, "err", err)
+		}
+		return
+	}
+	if !s.register(p) {
+		p.close()
+		return
+	}
+	p.log.Info("client connected", "version", p.info.Version)
+	reason := p.serve()
+	s.unregister(p)
+	p.log.Info("client disconnected", "reason", disconnectReason(reason),
+		"connected_for", time.Since(p.info.ConnectedSince).Round(time.Millisecond))
+}
+
+// handshake runs TLS and the hello exchange, bounded by HandshakeTimeout.
+func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
+	defer cancel()
+	tc := tls.Server(conn, s.tls)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 || certs[0].Subject.CommonName == "" {
+		return nil, errors.New("client certificate has no Common Name")
+	}
+	name := certs[0].Subject.CommonName
+	sess, err := yamux.Server(tc, s.cfg.yamux())
+	if err != nil {
+		return nil, fmt.Errorf("yamux: %w", err)
+	}
+	h, err := serverHello(hctx, sess, &s.cfg, name)
+	if err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("hello from %q: %w", name, err)
+	}
+	info := PeerInfo{
+		Name:           name,
+		RemoteAddr:     conn.RemoteAddr().String(),
+		ConnectedSince: time.Now().UTC(),
+		Version:        h.SoftwareVersion,
+	}
+	return newPeer(&s.cfg, tc, sess, info, s.bufs), nil
+}
+
+// register adds p, replacing (and closing) an older session of the same
+// name. It refuses once the server is shutting down.
+func (s *Server) register(p *peer) bool {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	old := s.peers[p.info.Name]
+	s.peers[p.info.Name] = p
+	s.mu.Unlock()
+	if old != nil {
+		old.log.Info("client replaced by a new connection with the same name", "new_remote", p.info.RemoteAddr)
+		old.close()
+	}
+	return true
+}
+
+func (s *Server) unregister(p *peer) {
+	s.mu.Lock()
+	if s.peers[p.info.Name] == p {
+		delete(s.peers, p.info.Name)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) peer(name string) *peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peers[name]
+}
+
+// shutdown drains and closes every session.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.closing = true
+	peers := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// Call sends ev (with body, nil for none) to the client called name and
+// returns its reply. See Response.
+func (s *Server) Call(ctx context.Context, name string, ev *events.Request, body io.Reader) (*Response, error) {
+	p := s.peer(name)
+	if p == nil {
+		return nil, fmt.Errorf("%w: no client %q", ErrPeerUnavailable, name)
+	}
+	return p.call(ctx, ev, body)
+}
+
+// Clients lists the connected clients, by name.
+func (s *Server) Clients() []PeerInfo {
+	s.mu.Lock()
+	out := make([]PeerInfo, 0, len(s.peers))
+	for _, p := range s.peers {
+		out = append(out, p.info)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Disconnect closes the session of the client called name, if connected.
+func (s *Server) Disconnect(name string) bool {
+	p := s.peer(name)
+	if p != nil {
+		p.close()
+	}
+	return p != nil
+}
