@@ -272,9 +272,10 @@ func truncated(err error) error {
 }
 
 // EndIfEmpty reads the end of the body at once if the body is empty and
-// its end marker has already arrived, and reports whether it did. The
-// sender writes an empty body together with its Request, so this lets a
-// receiver know without blocking that nothing more of the body will come.
+// its end marker and trailer have already arrived, and reports whether it
+// did. The sender writes an empty body together with its Request, so this
+// lets a receiver know without blocking that nothing more of the body will
+// come.
 func (b *BodyReader) EndIfEmpty() bool {
 	if b.err != nil {
 		return true
@@ -282,11 +283,17 @@ func (b *BodyReader) EndIfEmpty() bool {
 	if b.left != 0 || b.r.br.Buffered() == 0 {
 		return false
 	}
-	if c, _ := b.r.br.Peek(1); len(c) == 1 && c[0] == 0 {
-		b.nextChunk()
-		return true
+	c, _ := b.r.br.Peek(b.r.br.Buffered())
+	if c[0] != 0 {
+		return false
 	}
-	return false
+	// Reading the trailer must not block either: it must all be here.
+	size, k := binary.Uvarint(c[1:])
+	if k <= 0 || size > uint64(len(c)-1-k) {
+		return false
+	}
+	b.nextChunk()
+	return true
 }
 
 // WaitEnd blocks until the stream ends (nil) or fails (its error). It is

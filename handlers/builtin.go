@@ -60,6 +60,7 @@ type ticker struct {
 	n, i     int
 	interval time.Duration
 	t        *time.Timer
+	pending  []byte // what p could not hold of the current line
 }
 
 func newTicker(ctx context.Context, n int, interval time.Duration) *ticker {
@@ -67,6 +68,11 @@ func newTicker(ctx context.Context, n int, interval time.Duration) *ticker {
 }
 
 func (t *ticker) Read(p []byte) (int, error) {
+	if len(t.pending) > 0 {
+		n := copy(p, t.pending)
+		t.pending = t.pending[n:]
+		return n, nil
+	}
 	if t.i >= t.n {
 		return 0, io.EOF
 	}
@@ -83,8 +89,10 @@ func (t *ticker) Read(p []byte) (int, error) {
 		}
 	}
 	t.i++
-	line := fmt.Sprintf("line %d of %d at %s\n", t.i, t.n, time.Now().Format(time.RFC3339Nano))
-	return copy(p, line), nil
+	line := fmt.Appendf(nil, "line %d of %d at %s\n", t.i, t.n, time.Now().Format(time.RFC3339Nano))
+	n := copy(p, line)
+	t.pending = line[n:]
+	return n, nil
 }
 
 // Close stops the ticker's timer.

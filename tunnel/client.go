@@ -68,10 +68,11 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 		backoff.WithMaxInterval(c.cfg.ReconnectMax),
 		backoff.WithMaxElapsedTime(0), // never stop retrying
 	)
-	for attempt := 1; ; attempt++ {
+	failures := 0 // since the last connection
+	for {
 		p, err := c.connect(ctx, addr, tlsConf)
 		if err == nil {
-			attempt = 0
+			failures = 0
 			reason := c.runSession(ctx, p)
 			if ctx.Err() != nil {
 				return nil
@@ -83,9 +84,10 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 		} else if ctx.Err() != nil {
 			return nil
 		}
+		failures++
 		delay := b.NextBackOff()
 		c.log.Warn("not connected to server", "server", addr, "err", err,
-			"attempt", attempt, "retry_in", delay.Round(time.Millisecond))
+			"failures", failures, "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

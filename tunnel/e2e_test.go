@@ -292,7 +292,7 @@ func TestClientStartedFirstAndServerRestart(t *testing.T) {
 
 	logs := newLogCapture()
 	c := startClient(t, p, "early", addr, func(cfg *tunnel.Config) { cfg.Logger = logs.logger() })
-	logs.wait(t, "not connected to server", "attempt=2") // it keeps retrying
+	logs.wait(t, "not connected to server", "failures=2") // it keeps retrying
 
 	s1 := startServerAt(t, p, addr, nil)
 	waitConnected(t, c, s1)

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -77,14 +78,21 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 		answer.Error = refusal.Error()
 	}
 	w := events.NewWriter(st)
-	if err := w.WriteMessage(answer); err == nil {
+	err = w.WriteMessage(answer)
+	if err == nil {
 		err = w.Flush()
-		if err != nil && refusal == nil {
-			return nil, fmt.Errorf("send server hello: %w", err)
-		}
 	}
 	if refusal != nil {
+		if err == nil {
+			// Let the client read the reason before the connection goes:
+			// closing with unread data would reset it and lose the answer.
+			_ = st.SetReadDeadline(time.Now().Add(time.Second))
+			_, _ = io.Copy(io.Discard, st)
+		}
 		return nil, refusal
+	}
+	if err != nil {
+		return nil, fmt.Errorf("send server hello: %w", err)
 	}
 	return &h, nil
 }

@@ -64,7 +64,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // ShutdownTimeout, and closes every session. It returns nil after a
 // shutdown, or the error that stopped accepting. Serve is called once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.log.Info("tunnel listening", "addr", ln.Addr().String(), "node", s.Name())
+	s.log.Info("tunnel listening", "addr", ln.Addr().String())
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	var tempDelay time.Duration

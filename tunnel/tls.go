@@ -18,10 +18,17 @@ func (c Config) serverTLS() *tls.Config {
 
 // clientTLS is the client's TLS config: TLS 1.3 only, the server verified
 // against the CA and serverName. Sessions are resumed on reconnect.
+//
+// The client always presents its certificate, even when it does not chain
+// to the CAs the server names, so that the server logs the real reason
+// ("signed by unknown authority", "expired") instead of "no certificate".
 func (c Config) clientTLS(serverName string) *tls.Config {
+	cert := c.Certificate
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{c.Certificate},
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &cert, nil
+		},
 		RootCAs:            c.CA,
 		ServerName:         serverName,
 		ClientSessionCache: tls.NewLRUClientSessionCache(4),

@@ -2,11 +2,273 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/restpipe/restpipe/certs"
+	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/handlers"
+	"github.com/restpipe/restpipe/tunnel"
 )
 
-// Placeholders until the node commands land.
-func runServer(context.Context, *cliEnv, []string) error { return errors.New("not built yet") }
-func runClient(context.Context, *cliEnv, []string) error { return errors.New("not built yet") }
-func runDemo(context.Context, *cliEnv, []string) error   { return errors.New("not built yet") }
-func protocolVersion() int                               { return 1 }
+func protocolVersion() int { return events.ProtocolVersion }
+
+// nodeFlags are the flags server and client share.
+type nodeFlags struct {
+	cert, key, ca   string
+	identityDir     string
+	http            string
+	logLevel        string
+	logFormat       string
+	timeout         time.Duration
+	maxBody         int64
+	keepAlive       time.Duration
+	shutdownTimeout time.Duration
+}
+
+func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
+	fs.StringVar(&n.cert, "cert", "", "this node's certificate `file` (default: node.crt in --identity-dir)")
+	fs.StringVar(&n.key, "key", "", "this node's private key `file` (default: node.key in --identity-dir)")
+	fs.StringVar(&n.ca, "ca", "", "the CA certificate `file` that verifies the peer (default: ca.crt in --identity-dir)")
+	fs.StringVar(&n.identityDir, "identity-dir", certs.DefaultIdentityDir(), "where to find ca.crt, node.crt and node.key when --cert, --key and --ca are not given")
+	fs.StringVar(&n.http, "http", httpDefault, "the local front end: `ADDR` (host:port) or unix:PATH; whoever reaches it can drive the tunnel")
+	fs.StringVar(&n.logLevel, "log-level", "info", "debug, info, warn or error (DEBUG=1 means debug)")
+	fs.StringVar(&n.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&n.timeout, "timeout", 30*time.Second, "how long the front end waits for an answer when the caller sets no X-Restpipe-Timeout")
+	fs.Int64Var(&n.maxBody, "max-body", 0, "largest request body the front end accepts, in `bytes` (0: no limit)")
+	fs.DurationVar(&n.keepAlive, "keepalive", 15*time.Second, "keep-alive ping interval; a dead peer is noticed within this plus 10s")
+	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long events in flight may finish on SIGINT/SIGTERM")
+}
+
+// setup loads the identity and builds the logger and tunnel config.
+func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
+	logger, err := newLogger(env, n.logLevel, n.logFormat)
+	if err != nil {
+		return nil, tunnel.Config{}, nil, err
+	}
+	id, err := n.identity()
+	if err != nil {
+		return nil, tunnel.Config{}, nil, err
+	}
+	if err := id.Check(time.Now()); err != nil {
+		logger.Warn("this node's certificate will be refused", "err", err)
+	}
+	want := certs.UsageClient
+	if role == "server" {
+		want = certs.UsageServer
+	}
+	if id.Usage()&want == 0 {
+		logger.Warn("this node's certificate lacks the usage its role needs", "role", role, "usage", id.Usage().String())
+	}
+	reg := handlers.NewRegistry(handlers.WithLogger(logger))
+	handlers.Builtins(reg, id.Name())
+	cfg := tunnel.DefaultConfig()
+	cfg.Certificate = id.Certificate
+	cfg.CA = id.Pool
+	cfg.Handler = reg
+	cfg.Logger = logger.With("node", id.Name())
+	cfg.Version = version
+	cfg.DefaultTimeout = n.timeout
+	cfg.MaxBodyBytes = n.maxBody
+	cfg.KeepAliveInterval = n.keepAlive
+	cfg.ShutdownTimeout = n.shutdownTimeout
+	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
+		return nil, cfg, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
+	}
+	return id, cfg, logger, nil
+}
+
+func (n *nodeFlags) identity() (*certs.Identity, error) {
+	given := 0
+	for _, f := range []string{n.cert, n.key, n.ca} {
+		if f != "" {
+			given++
+		}
+	}
+	switch given {
+	case 3:
+		return certs.LoadIdentity(n.cert, n.key, n.ca)
+	case 0:
+		id, err := certs.LoadIdentityDir(n.identityDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (give --cert, --key and --ca, or install an identity with \"restpipe identity set\")", err)
+		}
+		return id, nil
+	default:
+		return nil, usageError{"give --cert, --key and --ca together, or none of them to use --identity-dir"}
+	}
+}
+
+func newLogger(env *cliEnv, level, format string) (*slog.Logger, error) {
+	if v := env.getenv("DEBUG"); v != "" && v != "0" && v != "false" {
+		level = "debug"
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(env.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(env.stderr, opts)), nil
+	default:
+		return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", format)}
+	}
+}
+
+// listenHTTP opens the front end's listener: host:port or unix:PATH.
+func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		_ = os.Remove(path) // a socket left by an earlier run
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("front end: listen %s: %w", addr, err)
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("front end: chmod %s: %w", path, err)
+		}
+		return ln, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--http %q: want host:port or unix:PATH", addr)}
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		logger.Warn("front end is not on loopback: anyone who reaches it can call through the tunnel", "addr", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("front end: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// runAll runs fns until ctx ends or one fails; a failure stops the others.
+// It returns the first failure.
+func runAll(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil {
+				once.Do(func() { first = err })
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// rpEnv applies RestPipe's environment variables to fs as defaults, below
+// RESTPIPE_* variables and flags.
+func rpEnv(fs *flag.FlagSet, env *cliEnv, flagName string, hostVars, portVars []string, defHost, defPort string) error {
+	pick := func(keys []string) string {
+		for _, k := range keys {
+			if v := env.getenv(k); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	host, port := pick(hostVars), pick(portVars)
+	if host == "" && port == "" {
+		return nil
+	}
+	if host == "" {
+		host = defHost
+	}
+	if port == "" {
+		port = defPort
+	}
+	return fs.Set(flagName, net.JoinHostPort(host, port))
+}
+
+func runServer(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "server", "run the central node that client nodes connect to",
+		"restpipe server --listen 0.0.0.0:7443 --http 127.0.0.1:8080 --cert server.crt --key server.key --ca ca.crt")
+	var n nodeFlags
+	listen := fs.String("listen", "0.0.0.0:7443", "the tunnel `ADDR` clients connect to (RP_SERVER_BIND_INTERFACE/RP_SERVER_BIND_PORT, BIND_IP/BIND_PORT)")
+	n.register(fs, "127.0.0.1:8080")
+	if err := rpEnv(fs, env, "listen", []string{"RP_SERVER_BIND_INTERFACE", "BIND_IP"},
+		[]string{"RP_SERVER_BIND_PORT", "BIND_PORT"}, "0.0.0.0", "7443"); err != nil {
+		return err
+	}
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	_, cfg, logger, err := n.setup(env, "server")
+	if err != nil {
+		return err
+	}
+	srv, err := tunnel.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	tln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("tunnel: listen %s: %w", *listen, err)
+	}
+	hln, err := listenHTTP(n.http, logger)
+	if err != nil {
+		tln.Close()
+		return err
+	}
+	logger.Info("server starting", "node", srv.Name(), "version", version)
+	return runAll(ctx,
+		func(ctx context.Context) error { return srv.Serve(ctx, tln) },
+		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
+}
+
+func runClient(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "client", "run a node that keeps a tunnel to the server, reconnecting forever",
+		"restpipe client --server tunnel.example.com:7443 --http 127.0.0.1:8081 --cert c1.crt --key c1.key --ca ca.crt")
+	var n nodeFlags
+	server := fs.String("server", "", "the server's tunnel `ADDR` (host:port; RP_CLIENT_TARGET_HOSTNAME/RP_CLIENT_TARGET_PORT)")
+	serverName := fs.String("server-name", "", "the `name` the server certificate must carry (default: host of --server)")
+	n.register(fs, "127.0.0.1:8081")
+	if err := rpEnv(fs, env, "server", []string{"RP_CLIENT_TARGET_HOSTNAME"},
+		[]string{"RP_CLIENT_TARGET_PORT"}, "localhost", "7443"); err != nil {
+		return err
+	}
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if *server == "" {
+		return usageError{"--server is required (or RP_CLIENT_TARGET_HOSTNAME)"}
+	}
+	if _, _, err := net.SplitHostPort(*server); err != nil {
+		return usageError{fmt.Sprintf("--server %q: want host:port", *server)}
+	}
+	_, cfg, logger, err := n.setup(env, "client")
+	if err != nil {
+		return err
+	}
+	cfg.ServerName = *serverName
+	c, err := tunnel.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	hln, err := listenHTTP(n.http, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("client starting", "node", c.Name(), "server", *server, "version", version)
+	return runAll(ctx,
+		func(ctx context.Context) error { return c.Run(ctx, *server) },
+		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })
+}

@@ -1,0 +1,144 @@
+package events_test
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+
+	"github.com/restpipe/restpipe/events"
+)
+
+// headerMap turns event headers into a map, so that tests do not depend
+// on their order.
+func headerMap(t *testing.T, hs []*events.Header) map[string][]string {
+	t.Helper()
+	m := map[string][]string{}
+	for _, h := range hs {
+		if _, dup := m[h.Name]; dup {
+			t.Errorf("header %q appears twice", h.Name)
+		}
+		m[h.Name] = h.Values
+	}
+	return m
+}
+
+func TestHeadersFromHTTP(t *testing.T) {
+	tests := []struct {
+		name string
+		in   http.Header
+		want map[string][]string
+	}{
+		{"empty", http.Header{}, map[string][]string{}},
+		{
+			"end-to-end headers kept with all values",
+			http.Header{
+				"Accept":       {"text/plain", "application/json"},
+				"X-Request-Id": {"r1"},
+				"Cookie":       {"a=1", "b=2"},
+			},
+			map[string][]string{
+				"Accept":       {"text/plain", "application/json"},
+				"X-Request-Id": {"r1"},
+				"Cookie":       {"a=1", "b=2"},
+			},
+		},
+		{
+			"hop-by-hop dropped",
+			http.Header{
+				"Connection":          {"keep-alive"},
+				"Keep-Alive":          {"timeout=5"},
+				"Transfer-Encoding":   {"chunked"},
+				"Upgrade":             {"websocket"},
+				"Te":                  {"trailers"},
+				"Trailer":             {"X-Checksum"},
+				"Proxy-Connection":    {"keep-alive"},
+				"Proxy-Authenticate":  {"Basic"},
+				"Proxy-Authorization": {"Basic Zm9vOmJhcg=="},
+				"X-Keep":              {"yes"},
+			},
+			map[string][]string{"X-Keep": {"yes"}},
+		},
+		{
+			"framing dropped",
+			http.Header{
+				"Content-Length": {"12"},
+				"Content-Type":   {"text/plain"},
+				"Host":           {"example.com"},
+				"Accept":         {"*/*"},
+			},
+			map[string][]string{"Accept": {"*/*"}},
+		},
+		{
+			"headers named in Connection dropped",
+			http.Header{
+				"Connection": {"X-Foo, x-bar", " close ,"},
+				"X-Foo":      {"1"},
+				"X-Bar":      {"2"},
+				"Close":      {"3"},
+				"X-Baz":      {"4"},
+			},
+			map[string][]string{"X-Baz": {"4"}},
+		},
+		{
+			"non-canonical keys canonicalised",
+			http.Header{"x-lower": {"v"}},
+			map[string][]string{"X-Lower": {"v"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := headerMap(t, events.HeadersFromHTTP(tt.in))
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("HeadersFromHTTP(%v)\n got %v\nwant %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHeadersToHTTP(t *testing.T) {
+	in := []*events.Header{
+		{Name: "x-custom", Values: []string{"a", "b"}},
+		{Name: "X-Tab", Values: []string{"a\tb"}},
+		{Name: "X-Mixed", Values: []string{"good", "bad\r\nX-Injected: 1", "bad\n", "bad\r", "bad\x00", "bad\x7f", "also good"}},
+		{Name: "", Values: []string{"empty name"}},
+		{Name: "X Space", Values: []string{"v"}},
+		{Name: "X-Colon:", Values: []string{"v"}},
+		{Name: "X-Colon: evil", Values: []string{"v"}},
+		{Name: "X-Newline\r\n", Values: []string{"v"}},
+		{Name: "X-Nul\x00", Values: []string{"v"}},
+		{Name: "X-Ünicode", Values: []string{"v"}},
+		{Name: "Connection", Values: []string{"close"}},
+		{Name: "Transfer-Encoding", Values: []string{"chunked"}},
+		{Name: "Content-Length", Values: []string{"999"}},
+		{Name: "Content-Type", Values: []string{"text/html"}},
+		{Name: "Host", Values: []string{"evil"}},
+		{Name: "X-Empty", Values: nil},
+	}
+	got := http.Header{"X-Custom": {"first"}}
+	events.HeadersToHTTP(in, got)
+	want := http.Header{
+		"X-Custom": {"first", "a", "b"}, // added to what was there
+		"X-Tab":    {"a\tb"},
+		"X-Mixed":  {"good", "also good"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("HeadersToHTTP\n got %q\nwant %q", got, want)
+	}
+}
+
+// A header that survives HeadersFromHTTP comes back the same through
+// HeadersToHTTP.
+func TestHeadersRoundTrip(t *testing.T) {
+	in := http.Header{
+		"Accept":        {"text/plain", "application/json"},
+		"Authorization": {"Bearer x"},
+		"X-Request-Id":  {"r1"},
+		"Connection":    {"close"},
+	}
+	got := http.Header{}
+	events.HeadersToHTTP(events.HeadersFromHTTP(in), got)
+	delete(in, "Connection")
+	if !reflect.DeepEqual(got, in) {
+		t.Errorf("round trip\n got %q\nwant %q", got, in)
+	}
+}
