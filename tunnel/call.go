@@ -121,20 +121,18 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 
 // upload streams the request body after the header.
 func (ex *exchange) upload(w *events.Writer, body io.Reader) {
-	defer close(ex.upDone)
 	buf := ex.p.bufs.Get().(*[]byte)
-	defer ex.p.bufs.Put(buf)
 	_, srcErr, dstErr := w.CopyBody(body, *buf)
-	if srcErr != nil {
-		ex.mu.Lock()
-		ex.upErr = srcErr
-		ex.mu.Unlock()
-		if errors.Is(srcErr, ErrBodyTooLarge) {
-			ex.abort() // nobody may answer a request that is not allowed
-		}
-		return
-	}
-	if dstErr != nil && ex.ctx.Err() == nil {
+	ex.p.bufs.Put(buf)
+	ex.mu.Lock()
+	ex.upErr = srcErr
+	ex.mu.Unlock()
+	// Done before aborting: finish must not think the upload still reads.
+	close(ex.upDone)
+	switch {
+	case errors.Is(srcErr, ErrBodyTooLarge):
+		ex.abort() // nobody may answer a request that is not allowed
+	case dstErr != nil && ex.ctx.Err() == nil:
 		ex.p.log.Debug("upload request body", "err", dstErr)
 	}
 }

@@ -286,10 +286,7 @@ func TestSameNameReplacesOldSession(t *testing.T) {
 // server connects once the server is up, and again after a restart.
 func TestClientStartedFirstAndServerRestart(t *testing.T) {
 	p := newPKI(t)
-	ln := listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-
+	addr := fixedPort(t)
 	logs := newLogCapture()
 	c := startClient(t, p, "early", addr, func(cfg *tunnel.Config) { cfg.Logger = logs.logger() })
 	logs.wait(t, "not connected to server", "failures=2") // it keeps retrying

@@ -3,6 +3,8 @@ package tunnel_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"io"
 	"log/slog"
 	"net"
@@ -184,6 +186,23 @@ func waitFor(t testing.TB, ctx context.Context, cond func() bool, what string) {
 		case <-tick.C:
 		}
 	}
+}
+
+// fixedPort returns a free loopback address below the kernel's ephemeral
+// range, for a server that must come back on the same port: a port from
+// that range may be taken by an outgoing socket while the server is down.
+func fixedPort(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func listen(t testing.TB) net.Listener {
