@@ -48,6 +48,9 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 
 // setup loads the identity and builds the logger and tunnel config.
 func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
+	if err := checkHTTPAddr(n.http); err != nil {
+		return nil, tunnel.Config{}, nil, err
+	}
 	logger, err := newLogger(env, n.logLevel, n.logFormat)
 	if err != nil {
 		return nil, tunnel.Config{}, nil, err
@@ -138,10 +141,10 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 		}
 		return ln, nil
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, usageError{fmt.Sprintf("--http %q: want host:port or unix:PATH", addr)}
+	if err := checkHTTPAddr(addr); err != nil {
+		return nil, err
 	}
+	host, _, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		logger.Warn("front end is not on loopback: anyone who reaches it can call through the tunnel", "addr", addr)
 	}
@@ -150,6 +153,16 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 		return nil, fmt.Errorf("front end: listen %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+func checkHTTPAddr(addr string) error {
+	if strings.HasPrefix(addr, "unix:") {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return usageError{fmt.Sprintf("--http %q: want host:port or unix:PATH", addr)}
+	}
+	return nil
 }
 
 // runAll runs fns until ctx ends or one fails; a failure stops the others.

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuffer is a node's stderr that a test can wait on.
+type logBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	close(b.changed)
+	b.changed = make(chan struct{})
+	return len(p), nil
+}
+
+// wait returns the first submatch of re once the log holds it.
+func (b *logBuffer) wait(t *testing.T, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	timeout := time.After(20 * time.Second)
+	for {
+		b.mu.Lock()
+		m := rx.FindStringSubmatch(b.buf.String())
+		ch := b.changed
+		b.mu.Unlock()
+		if m != nil {
+			if len(m) > 1 {
+				return m[1]
+			}
+			return m[0]
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			t.Fatalf("no log line matching %q in:\n%s", re, b.buf.String())
+		}
+	}
+}
+
+// node is a restpipe command running in-process until stop.
+type node struct {
+	log  *logBuffer
+	out  *logBuffer
+	code chan int
+	stop func() int
+}
+
+func startNode(t *testing.T, getenv func(string) string, args ...string) *node {
+	t.Helper()
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	n := &node{log: newLogBuffer(), out: newLogBuffer(), code: make(chan int, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	env := &cliEnv{stdout: n.out, stderr: n.log, getenv: getenv}
+	go func() { n.code <- run(ctx, env, args) }()
+	n.stop = sync.OnceValue(func() int { cancel(); return <-n.code })
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+const (
+	tunnelAddrRe = `msg="tunnel listening".* addr=(127\.0\.0\.1:\d+)`
+	httpAddrRe   = `msg="front end listening".* addr=(127\.0\.0\.1:\d+)`
+)
+
+// TestWalkthrough follows the README: identities with the CA tool, a
+// server, a client, calls both ways, then a clean stop.
+func TestWalkthrough(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "localhost", "--host", "127.0.0.1").want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+
+	srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	srvHTTP := srv.log.wait(t, httpAddrRe)
+
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0", "--log-level", "debug",
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cliHTTP := cli.log.wait(t, httpAddrRe)
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected".* peer=c1`)
+
+	for _, c := range []struct{ url, want string }{
+		{"http://" + cliHTTP + "/server/time", `"node":"server"`},
+		{"http://" + cliHTTP + "/server/cat//hello%20/world", `"result":"hello world"`},
+		{"http://" + srvHTTP + "/client/c1/time", `"node":"c1"`},
+		{"http://" + srvHTTP + "/client/c1/cat//a/b", `"result":"ab"`},
+		{"http://" + srvHTTP + "/clients", `"name":"c1"`},
+	} {
+		status, body := httpGet(t, c.url)
+		if status != 200 || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %s, want %s", c.url, status, body, c.want)
+		}
+	}
+	// Debug logs show each event with its request id.
+	cli.log.wait(t, `msg="front end".* req=\w+ method=GET path=/server/time status=200`)
+
+	if code := cli.stop(); code != 0 {
+		t.Errorf("client exit code %d", code)
+	}
+	srv.log.wait(t, `msg="client disconnected".* peer=c1`)
+	if code := srv.stop(); code != 0 {
+		t.Errorf("server exit code %d", code)
+	}
+}
+
+// TestRestPipeEnvironment: RestPipe's variables and RESTPIPE_* set the
+// addresses, and the identity comes from --identity-dir.
+func TestRestPipeEnvironment(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	idDir := filepath.Join(t.TempDir(), "identity")
+	caRun(t, "identity", "set", "--identity-dir", idDir, "--cert", filepath.Join(d, "c1.crt"),
+		"--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt")).want(t, 0)
+
+	srvEnv := map[string]string{"BIND_IP": "127.0.0.1", "BIND_PORT": "0", "RESTPIPE_HTTP": "127.0.0.1:0"}
+	srv := startNode(t, func(k string) string { return srvEnv[k] }, "server",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	host, port, _ := strings.Cut(tunnelAddr, ":")
+
+	cliEnv := map[string]string{"RP_CLIENT_TARGET_HOSTNAME": host, "RP_CLIENT_TARGET_PORT": port,
+		"RESTPIPE_HTTP": "127.0.0.1:0", "RESTPIPE_IDENTITY_DIR": idDir, "DEBUG": "1"}
+	cli := startNode(t, func(k string) string { return cliEnv[k] }, "client")
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected".* peer=c1`)
+	cliHTTP := cli.log.wait(t, httpAddrRe)
+	if status, body := httpGet(t, "http://"+cliHTTP+"/server/time"); status != 200 {
+		t.Errorf("call through the client: %d %s", status, body)
+	}
+	cli.log.wait(t, `level=DEBUG msg="front end"`) // DEBUG=1
+}
+
+// TestNodeUsageErrors: bad identities and flags give one line and exit
+// code 1 (failure) or 2 (usage).
+func TestNodeUsageErrors(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	crt, key, ca := filepath.Join(d, "c1.crt"), filepath.Join(d, "c1.key"), filepath.Join(d, "ca.crt")
+	missing := filepath.Join(d, "nope.crt")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"client", "--server", "127.0.0.1:1", "--cert", missing, "--key", key, "--ca", ca}, 1, "nope.crt"},
+		{[]string{"client", "--server", "127.0.0.1:1", "--cert", crt, "--key", crt, "--ca", ca}, 1, "c1.crt"},
+		{[]string{"server", "--cert", crt, "--key", key, "--ca", missing}, 1, "nope.crt"},
+		{[]string{"server", "--identity-dir", filepath.Join(d, "empty")}, 1, "identity set"},
+		{[]string{"client", "--server", "127.0.0.1:1", "--cert", crt}, 2, "together"},
+		{[]string{"client", "--cert", crt, "--key", key, "--ca", ca}, 2, "--server is required"},
+		{[]string{"client", "--server", "nohostport", "--cert", crt, "--key", key, "--ca", ca}, 2, "host:port"},
+		{[]string{"server", "--log-level", "loud", "--cert", crt, "--key", key, "--ca", ca}, 2, "log-level"},
+		{[]string{"server", "--listen", "127.0.0.1:0", "--http", "nonsense", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http"},
+		{[]string{"client", "stray"}, 2, "stray"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+	} {
+		r := caRun(t, tc.args...)
+		r.want(t, tc.code)
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: stderr %q, want it to mention %q", tc.args, r.stderr, tc.want)
+		}
+	}
+}
+
+// TestDemoOnce runs the demo's calls and checks what it prints.
+func TestDemoOnce(t *testing.T) {
+	r := caRun(t, "demo", "--once")
+	r.want(t, 0)
+	for _, want := range []string{
+		"$ curl -s http://127.0.0.1:", "/server/time", `"node":"server"`, `{"result":"hello world"}`,
+		"/client/demo-client/time", `"node":"demo-client"`, `"name":"demo-client"`,
+		"HTTP 503", "peer_unavailable", "HTTP 404", "no_handler", "ping through the tunnel",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
