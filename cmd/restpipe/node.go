@@ -155,6 +155,13 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 	return ln, nil
 }
 
+// logStopping says when a stop was asked for, before the drain begins.
+func logStopping(ctx context.Context, logger *slog.Logger, grace time.Duration) {
+	context.AfterFunc(ctx, func() {
+		logger.Info("stopping: no new events; events in flight may finish", "within", grace)
+	})
+}
+
 func checkHTTPAddr(addr string) error {
 	if strings.HasPrefix(addr, "unix:") {
 		return nil
@@ -242,6 +249,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	logger.Info("server starting", "node", srv.Name(), "version", version)
+	logStopping(ctx, logger, n.shutdownTimeout)
 	return runAll(ctx,
 		func(ctx context.Context) error { return srv.Serve(ctx, tln) },
 		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
@@ -281,6 +289,7 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	logger.Info("client starting", "node", c.Name(), "server", *server, "version", version)
+	logStopping(ctx, logger, n.shutdownTimeout)
 	return runAll(ctx,
 		func(ctx context.Context) error { return c.Run(ctx, *server) },
 		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })
