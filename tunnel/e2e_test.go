@@ -188,6 +188,7 @@ func TestTunnelDropMidEvent(t *testing.T) {
 	done := make(chan result, 1)
 	go func() { done <- get(t, s.httpURL+"/client/c1/hang", "X-Restpipe-Timeout", "1m") }()
 	<-started
+	prev, _ := c.Server()
 	begin := time.Now()
 	if !s.Disconnect("c1") {
 		t.Fatal("c1 not connected")
@@ -198,7 +199,7 @@ func TestTunnelDropMidEvent(t *testing.T) {
 		t.Errorf("502 took %v", d)
 	}
 	// The client comes back by itself.
-	waitConnected(t, c, s)
+	waitReconnected(t, c, s, prev)
 	if r := get(t, s.httpURL+"/client/c1/time"); r.status != 200 {
 		t.Errorf("after reconnect: %d %s", r.status, r.body)
 	}
@@ -296,10 +297,11 @@ func TestClientStartedFirstAndServerRestart(t *testing.T) {
 	if r := get(t, c.httpURL+"/server/time"); r.status != 200 {
 		t.Fatalf("first server: %d %s", r.status, r.body)
 	}
+	prev, _ := c.Server()
 	s1.stop()
 
 	s2 := startServerAt(t, p, addr, nil)
-	waitConnected(t, c, s2)
+	waitReconnected(t, c, s2, prev)
 	if r := get(t, c.httpURL+"/server/time"); r.status != 200 {
 		t.Fatalf("restarted server: %d %s", r.status, r.body)
 	}

@@ -173,6 +173,19 @@ func waitConnected(t testing.TB, c *clientNode, s *serverNode) {
 	}, "server to list client "+c.Name())
 }
 
+// waitReconnected waits until c has a session newer than prev (what
+// c.Server() said before the drop) and the server lists it.
+func waitReconnected(t testing.TB, c *clientNode, s *serverNode, prev tunnel.PeerInfo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waitFor(t, ctx, func() bool {
+		info, ok := c.Server()
+		return ok && info.ConnectedSince.After(prev.ConnectedSince)
+	}, "client "+c.Name()+" to reconnect")
+	waitConnected(t, c, s)
+}
+
 // waitFor polls cond until it holds or ctx ends: for state that has no
 // event to wait on (a peer registry seen from outside).
 func waitFor(t testing.TB, ctx context.Context, cond func() bool, what string) {

@@ -126,7 +126,9 @@ func (p *peer) serveStream(st *yamux.Stream) {
 	})
 	var reqBody io.Reader = &endWatcher{body: body, onEnd: watchOnce}
 	if body.EndIfEmpty() {
-		reqBody = http.NoBody
+		if _, err := body.Read(nil); err == io.EOF {
+			reqBody = http.NoBody // else the handler reads the upload's error
+		}
 		watchOnce()
 	}
 
