@@ -5,7 +5,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS        = -X main.version=$(VERSION)
 BIN            = bin/restpipe
 
-.PHONY: all build demo test test-short vet fmt-check fuzz proto clean
+.PHONY: all build demo test test-long vet fmt-check proto clean
 
 all: build
 
@@ -16,12 +16,14 @@ build:
 demo: build
 	./$(BIN) demo
 
-## test: vet, formatting and every test with the race detector.
+## test: vet, formatting and every test with the race detector; the
+## slowest cases (1 GiB transfers) are skipped with -short.
 test: vet fmt-check
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -short -count=1 ./...
 
-test-short:
-	$(GO) test -short -count=1 ./...
+## test-long: every test at full size, the slow ones included.
+test-long: vet fmt-check
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 vet:
 	$(GO) vet ./...

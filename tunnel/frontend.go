@@ -30,6 +30,9 @@ const (
 	// HeaderReturnCode repeats the status, for callers written against
 	// RestPipe.
 	HeaderReturnCode = "X-Event-Return-Code"
+	// HeaderError is the trailer of a reply whose body ended early: what
+	// went wrong. Every reply declares it; it is set only on failure.
+	HeaderError = "X-Restpipe-Error"
 )
 
 // frontend is a node's local HTTP front end. It does not use
@@ -107,6 +110,10 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	}
 	var body io.Reader
 	if r.Body != nil && r.Body != http.NoBody {
+		// The reply may stream back while the request body still arrives
+		// (post_echo); without this, net/http would discard the unread
+		// request body when the reply starts.
+		_ = http.NewResponseController(w).EnableFullDuplex()
 		body = newFrontBody(w, r.Body, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
 	}
 	resp, err := f.call(r.Context(), path.Peer, ev, body)
@@ -130,14 +137,16 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	}
 	h.Set(HeaderRequestID, id)
 	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
+	h.Set("Trailer", HeaderError)
 	w.WriteHeader(resp.Status)
 	if _, err := io.Copy(flushWriter{w: w, rc: http.NewResponseController(w)}, resp.Body); err != nil {
-		if r.Context().Err() == nil {
-			f.log.Warn("reply cut short", "req", id, "err", err)
-			// Cut the connection, so that the caller sees an incomplete
-			// reply rather than a short one that looks whole.
-			panic(http.ErrAbortHandler)
+		if r.Context().Err() != nil {
+			return 499, "caller_gone"
 		}
+		// The reply ends here, cleanly, and its trailer says why.
+		f.log.Warn("reply cut short", "req", id, "err", err)
+		h.Set(HeaderError, err.Error())
+		return resp.Status, "body_cut_short"
 	}
 	return resp.Status, resp.ErrorCode
 }
