@@ -43,9 +43,6 @@ func runScript(t *testing.T, env []string, args ...string) (stdout, stderr strin
 }
 
 func TestMakeIdentitiesScript(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the restpipe binary")
-	}
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
 	}
