@@ -179,7 +179,14 @@ type Request struct {
 	// forward routes ("/a/b%20c").
 	RawPath string `protobuf:"bytes,9,opt,name=raw_path,json=rawPath,proto3" json:"raw_path,omitempty"`
 	// remote_addr is the address of the HTTP caller on the sending node.
-	RemoteAddr    string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	RemoteAddr string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// host is the Host the caller addressed on the sending node's front end.
+	Host string `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
+	// content_length of the request body; -1 when unknown (chunked).
+	ContentLength int64 `protobuf:"varint,12,opt,name=content_length,json=contentLength,proto3" json:"content_length,omitempty"`
+	// upgrade is the protocol the caller asks to switch to ("websocket");
+	// after a 101 reply both bodies carry the raw bytes of the connection.
+	Upgrade       string `protobuf:"bytes,13,opt,name=upgrade,proto3" json:"upgrade,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +287,27 @@ func (x *Request) GetRawPath() string {
 func (x *Request) GetRemoteAddr() string {
 	if x != nil {
 		return x.RemoteAddr
+	}
+	return ""
+}
+
+func (x *Request) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Request) GetContentLength() int64 {
+	if x != nil {
+		return x.ContentLength
+	}
+	return 0
+}
+
+func (x *Request) GetUpgrade() string {
+	if x != nil {
+		return x.Upgrade
 	}
 	return ""
 }
@@ -416,7 +444,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xa3\x02\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xf8\x02\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -430,7 +458,10 @@ const file_events_events_proto_rawDesc = "" +
 	"\braw_path\x18\t \x01(\tR\arawPath\x12\x1f\n" +
 	"\vremote_addr\x18\n" +
 	" \x01(\tR\n" +
-	"remoteAddr\"\x97\x01\n" +
+	"remoteAddr\x12\x12\n" +
+	"\x04host\x18\v \x01(\tR\x04host\x12%\n" +
+	"\x0econtent_length\x18\f \x01(\x03R\rcontentLength\x12\x18\n" +
+	"\aupgrade\x18\r \x01(\tR\aupgrade\"\x97\x01\n" +
 	"\x05Reply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x124\n" +

@@ -41,6 +41,8 @@ type Request struct {
 	Args []string
 	// Query holds the query parameters.
 	Query url.Values
+	// RawQuery is the query string as the caller sent it, without '?'.
+	RawQuery string
 	// Header holds the caller's end-to-end headers.
 	Header http.Header
 	// ContentType is the content type of Body, if any.
@@ -50,6 +52,18 @@ type Request struct {
 	// Deadline is when the caller stops waiting for the answer; zero if
 	// there is none. The handler's context carries it too.
 	Deadline time.Time
+	// ContentLength is the length of Body, -1 if unknown.
+	ContentLength int64
+	// Host is the Host the caller addressed on its node's front end.
+	Host string
+	// CallerAddr is the address of the HTTP caller on the sending node.
+	CallerAddr string
+	// RawPath is the escaped path after the first noun segment, arguments
+	// included ("/a//b"): what a forward route passes on.
+	RawPath string
+	// Upgrade is the protocol the caller asks to switch to ("websocket"),
+	// if any.
+	Upgrade string
 
 	ctx context.Context
 }
@@ -117,6 +131,8 @@ const (
 	CodeTunnelClosed    = "tunnel_closed"
 	CodeTooLarge        = "too_large"
 	CodeBadRequest      = "bad_request"
+	// CodeUpstreamUnavailable: a forward route's service is down (502).
+	CodeUpstreamUnavailable = "upstream_unavailable"
 )
 
 // Name derives a handler name from an HTTP method and noun segments:

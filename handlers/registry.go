@@ -17,9 +17,11 @@ import (
 // Registry maps handler names to funcs and dispatches events to them. It
 // is safe for concurrent use; handlers may be added while it serves.
 type Registry struct {
-	log   *slog.Logger
-	mu    sync.RWMutex
-	funcs map[string]Func
+	log    *slog.Logger
+	mu     sync.RWMutex
+	funcs  map[string]Func
+	routes map[string]*forwarder
+	tr     *http.Transport
 }
 
 // Option configures a Registry.
@@ -91,6 +93,9 @@ func (r *Registry) Names() []string {
 func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
 	if req.Name == "" {
 		req.Name = Name(req.Method, req.Noun)
+	}
+	if fw := r.route(req.Noun); fw != nil {
+		return fw.serve(ctx, req)
 	}
 	f, ok := r.Lookup(req.Name)
 	if !ok {

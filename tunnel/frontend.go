@@ -107,6 +107,13 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		TimeoutMs:   timeout.Milliseconds(),
 		RawPath:     path.Rest,
 		RemoteAddr:  r.RemoteAddr,
+		Host:        r.Host,
+		// Go reports a body of unknown length as -1 and none as 0.
+		ContentLength: r.ContentLength,
+	}
+	if up := upgradeType(r.Header); up != "" {
+		ev.Upgrade = up
+		return f.serveUpgrade(w, r, path.Peer, ev)
 	}
 	var body io.Reader
 	if r.Body != nil && r.Body != http.NoBody {
@@ -124,10 +131,14 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		}
 	}
 	if err != nil {
-		return f.writeCallError(w, r, path, err)
+		return f.writeCallError(w, r, err)
 	}
-	defer resp.Body.Close()
+	return f.writeReply(w, r, id, resp)
+}
 
+// writeReply relays resp, streaming its body.
+func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string, resp *Response) (int, string) {
+	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {
 		h[k] = vs
@@ -159,7 +170,7 @@ func (f *frontend) pathHint() string {
 }
 
 // writeCallError answers a failed call with its row of the error table.
-func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, path events.Path, err error) (int, string) {
+func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrPeerUnavailable):
 		return writeError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, err.Error())
@@ -172,6 +183,59 @@ func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, path e
 	default:
 		return writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, err.Error())
 	}
+}
+
+// serveUpgrade relays a request to switch protocols (a WebSocket). If the
+// peer answers 101, the caller's connection is taken over and its bytes
+// cross the tunnel raw, both ways, as the event's two bodies; the peer's
+// first bytes are the 101 response of the service itself.
+func (f *frontend) serveUpgrade(w http.ResponseWriter, r *http.Request, peer string, ev *events.Request) (int, string) {
+	pr, pw := io.Pipe()
+	ev.ContentLength = -1
+	resp, err := f.call(r.Context(), peer, ev, pr)
+	if err != nil {
+		pw.Close()
+		return f.writeCallError(w, r, err)
+	}
+	if resp.Status != http.StatusSwitchingProtocols {
+		pw.Close() // the service did not switch: an ordinary reply
+		return f.writeReply(w, r, ev.Id, resp)
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		pw.CloseWithError(err)
+		resp.Body.Close()
+		f.log.Warn("upgrade: cannot take over the connection", "req", ev.Id, "err", err)
+		return http.StatusInternalServerError, "hijack_failed"
+	}
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(conn, resp.Body) // the service's 101, then its bytes
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(pw, brw) // what the caller sent, buffered or not
+		done <- struct{}{}
+	}()
+	<-done
+	// One side ended: end the other, then free the event.
+	_ = conn.Close()
+	_ = pw.Close()
+	<-done
+	_ = resp.Body.Close()
+	return http.StatusSwitchingProtocols, ""
+}
+
+// upgradeType returns the protocol r asks to switch to, if any.
+func upgradeType(h http.Header) string {
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
 }
 
 // timeout parses X-Restpipe-Timeout.

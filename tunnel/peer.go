@@ -146,6 +146,13 @@ func (p *peer) serveStream(st *yamux.Stream) {
 		Header:      header,
 		ContentType: ev.ContentType,
 		Body:        reqBody,
+
+		RawQuery:      ev.Query,
+		ContentLength: ev.ContentLength,
+		Host:          ev.Host,
+		CallerAddr:    ev.RemoteAddr,
+		RawPath:       ev.RawPath,
+		Upgrade:       ev.Upgrade,
 	}
 	req.Name = handlers.Name(req.Method, req.Noun)
 	req = req.WithContext(ctx)

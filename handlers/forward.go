@@ -1,0 +1,341 @@
+package handlers
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Forward makes route a forward route: every event whose first noun
+// segment is route ("/client/c1/files/a/b" for route "files") is relayed,
+// before any handler lookup, as a real HTTP request to the service at
+// target, with the rest of the path ("/a/b") appended to target's path.
+// Method, query, headers (hop-by-hop removed, X-Forwarded-For, -Host and
+// -Proto added) and body are passed on, streamed; the service's status,
+// headers and streamed body come back. WebSocket and other upgrades work.
+// A service that is down answers 502 upstream_unavailable; one that does
+// not answer before the deadline, 504 timeout.
+func (r *Registry) Forward(route, target string) error {
+	u, err := ParseForwardTarget(target)
+	if err != nil {
+		return fmt.Errorf("forward route %q: %w", route, err)
+	}
+	if route == "" || strings.ContainsAny(route, "/ \t") {
+		return fmt.Errorf("forward route %q: want a single noun segment, like files", route)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.routes == nil {
+		r.routes = map[string]*forwarder{}
+	}
+	r.routes[route] = newForwarder(route, u, r.log, r.transport())
+	return nil
+}
+
+// ParseForwardTarget checks a forward route's target: an absolute http or
+// https URL with a host and no query.
+func ParseForwardTarget(target string) (*url.URL, error) {
+	u, err := url.Parse(target)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("target %q: %w", target, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", target)
+	case u.Host == "":
+		return nil, fmt.Errorf("target %q: no host", target)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return nil, fmt.Errorf("target %q: no query, fragment or user info allowed", target)
+	}
+	return u, nil
+}
+
+// Routes returns the forward routes and their targets.
+func (r *Registry) Routes() map[string]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]string, len(r.routes))
+	for name, f := range r.routes {
+		out[name] = f.target.String()
+	}
+	return out
+}
+
+func (r *Registry) route(noun []string) *forwarder {
+	if len(noun) == 0 {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.routes[noun[0]]
+}
+
+// transport is shared by the registry's forward routes. Local services
+// are reached directly: proxy settings from the environment do not apply.
+func (r *Registry) transport() *http.Transport {
+	if r.tr == nil {
+		r.tr = &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	return r.tr
+}
+
+// errHeaderTimeout ends a forwarded request whose service did not answer
+// before the deadline.
+var errHeaderTimeout = errors.New("the service did not answer before the deadline")
+
+// forwarder relays events to one local HTTP service.
+type forwarder struct {
+	route  string
+	target *url.URL
+	proxy  *httputil.ReverseProxy
+}
+
+func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.RoundTripper) *forwarder {
+	f := &forwarder{route: route, target: target}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			pr.Out.Host = target.Host
+		},
+		Transport:     tr,
+		FlushInterval: -1, // every write reaches the caller at once
+		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			rw := w.(*replyWriter)
+			switch {
+			case errors.Is(context.Cause(req.Context()), errHeaderTimeout):
+				rw.fail(http.StatusGatewayTimeout, CodeTimeout,
+					fmt.Sprintf("forward %s: %s %s", route, target, errHeaderTimeout))
+			case req.Context().Err() != nil:
+				rw.fail(499, CodeTunnelClosed, "caller went away")
+			case rw.started():
+				// The body broke after the status went out: end it with
+				// the error in its trailer.
+				rw.abort(fmt.Errorf("forward %s: %v", route, err))
+			default:
+				log.Warn("forward route: service unavailable", "route", route, "target", target.String(), "err", err)
+				rw.fail(http.StatusBadGateway, CodeUpstreamUnavailable,
+					fmt.Sprintf("forward %s: %s is unavailable: %v", route, target, err))
+			}
+		},
+	}
+	return f
+}
+
+// serve relays req and returns the service's reply as soon as its status
+// and headers are in; its body streams on. ctx carries the deadline for
+// that answer; the relay itself lives as long as req.Context().
+func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
+	in, err := f.inbound(req)
+	if err != nil {
+		return ErrorReply(http.StatusBadRequest, CodeBadRequest, err.Error())
+	}
+	rctx, cancel := context.WithCancelCause(req.Context())
+	if d, ok := ctx.Deadline(); ok {
+		t := time.AfterFunc(time.Until(d), func() { cancel(errHeaderTimeout) })
+		defer t.Stop()
+	}
+	in = in.WithContext(rctx)
+	rw := newReplyWriter(req)
+	go func() {
+		defer cancel(nil)
+		defer rw.finish()
+		defer func() {
+			if p := recover(); p != nil && p != http.ErrAbortHandler {
+				rw.abort(fmt.Errorf("forward %s: %v", f.route, p))
+			} else if p != nil {
+				rw.abort(fmt.Errorf("forward %s: the service's reply broke off", f.route))
+			}
+		}()
+		f.proxy.ServeHTTP(rw, in)
+	}()
+	select {
+	case rep := <-rw.ready:
+		return rep
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel(errHeaderTimeout)
+			return ErrorReply(http.StatusGatewayTimeout, CodeTimeout,
+				fmt.Sprintf("forward %s: %s %s", f.route, f.target, errHeaderTimeout))
+		}
+		cancel(ctx.Err())
+		return ErrorReply(499, CodeTunnelClosed, "caller went away")
+	}
+}
+
+// inbound rebuilds the caller's HTTP request from the event.
+func (f *forwarder) inbound(req *Request) (*http.Request, error) {
+	raw := req.RawPath
+	if raw == "" {
+		raw = "/"
+	}
+	path, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, fmt.Errorf("forward %s: bad path %q: %v", f.route, raw, err)
+	}
+	u := &url.URL{Path: path, RawPath: raw, RawQuery: req.RawQuery}
+	in := &http.Request{
+		Method:        req.Method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        req.Header.Clone(),
+		Body:          io.NopCloser(req.Body),
+		ContentLength: req.ContentLength,
+		Host:          req.Host,
+		RemoteAddr:    req.CallerAddr,
+		RequestURI:    u.RequestURI(),
+	}
+	if in.Header == nil {
+		in.Header = http.Header{}
+	}
+	if req.ContentType != "" {
+		in.Header.Set("Content-Type", req.ContentType)
+	}
+	if in.ContentLength == 0 || req.Body == http.NoBody || req.Upgrade != "" {
+		// An upgrade's body is the connection after the 101: it goes
+		// through Hijack, not through the request.
+		in.Body, in.ContentLength = http.NoBody, 0
+	}
+	if req.Upgrade != "" {
+		in.Header.Set("Connection", "Upgrade")
+		in.Header.Set("Upgrade", req.Upgrade)
+	}
+	return in, nil
+}
+
+// replyWriter is the http.ResponseWriter the reverse proxy writes to: its
+// status and headers become the Reply, its writes the Reply's streamed
+// body. Hijack, for upgrades, hands the proxy the event's two bodies as a
+// connection.
+type replyWriter struct {
+	req    *Request
+	header http.Header
+	ready  chan *Reply // gets the reply once
+	pr     *io.PipeReader
+	pw     *io.PipeWriter
+
+	mu     sync.Mutex
+	sent   bool
+	failed bool
+}
+
+func newReplyWriter(req *Request) *replyWriter {
+	pr, pw := io.Pipe()
+	return &replyWriter{req: req, header: http.Header{}, ready: make(chan *Reply, 1), pr: pr, pw: pw}
+}
+
+func (w *replyWriter) Header() http.Header { return w.header }
+
+func (w *replyWriter) WriteHeader(status int) {
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		return // 1xx informational: not relayed
+	}
+	w.send(&Reply{Status: status, ContentType: w.header.Get("Content-Type"), Header: w.header.Clone(), Body: w.pr})
+}
+
+func (w *replyWriter) send(rep *Reply) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sent {
+		return false
+	}
+	w.sent = true
+	rep.Header.Del("Content-Type")
+	rep.Header.Del("Content-Length")
+	w.ready <- rep
+	return true
+}
+
+func (w *replyWriter) started() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sent
+}
+
+func (w *replyWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.pw.Write(p)
+}
+
+// Flush is a no-op: each Write reaches the tunnel at once.
+func (w *replyWriter) Flush() {}
+
+// fail answers with an error reply if nothing was sent yet.
+func (w *replyWriter) fail(status int, code, msg string) {
+	rep := ErrorReply(status, code, msg)
+	if rep.Header == nil {
+		rep.Header = http.Header{}
+	}
+	if !w.send(rep) {
+		w.abort(errors.New(msg))
+	}
+}
+
+// abort ends the streamed body with err (it reaches the caller as the
+// body's trailer).
+func (w *replyWriter) abort(err error) {
+	w.mu.Lock()
+	w.failed = true
+	w.mu.Unlock()
+	w.pw.CloseWithError(err)
+}
+
+// finish ends the body once the proxy is done; a reply never started is a
+// 502.
+func (w *replyWriter) finish() {
+	if !w.started() {
+		w.fail(http.StatusBadGateway, CodeUpstreamUnavailable, "the service sent no reply")
+	}
+	_ = w.pw.Close()
+}
+
+// Hijack hands the proxy the event's two bodies as a connection: what it
+// reads is what the caller sends after the 101, what it writes (the 101
+// response first) goes back to the caller.
+func (w *replyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.req.Upgrade == "" {
+		return nil, nil, errors.New("hijack: the caller asked for no upgrade")
+	}
+	if !w.send(&Reply{Status: http.StatusSwitchingProtocols, Header: http.Header{}, Body: w.pr}) {
+		return nil, nil, errors.New("hijack: reply already started")
+	}
+	c := &eventConn{r: w.req.Body, w: w.pw}
+	return c, bufio.NewReadWriter(bufio.NewReader(c), bufio.NewWriter(c)), nil
+}
+
+// eventConn is an upgraded event seen as a net.Conn.
+type eventConn struct {
+	r io.Reader
+	w *io.PipeWriter
+}
+
+func (c *eventConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *eventConn) Write(p []byte) (int, error)      { return c.w.Write(p) }
+func (c *eventConn) Close() error                     { return c.w.Close() }
+func (c *eventConn) LocalAddr() net.Addr              { return eventAddr{} }
+func (c *eventConn) RemoteAddr() net.Addr             { return eventAddr{} }
+func (c *eventConn) SetDeadline(time.Time) error      { return nil }
+func (c *eventConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *eventConn) SetWriteDeadline(time.Time) error { return nil }
+
+type eventAddr struct{}
+
+func (eventAddr) Network() string { return "restpipe" }
+func (eventAddr) String() string  { return "restpipe-event" }
