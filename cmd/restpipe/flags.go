@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"sort"
 	"strings"
 )
 
@@ -35,6 +39,27 @@ func newFlagSet(env *cliEnv, name, summary, example string) *flag.FlagSet {
 // '-' as '_'), then from args, so that a flag on the command line wins.
 // Stray positional arguments are a usage error.
 func parseFlags(fs *flag.FlagSet, env *cliEnv, args []string) error {
+	return parseFlagsWith(fs, env, args, nil)
+}
+
+// parseFlagsWith is parseFlags for a command that has a --config flag and
+// other environment variables: it applies, lowest first, the config file
+// (--config or RESTPIPE_CONFIG), then defaults (may be nil, for RestPipe's
+// variables), then RESTPIPE_* variables, then args.
+func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func() error) error {
+	if fs.Lookup("config") != nil {
+		path := configPath(args, env.getenv("RESTPIPE_CONFIG"))
+		if path != "" {
+			if err := applyConfigFile(fs, path); err != nil {
+				return err
+			}
+		}
+	}
+	if defaults != nil {
+		if err := defaults(); err != nil {
+			return err
+		}
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if envErr != nil {
@@ -72,6 +97,85 @@ func (s *stringList) Set(v string) error {
 	for _, p := range strings.Split(v, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+// configPath finds --config in args before they are parsed, since the
+// file must apply below everything else.
+func configPath(args []string, fromEnv string) string {
+	path := fromEnv
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "config" {
+			continue
+		}
+		if hasValue {
+			path = value
+		} else if i+1 < len(args) {
+			path = args[i+1]
+			i++
+		}
+	}
+	return path
+}
+
+// applyConfigFile sets flags from a JSON object whose keys are flag names:
+//
+//	{"listen": "0.0.0.0:7443", "max-body": 1048576,
+//	 "forward": {"files": "http://127.0.0.1:9000"}}
+//
+// A list sets a repeatable flag once per element; an object sets it once
+// per "key=value".
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var settings map[string]any
+	if err := dec.Decode(&settings); err != nil {
+		return fmt.Errorf("config file %s: not a JSON object: %w", path, err)
+	}
+	names := make([]string, 0, len(settings))
+	for name := range settings {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if name == "config" || fs.Lookup(name) == nil {
+			return usageError{fmt.Sprintf("config file %s: unknown setting %q (settings are the flag names)", path, name)}
+		}
+		var values []string
+		switch v := settings[name].(type) {
+		case []any:
+			for _, e := range v {
+				values = append(values, fmt.Sprint(e))
+			}
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				values = append(values, k+"="+fmt.Sprint(v[k]))
+			}
+		case nil:
+			continue
+		default:
+			values = []string{fmt.Sprint(v)}
+		}
+		for _, val := range values {
+			if err := fs.Set(name, val); err != nil {
+				return usageError{fmt.Sprintf("config file %s: %s %q: %v", path, name, val, err)}
+			}
 		}
 	}
 	return nil

@@ -30,6 +30,8 @@ type nodeFlags struct {
 	maxBody         int64
 	keepAlive       time.Duration
 	shutdownTimeout time.Duration
+	forward         stringList
+	config          string
 }
 
 func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
@@ -44,6 +46,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Int64Var(&n.maxBody, "max-body", 0, "largest request body the front end accepts, in `bytes` (0: no limit)")
 	fs.DurationVar(&n.keepAlive, "keepalive", 15*time.Second, "keep-alive ping interval; a dead peer is noticed within this plus 10s")
 	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long events in flight may finish on SIGINT/SIGTERM")
+	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are relayed to the local HTTP service at URL (repeatable)")
+	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
 }
 
 // setup loads the identity and builds the logger and tunnel config.
@@ -71,6 +75,16 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 	}
 	reg := handlers.NewRegistry(handlers.WithLogger(logger))
 	handlers.Builtins(reg, id.Name())
+	for _, fw := range n.forward {
+		route, target, ok := strings.Cut(fw, "=")
+		if !ok {
+			return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--forward %q: want NAME=URL, like files=http://127.0.0.1:9000", fw)}
+		}
+		if err := reg.Forward(route, target); err != nil {
+			return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--forward %q: %v", fw, err)}
+		}
+		checkForwardTarget(logger, route, target)
+	}
 	cfg := tunnel.DefaultConfig()
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
@@ -155,6 +169,26 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 	return ln, nil
 }
 
+// checkForwardTarget warns when a forward route's service does not answer
+// yet; it may well come up later, so this is no error.
+func checkForwardTarget(logger *slog.Logger, route, target string) {
+	u, err := handlers.ParseForwardTarget(target)
+	if err != nil {
+		return
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	conn, err := net.DialTimeout("tcp", host, time.Second)
+	if err != nil {
+		logger.Warn("forward route: its service does not answer yet", "route", route, "target", target, "err", err)
+		return
+	}
+	conn.Close()
+	logger.Info("forward route", "route", route, "target", target)
+}
+
 // logStopping says when a stop was asked for, before the drain begins.
 func logStopping(ctx context.Context, logger *slog.Logger, grace time.Duration) {
 	context.AfterFunc(ctx, func() {
@@ -224,11 +258,11 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	var n nodeFlags
 	listen := fs.String("listen", "0.0.0.0:7443", "the tunnel `ADDR` clients connect to (RP_SERVER_BIND_INTERFACE/RP_SERVER_BIND_PORT, BIND_IP/BIND_PORT)")
 	n.register(fs, "127.0.0.1:8080")
-	if err := rpEnv(fs, env, "listen", []string{"RP_SERVER_BIND_INTERFACE", "BIND_IP"},
-		[]string{"RP_SERVER_BIND_PORT", "BIND_PORT"}, "0.0.0.0", "7443"); err != nil {
-		return err
+	rp := func() error {
+		return rpEnv(fs, env, "listen", []string{"RP_SERVER_BIND_INTERFACE", "BIND_IP"},
+			[]string{"RP_SERVER_BIND_PORT", "BIND_PORT"}, "0.0.0.0", "7443")
 	}
-	if err := parseFlags(fs, env, args); err != nil {
+	if err := parseFlagsWith(fs, env, args, rp); err != nil {
 		return err
 	}
 	_, cfg, logger, err := n.setup(env, "server")
@@ -262,11 +296,11 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	server := fs.String("server", "", "the server's tunnel `ADDR` (host:port; RP_CLIENT_TARGET_HOSTNAME/RP_CLIENT_TARGET_PORT)")
 	serverName := fs.String("server-name", "", "the `name` the server certificate must carry (default: host of --server)")
 	n.register(fs, "127.0.0.1:8081")
-	if err := rpEnv(fs, env, "server", []string{"RP_CLIENT_TARGET_HOSTNAME"},
-		[]string{"RP_CLIENT_TARGET_PORT"}, "localhost", "7443"); err != nil {
-		return err
+	rp := func() error {
+		return rpEnv(fs, env, "server", []string{"RP_CLIENT_TARGET_HOSTNAME"},
+			[]string{"RP_CLIENT_TARGET_PORT"}, "localhost", "7443")
 	}
-	if err := parseFlags(fs, env, args); err != nil {
+	if err := parseFlagsWith(fs, env, args, rp); err != nil {
 		return err
 	}
 	if *server == "" {

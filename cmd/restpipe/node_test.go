@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -212,5 +217,116 @@ func TestDemoOnce(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+}
+
+// TestForwardFlagsAndConfig: forward routes from --forward and from a
+// config file reach a local HTTP service; bad routes stop the start-up.
+func TestForwardFlagsAndConfig(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "service saw %s", r.URL.Path)
+	}))
+	defer up.Close()
+
+	cfgFile := filepath.Join(d, "server.json")
+	cfg := fmt.Sprintf(`{"listen": "127.0.0.1:0", "http": "127.0.0.1:0", "forward": {"files": %q},
+		"cert": %q, "key": %q, "ca": %q, "timeout": "5s"}`,
+		up.URL+"/root", filepath.Join(d, "server.crt"), filepath.Join(d, "server.key"), filepath.Join(d, "ca.crt"))
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startNode(t, nil, "server", "--config", cfgFile)
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0",
+		"--forward", "api="+up.URL, "--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cliHTTP := cli.log.wait(t, httpAddrRe)
+	srvHTTP := srv.log.wait(t, httpAddrRe)
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected"`)
+
+	if status, body := httpGet(t, "http://"+cliHTTP+"/server/files/a/b"); status != 200 || body != "service saw /root/a/b" {
+		t.Errorf("config-file route: %d %q", status, body)
+	}
+	if status, body := httpGet(t, "http://"+srvHTTP+"/client/c1/api/x"); status != 200 || body != "service saw /x" {
+		t.Errorf("--forward route: %d %q", status, body)
+	}
+
+	bad := filepath.Join(d, "bad.json")
+	for _, tc := range []struct {
+		args []string
+		file string
+		want string
+	}{
+		{args: []string{"--forward", "files"}, want: "NAME=URL"},
+		{args: []string{"--forward", "files=ftp://x"}, want: "http:// or https://"},
+		{args: []string{"--config", bad}, file: `{"listen": "127.0.0.1:0", "colour": "blue"}`, want: `unknown setting "colour"`},
+		{args: []string{"--config", bad}, file: `[1, 2]`, want: "not a JSON object"},
+		{args: []string{"--config", filepath.Join(d, "missing.json")}, want: "missing.json"},
+	} {
+		if tc.file != "" {
+			if err := os.WriteFile(bad, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		args := append([]string{"server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt")}, tc.args...)
+		r := caRun(t, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want it to mention %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// TestPythonHandlerExample runs examples/python-handler behind a forward
+// route, as the README shows.
+func TestPythonHandlerExample(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	cmd := exec.Command(py, "../../examples/python-handler/handler.py", "--port", "0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("python handler did not start: %v", err)
+	}
+	pyURL := strings.TrimSpace(strings.TrimPrefix(line, "python handler on "))
+
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	srvHTTP := srv.log.wait(t, httpAddrRe)
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0", "--forward", "py="+pyURL,
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected"`)
+
+	if status, body := httpGet(t, "http://"+srvHTTP+"/client/c1/py/hello?name=ada"); status != 200 ||
+		!strings.Contains(body, `"greeting": "hello ada, from Python"`) || !strings.Contains(body, `"caller": "127.0.0.1"`) {
+		t.Errorf("GET through the python handler: %d %s", status, body)
+	}
+	resp, err := http.Post("http://"+srvHTTP+"/client/c1/py/words", "text/plain", strings.NewReader("count my words"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"words": 3`) {
+		t.Errorf("POST through the python handler: %d %s", resp.StatusCode, b)
 	}
 }
