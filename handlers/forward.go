@@ -146,12 +146,16 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 		return ErrorReply(http.StatusBadRequest, CodeBadRequest, err.Error())
 	}
 	rctx, cancel := context.WithCancelCause(req.Context())
+	rw := newReplyWriter(req)
 	if d, ok := ctx.Deadline(); ok {
-		t := time.AfterFunc(time.Until(d), func() { cancel(errHeaderTimeout) })
+		t := time.AfterFunc(time.Until(d), func() {
+			if !rw.started() { // a reply under way streams on
+				cancel(errHeaderTimeout)
+			}
+		})
 		defer t.Stop()
 	}
 	in = in.WithContext(rctx)
-	rw := newReplyWriter(req)
 	go func() {
 		defer cancel(nil)
 		defer rw.finish()
