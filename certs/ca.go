@@ -175,6 +175,10 @@ func InitCA(dir, name string, validity time.Duration, force bool) (*CA, error) {
 	if err := writeFile(certPath, ca.CertPEM(), certMode); err != nil {
 		return nil, err
 	}
+	// A new CA has revoked nothing; a list from an old CA no longer applies.
+	if err := writeFile(filepath.Join(dir, RevokedFile), []byte(revokedHeader), certMode); err != nil {
+		return nil, err
+	}
 	return ca, nil
 }
 

@@ -306,8 +306,8 @@ func TestInitOpenCA(t *testing.T) {
 		t.Error(err)
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 {
-		t.Errorf("CA dir holds %d entries, want ca.crt and ca.key (no temporary files)", len(entries))
+	if len(entries) != 3 {
+		t.Errorf("CA dir holds %d entries, want ca.crt, ca.key and revoked.txt (no temporary files)", len(entries))
 	}
 
 	_, err = InitCA(dir, "other", 0, false)

@@ -137,6 +137,20 @@ func (ex *exchange) upload(w *events.Writer, body io.Reader) {
 	}
 }
 
+// uploadFinished reports whether the request body has been sent whole, or
+// there was none.
+func (ex *exchange) uploadFinished() bool {
+	if ex.upDone == nil {
+		return true
+	}
+	select {
+	case <-ex.upDone:
+		return ex.uploadErr() == nil
+	default:
+		return false
+	}
+}
+
 func (ex *exchange) uploadErr() error {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()

@@ -109,6 +109,12 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	}
 	tc := conn.(*tls.Conn)
 	certs := tc.ConnectionState().PeerCertificates
+	if c.cfg.VerifyPeer != nil {
+		if err := c.cfg.VerifyPeer(certs[0]); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("server %s: %w", addr, err)
+		}
+	}
 	sess, err := yamux.Client(tc, c.cfg.yamux())
 	if err != nil {
 		_ = conn.Close()
@@ -125,7 +131,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&c.cfg, tc, sess, info, c.bufs), nil
+	return newPeer(&c.cfg, tc, sess, certs[0], info, c.bufs), nil
 }
 
 // runSession serves p until its session ends or ctx ends (then it drains

@@ -38,6 +38,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is the software version sent in the hello, for logs.
 	Version string
+	// VerifyPeer, if set, is asked about the peer's certificate after the
+	// TLS handshake has verified it (and, on a server, again by
+	// Server.Reverify); an error refuses or drops the peer. Revocation
+	// lists plug in here.
+	VerifyPeer func(leaf *x509.Certificate) error
 
 	// HandshakeTimeout bounds TCP connect, the TLS handshake and the hello
 	// exchange. Default 10 s.

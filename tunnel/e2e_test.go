@@ -333,3 +333,34 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Error("tunnel port still accepts after shutdown")
 	}
 }
+
+// TestKeepAliveAfterUnreadBody: a handler that answers without reading the
+// request body must not spoil the caller's kept-alive connection for the
+// next request (it once set a read deadline in the past on it).
+func TestKeepAliveAfterUnreadBody(t *testing.T) {
+	_, s, c := pair(t)
+	s.reg.MustHandle("post_ignore", func(context.Context, *handlers.Request) (any, error) { return "ignored", nil })
+	hc := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer hc.CloseIdleConnections()
+	body := strings.Repeat("x", 200<<10)
+	for i := range 30 {
+		resp, err := hc.Post(c.httpURL+"/server/ignore", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "\"ignored\"\n" {
+			t.Fatalf("POST %d: %d %q", i, resp.StatusCode, b)
+		}
+		resp, err = hc.Get(c.httpURL + "/server/cat//n/" + fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("{\"result\":\"n%d\"}\n", i); resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("GET after POST %d: %d %q, want %q", i, resp.StatusCode, b, want)
+		}
+	}
+}

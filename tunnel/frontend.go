@@ -130,6 +130,11 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 			err = up
 		}
 	}
+	if body != nil && (err != nil || !resp.ex.uploadFinished()) {
+		// The answer comes before the whole request body: the rest of it
+		// will not be read, so the connection cannot carry another request.
+		w.Header().Set("Connection", "close")
+	}
 	if err != nil {
 		return f.writeCallError(w, r, err)
 	}
@@ -179,7 +184,10 @@ func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, err er
 	case errors.Is(err, ErrBodyTooLarge):
 		return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge, err.Error())
 	case r.Context().Err() != nil:
-		return 499, "caller_gone" // nobody is left to answer
+		// Most likely nobody is left to read this; if somebody is, it must
+		// not look like a success.
+		writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, "the call was cancelled: "+err.Error())
+		return 499, "caller_gone"
 	default:
 		return writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, err.Error())
 	}
@@ -309,6 +317,7 @@ type frontBody struct {
 	idle    time.Duration
 	mu      sync.Mutex
 	aborted bool
+	ended   bool // Read returned an error, io.EOF included
 }
 
 func newFrontBody(w http.ResponseWriter, body io.ReadCloser, max int64, idle time.Duration) *frontBody {
@@ -327,6 +336,11 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		p = p[:b.max-b.n+1]
 	}
 	n, err := b.body.Read(p)
+	if err != nil {
+		b.mu.Lock()
+		b.ended = true
+		b.mu.Unlock()
+	}
 	b.n += int64(n)
 	if b.max > 0 && b.n > b.max {
 		return 0, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, b.max)
@@ -341,7 +355,12 @@ func (b *frontBody) Read(p []byte) (int, error) {
 func (b *frontBody) abortRead() {
 	b.mu.Lock()
 	b.aborted = true
-	_ = b.rc.SetReadDeadline(time.Now())
+	if !b.ended {
+		// Only a read still under way needs waking. Once the body has
+		// ended, net/http's background read watches the connection, and a
+		// deadline in the past would cancel the next request on it.
+		_ = b.rc.SetReadDeadline(time.Now())
+	}
 	b.mu.Unlock()
 }
 

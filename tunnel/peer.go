@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ type peer struct {
 	cfg  *Config
 	log  *slog.Logger
 	info PeerInfo
+	leaf *x509.Certificate // the peer's certificate
 	conn net.Conn
 	sess *yamux.Session
 
@@ -45,9 +47,10 @@ type peer struct {
 	bufs     *sync.Pool
 }
 
-func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, info PeerInfo, bufs *sync.Pool) *peer {
+func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &peer{
+		leaf:   leaf,
 		cfg:    cfg,
 		log:    cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
 		info:   info,

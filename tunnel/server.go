@@ -133,6 +133,11 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		return nil, errors.New("client certificate has no Common Name")
 	}
 	name := certs[0].Subject.CommonName
+	if s.cfg.VerifyPeer != nil {
+		if err := s.cfg.VerifyPeer(certs[0]); err != nil {
+			return nil, fmt.Errorf("client %q: %w", name, err)
+		}
+	}
 	sess, err := yamux.Server(tc, s.cfg.yamux())
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
@@ -148,7 +153,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&s.cfg, tc, sess, info, s.bufs), nil
+	return newPeer(&s.cfg, tc, sess, certs[0], info, s.bufs), nil
 }
 
 // register adds p, replacing (and closing) an older session of the same
@@ -225,6 +230,31 @@ func (s *Server) Clients() []PeerInfo {
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Reverify asks Config.VerifyPeer again about every connected client (after
+// a revocation list was reloaded, say) and drops those it now refuses. It
+// returns the names dropped.
+func (s *Server) Reverify() []string {
+	if s.cfg.VerifyPeer == nil {
+		return nil
+	}
+	s.mu.Lock()
+	peers := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	var dropped []string
+	for _, p := range peers {
+		if err := s.cfg.VerifyPeer(p.leaf); err != nil {
+			p.log.Warn("client dropped: its certificate is no longer accepted", "err", err)
+			p.close()
+			dropped = append(dropped, p.info.Name)
+		}
+	}
+	sort.Strings(dropped)
+	return dropped
 }
 
 // Disconnect closes the session of the client called name, if connected.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,6 +82,7 @@ func runCA(ctx context.Context, env *cliEnv, args []string) error {
 		{"issue", "issue a node identity: DIR/NAME.crt and DIR/NAME.key", runCAIssue},
 		{"install", "add the CA certificate to the system trust store", runCAInstall},
 		{"uninstall", "remove the CA certificate from the system trust store", runCAUninstall},
+		{"revoke", "revoke an identity: add its serial number to DIR/revoked.txt", runCARevoke},
 	}, args)
 }
 
@@ -196,5 +198,38 @@ func runCAUninstall(_ context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "removed %s from the system trust store\n", filepath.Join(*dir, "ca.crt"))
+	return nil
+}
+
+func runCARevoke(_ context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "ca revoke", "revoke a node identity: add its certificate's serial number to DIR/revoked.txt, which a server given --revoked refuses (reload it with SIGHUP)",
+		"restpipe ca revoke --dir ./ca --name c1")
+	dir := fs.String("dir", "", "the CA `directory`")
+	name := fs.String("name", "", "the `name` of the identity to revoke (DIR/NAME.crt)")
+	certFile := fs.String("cert", "", "revoke this certificate `file` instead of DIR/NAME.crt")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := required([2]string{"dir", *dir}); err != nil {
+		return err
+	}
+	list := filepath.Join(*dir, certs.RevokedFile)
+	var leaf *x509.Certificate
+	var err error
+	switch {
+	case *name != "" && *certFile != "":
+		return usageError{"give --name or --cert, not both"}
+	case *name != "":
+		leaf, err = certs.RevokeName(*dir, *name)
+	case *certFile != "":
+		leaf, err = certs.Revoke(list, *certFile)
+	default:
+		return usageError{"--name or --cert is required"}
+	}
+	if err != nil {
+		return asUsageError(err)
+	}
+	fmt.Fprintf(env.stdout, "revoked %q (serial %s) in %s\n", leaf.Subject.CommonName, leaf.SerialNumber.Text(16), list)
+	fmt.Fprintf(env.stdout, "next: start the server with --revoked %s, or send it SIGHUP to reload the list\n", list)
 	return nil
 }

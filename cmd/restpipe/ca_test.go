@@ -165,7 +165,7 @@ func TestCAUsageErrors(t *testing.T) {
 			}
 		})
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 { // ca.crt, ca.key, revoked.txt
 		t.Errorf("usage errors wrote files: %d entries in the CA dir", len(entries))
 	}
 }

@@ -28,6 +28,8 @@ type command struct {
 type cliEnv struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// reload delivers SIGHUP: reload what can be reloaded. May be nil.
+	reload <-chan os.Signal
 }
 
 func commands() []command {
@@ -44,7 +46,9 @@ func commands() []command {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, reload: hup}
 	os.Exit(run(ctx, env, os.Args[1:]))
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/restpipe/restpipe/certs"
@@ -32,6 +34,8 @@ type nodeFlags struct {
 	shutdownTimeout time.Duration
 	forward         stringList
 	config          string
+	revoked         string
+	revocations     atomic.Pointer[certs.RevocationList]
 }
 
 func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
@@ -48,6 +52,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long events in flight may finish on SIGINT/SIGTERM")
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are relayed to the local HTTP service at URL (repeatable)")
 	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
+	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused; SIGHUP reloads it")
 }
 
 // setup loads the identity and builds the logger and tunnel config.
@@ -86,6 +91,15 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 		checkForwardTarget(logger, route, target)
 	}
 	cfg := tunnel.DefaultConfig()
+	if n.revoked != "" {
+		list, err := certs.LoadRevocationList(n.revoked)
+		if err != nil {
+			return nil, cfg, nil, err
+		}
+		n.revocations.Store(list)
+		cfg.VerifyPeer = func(leaf *x509.Certificate) error { return n.revocations.Load().Check(leaf) }
+		logger.Info("revocation list loaded", "file", n.revoked, "serials", list.Len())
+	}
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
 	cfg.Handler = reg
@@ -189,6 +203,38 @@ func checkForwardTarget(logger *slog.Logger, route, target string) {
 	logger.Info("forward route", "route", route, "target", target)
 }
 
+// reloadRevocations rereads --revoked; on an error the old list stays.
+func (n *nodeFlags) reloadRevocations(logger *slog.Logger) bool {
+	if n.revoked == "" {
+		return false
+	}
+	list, err := certs.LoadRevocationList(n.revoked)
+	if err != nil {
+		logger.Error("reload: revocation list kept as it was", "err", err)
+		return false
+	}
+	n.revocations.Store(list)
+	logger.Info("reload: revocation list", "file", n.revoked, "serials", list.Len())
+	return true
+}
+
+// onReload runs fn for each SIGHUP until ctx ends.
+func onReload(ctx context.Context, env *cliEnv, fn func()) {
+	if env.reload == nil {
+		return
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-env.reload:
+				fn()
+			}
+		}
+	}()
+}
+
 // logStopping says when a stop was asked for, before the drain begins.
 func logStopping(ctx context.Context, logger *slog.Logger, grace time.Duration) {
 	context.AfterFunc(ctx, func() {
@@ -284,6 +330,13 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	logger.Info("server starting", "node", srv.Name(), "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
+	onReload(ctx, env, func() {
+		if n.reloadRevocations(logger) {
+			if dropped := srv.Reverify(); len(dropped) > 0 {
+				logger.Warn("reload: dropped revoked clients", "clients", dropped)
+			}
+		}
+	})
 	return runAll(ctx,
 		func(ctx context.Context) error { return srv.Serve(ctx, tln) },
 		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
@@ -324,6 +377,7 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	logger.Info("client starting", "node", c.Name(), "server", *server, "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
+	onReload(ctx, env, func() { n.reloadRevocations(logger) })
 	return runAll(ctx,
 		func(ctx context.Context) error { return c.Run(ctx, *server) },
 		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })

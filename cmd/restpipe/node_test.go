@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -72,12 +73,18 @@ type node struct {
 
 func startNode(t *testing.T, getenv func(string) string, args ...string) *node {
 	t.Helper()
+	return startNodeEnv(t, getenv, nil, args...)
+}
+
+// startNodeEnv is startNode with a channel standing for SIGHUP.
+func startNodeEnv(t *testing.T, getenv func(string) string, reload chan os.Signal, args ...string) *node {
+	t.Helper()
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
 	n := &node{log: newLogBuffer(), out: newLogBuffer(), code: make(chan int, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
-	env := &cliEnv{stdout: n.out, stderr: n.log, getenv: getenv}
+	env := &cliEnv{stdout: n.out, stderr: n.log, getenv: getenv, reload: reload}
 	go func() { n.code <- run(ctx, env, args) }()
 	n.stop = sync.OnceValue(func() int { cancel(); return <-n.code })
 	t.Cleanup(func() { n.stop() })
@@ -329,4 +336,52 @@ func TestPythonHandlerExample(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"words": 3`) {
 		t.Errorf("POST through the python handler: %d %s", resp.StatusCode, b)
 	}
+}
+
+// TestRevocation: a revoked identity is refused at the handshake, and one
+// revoked while connected is dropped when the list is reloaded (SIGHUP).
+func TestRevocation(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	for _, name := range []string{"c1", "c2"} {
+		caRun(t, "ca", "issue", "--dir", d, "--name", name).want(t, 0)
+	}
+	r := caRun(t, "ca", "revoke", "--dir", d, "--name", "c1")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, `revoked "c1"`) {
+		t.Errorf("revoke output %q", r.stdout)
+	}
+
+	reload := make(chan os.Signal, 1)
+	srv := startNodeEnv(t, nil, reload, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--revoked", filepath.Join(d, "revoked.txt"),
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	srvHTTP := srv.log.wait(t, httpAddrRe)
+	client := func(name string) *node {
+		return startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0",
+			"--cert", filepath.Join(d, name+".crt"), "--key", filepath.Join(d, name+".key"), "--ca", filepath.Join(d, "ca.crt"))
+	}
+	client("c1")
+	srv.log.wait(t, `msg="client refused".*c1.*certificate revoked`)
+	c2 := client("c2")
+	c2.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected".* peer=c2`)
+
+	caRun(t, "ca", "revoke", "--dir", d, "--name", "c2").want(t, 0)
+	reload <- syscall.SIGHUP
+	srv.log.wait(t, `msg="reload: revocation list".* serials=2`)
+	srv.log.wait(t, `msg="client dropped: its certificate is no longer accepted".* peer=c2`)
+	srv.log.wait(t, `msg="client refused".*c2.*certificate revoked`) // and it stays out
+	if status, body := httpGet(t, "http://"+srvHTTP+"/clients"); status != 200 || strings.Contains(body, "c2") {
+		t.Errorf("/clients after revoking c2: %d %s", status, body)
+	}
+
+	// A list that no longer parses is not applied.
+	if err := os.WriteFile(filepath.Join(d, "revoked.txt"), []byte("not hex\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- syscall.SIGHUP
+	srv.log.wait(t, `msg="reload: revocation list kept as it was"`)
 }
