@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -75,11 +77,18 @@ func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func(
 	if envErr != nil {
 		return envErr
 	}
-	if err := fs.Parse(args); err != nil {
+	// A mistake gets one line, not the whole usage: silence the flag
+	// package's own printing, and print the usage for -h only.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
 			return err
 		}
-		return usageError{err.Error()}
+		return usageError{err.Error() + " (see -h)"}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
@@ -178,5 +187,35 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 			}
 		}
 	}
+	return nil
+}
+
+// byteSize is a size flag: bytes, or a number with KiB, MiB or GiB.
+type byteSize uint64
+
+func (b *byteSize) String() string {
+	switch v := uint64(*b); {
+	case v != 0 && v%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", v>>20)
+	case v != 0 && v%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", v>>10)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// Set parses "262144", "256KiB", "4MiB" or "1GiB".
+func (b *byteSize) Set(s string) error {
+	num, unit := s, uint64(1)
+	for suffix, mult := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			num, unit = n, mult
+		}
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+	if err != nil {
+		return fmt.Errorf("want bytes, or a number with KiB, MiB or GiB, like 4MiB")
+	}
+	*b = byteSize(v * unit)
 	return nil
 }

@@ -32,6 +32,7 @@ type nodeFlags struct {
 	maxBody         int64
 	keepAlive       time.Duration
 	shutdownTimeout time.Duration
+	window          byteSize
 	forward         stringList
 	config          string
 	revoked         string
@@ -50,6 +51,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Int64Var(&n.maxBody, "max-body", 0, "largest request body the front end accepts, in `bytes` (0: no limit)")
 	fs.DurationVar(&n.keepAlive, "keepalive", 15*time.Second, "keep-alive ping interval; a dead peer is noticed within this plus 10s")
 	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long events in flight may finish on SIGINT/SIGTERM")
+	n.window = byteSize(tunnel.DefaultConfig().StreamWindow)
+	fs.Var(&n.window, "window", "each stream's receive `size` (256KiB to 64MiB): one stream moves at most this per round trip; set it on both nodes")
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are relayed to the local HTTP service at URL (repeatable)")
 	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
 	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused; SIGHUP reloads it")
@@ -59,6 +62,12 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
 	if err := checkHTTPAddr(n.http); err != nil {
 		return nil, tunnel.Config{}, nil, err
+	}
+	if n.window < 256<<10 || n.window > 64<<20 {
+		return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--window %s: must be from 256KiB to 64MiB", n.window.String())}
+	}
+	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
+		return nil, tunnel.Config{}, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
 	}
 	logger, err := newLogger(env, n.logLevel, n.logFormat)
 	if err != nil {
@@ -109,9 +118,7 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 	cfg.MaxBodyBytes = n.maxBody
 	cfg.KeepAliveInterval = n.keepAlive
 	cfg.ShutdownTimeout = n.shutdownTimeout
-	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
-		return nil, cfg, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
-	}
+	cfg.StreamWindow = uint32(n.window)
 	return id, cfg, logger, nil
 }
 

@@ -202,6 +202,9 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--log-level", "loud", "--cert", crt, "--key", key, "--ca", ca}, 2, "log-level"},
 		{[]string{"server", "--listen", "127.0.0.1:0", "--http", "nonsense", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http"},
 		{[]string{"client", "stray"}, 2, "stray"},
+		{[]string{"client", "--server", "127.0.0.1:1", "--window", "100", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
+		{[]string{"client", "--server", "127.0.0.1:1", "--window", "lots"}, 2, "KiB, MiB or GiB"},
+		{[]string{"server", "--timeout", "soon"}, 2, "invalid value"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {
 		r := caRun(t, tc.args...)
