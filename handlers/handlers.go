@@ -131,6 +131,8 @@ const (
 	CodeTunnelClosed    = "tunnel_closed"
 	CodeTooLarge        = "too_large"
 	CodeBadRequest      = "bad_request"
+	// CodeBodyTimeout: the caller stopped sending its request body (408).
+	CodeBodyTimeout = "body_timeout"
 	// CodeUpstreamUnavailable: a forward route's service is down (502).
 	CodeUpstreamUnavailable = "upstream_unavailable"
 )

@@ -73,6 +73,12 @@ type Config struct {
 	// BodyIdleTimeout bounds the wait for each piece of a request body
 	// from a front-end caller. Default 60 s.
 	BodyIdleTimeout time.Duration
+	// HeaderTimeout bounds reading a front-end request's headers, so a
+	// slow sender (slowloris) cannot hold a connection. Default 10 s.
+	HeaderTimeout time.Duration
+	// MaxHeaderBytes bounds a front-end request's headers (431 above).
+	// Default 64 KiB.
+	MaxHeaderBytes int
 	// ShutdownTimeout bounds how long events in flight may finish once
 	// the node is asked to stop. Default 10 s.
 	ShutdownTimeout time.Duration
@@ -98,6 +104,8 @@ func DefaultConfig() Config {
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        time.Hour,
 		BodyIdleTimeout:   60 * time.Second,
+		HeaderTimeout:     10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 		ShutdownTimeout:   10 * time.Second,
 		ReconnectMin:      500 * time.Millisecond,
 		ReconnectMax:      30 * time.Second,
@@ -119,6 +127,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.DefaultTimeout, d.DefaultTimeout)
 	setDur(&c.MaxTimeout, d.MaxTimeout)
 	setDur(&c.BodyIdleTimeout, d.BodyIdleTimeout)
+	setDur(&c.HeaderTimeout, d.HeaderTimeout)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = d.MaxHeaderBytes
+	}
 	setDur(&c.ShutdownTimeout, d.ShutdownTimeout)
 	setDur(&c.ReconnectMin, d.ReconnectMin)
 	setDur(&c.ReconnectMax, d.ReconnectMax)

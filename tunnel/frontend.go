@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/restpipe/restpipe/events"
@@ -116,12 +118,14 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		return f.serveUpgrade(w, r, path.Peer, ev)
 	}
 	var body io.Reader
+	var fb *frontBody
 	if r.Body != nil && r.Body != http.NoBody {
 		// The reply may stream back while the request body still arrives
 		// (post_echo); without this, net/http would discard the unread
 		// request body when the reply starts.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		body = newFrontBody(w, r.Body, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
+		fb = newFrontBody(w, r.Body, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
+		body = fb
 	}
 	resp, err := f.call(r.Context(), path.Peer, ev, body)
 	if err == nil {
@@ -134,6 +138,11 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		// The answer comes before the whole request body: the rest of it
 		// will not be read, so the connection cannot carry another request.
 		w.Header().Set("Connection", "close")
+	}
+	if err != nil && fb != nil && fb.stalled.Load() {
+		// net/http cancels the request when its body read times out.
+		return writeError(w, http.StatusRequestTimeout, handlers.CodeBodyTimeout,
+			fmt.Sprintf("request body: nothing received for %v", f.cfg.BodyIdleTimeout))
 	}
 	if err != nil {
 		return f.writeCallError(w, r, err)
@@ -317,7 +326,8 @@ type frontBody struct {
 	idle    time.Duration
 	mu      sync.Mutex
 	aborted bool
-	ended   bool // Read returned an error, io.EOF included
+	ended   bool        // Read returned an error, io.EOF included
+	stalled atomic.Bool // the caller sent nothing for idle
 }
 
 func newFrontBody(w http.ResponseWriter, body io.ReadCloser, max int64, idle time.Duration) *frontBody {
@@ -330,7 +340,8 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 		return 0, errors.New("event ended")
 	}
-	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	start := time.Now()
+	_ = b.rc.SetReadDeadline(start.Add(b.idle))
 	b.mu.Unlock()
 	if b.max > 0 && int64(len(p)) > b.max-b.n+1 {
 		p = p[:b.max-b.n+1]
@@ -346,7 +357,10 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, b.max)
 	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	// A timeout after the whole idle time is the caller's stall, even if
+	// the event was aborted meanwhile (net/http cancels the request first).
+	if errors.As(err, &ne) && ne.Timeout() && time.Since(start) >= b.idle {
+		b.stalled.Store(true)
 		return n, fmt.Errorf("request body: nothing received for %v", b.idle)
 	}
 	return n, err
@@ -366,20 +380,18 @@ func (b *frontBody) abortRead() {
 
 // ServeFrontend serves h, a node's front end, on ln until ctx ends, then
 // shuts down gracefully within cfg.ShutdownTimeout. Request headers are
-// bounded in size (64 KiB) and time (10 s).
+// bounded in size (cfg.MaxHeaderBytes) and time (cfg.HeaderTimeout).
 func ServeFrontend(ctx context.Context, ln net.Listener, h http.Handler, cfg Config) error {
-	shutdownTimeout := cfg.ShutdownTimeout
-	if shutdownTimeout == 0 {
-		shutdownTimeout = DefaultConfig().ShutdownTimeout
-	}
+	d := DefaultConfig()
+	shutdownTimeout := cmp.Or(cfg.ShutdownTimeout, d.ShutdownTimeout)
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, d.HeaderTimeout),
+		MaxHeaderBytes:    cmp.Or(cfg.MaxHeaderBytes, d.MaxHeaderBytes),
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
