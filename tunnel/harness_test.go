@@ -108,13 +108,8 @@ func startServerAt(t testing.TB, p *pki, addr string, tweak func(*tunnel.Config)
 		t.Fatal(err)
 	}
 	hln := listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = srv.Serve(ctx, tln) }()
-	go func() { defer wg.Done(); _ = tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) }()
-	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
-	t.Cleanup(stop)
+	stop := runUntilStopped(t, func(ctx context.Context) { _ = srv.Serve(ctx, tln) },
+		func(ctx context.Context) { _ = tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
 	return &serverNode{Server: srv, reg: reg, tunnelAddr: tln.Addr().String(),
 		httpURL: "http://" + hln.Addr().String(), stop: stop}
 }
@@ -145,14 +140,23 @@ func startClientWith(t testing.TB, id *certs.Identity, serverAddr string, tweak 
 		t.Fatal(err)
 	}
 	hln := listen(t)
+	stop := runUntilStopped(t, func(ctx context.Context) { _ = c.Run(ctx, serverAddr) },
+		func(ctx context.Context) { _ = tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })
+	return &clientNode{Client: c, reg: reg, httpURL: "http://" + hln.Addr().String(), stop: stop}
+}
+
+// runUntilStopped runs each fn in its own goroutine until the returned
+// stop (also run at cleanup) cancels them and waits for them to return.
+func runUntilStopped(t testing.TB, fns ...func(context.Context)) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = c.Run(ctx, serverAddr) }()
-	go func() { defer wg.Done(); _ = tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) }()
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(ctx) }()
+	}
 	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	t.Cleanup(stop)
-	return &clientNode{Client: c, reg: reg, httpURL: "http://" + hln.Addr().String(), stop: stop}
+	return stop
 }
 
 // waitConnected waits until c is connected and the server lists it.
