@@ -48,8 +48,9 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 
 // serverHello runs the server's side of the hello exchange for the client
 // whose certificate names it certName, and returns the client's hello.
-// On a refusal it answers the client with the reason before returning it.
-func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName string) (*events.Hello, error) {
+// On a refusal (refuse, if not nil, is one decided already) it answers the
+// client with the reason before returning it.
+func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName string, refuse error) (*events.Hello, error) {
 	st, err := sess.AcceptStreamWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("accept hello stream: %w", err)
@@ -65,8 +66,9 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 		NodeName:        cfg.nodeName(),
 		SoftwareVersion: cfg.Version,
 	}
-	var refusal error
+	refusal := refuse
 	switch {
+	case refusal != nil:
 	case h.ProtocolVersion != events.ProtocolVersion:
 		refusal = fmt.Errorf("%w: client speaks protocol %d, this server %d",
 			ErrVersionMismatch, h.ProtocolVersion, events.ProtocolVersion)

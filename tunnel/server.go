@@ -133,16 +133,19 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		return nil, errors.New("client certificate has no Common Name")
 	}
 	name := certs[0].Subject.CommonName
+	// A certificate the hook refuses (revoked) is authentic: the client is
+	// told why in the hello, so that its operator can see it.
+	var refusal error
 	if s.cfg.VerifyPeer != nil {
 		if err := s.cfg.VerifyPeer(certs[0]); err != nil {
-			return nil, fmt.Errorf("client %q: %w", name, err)
+			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
 	sess, err := yamux.Server(tc, s.cfg.yamux())
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
-	h, err := serverHello(hctx, sess, &s.cfg, name)
+	h, err := serverHello(hctx, sess, &s.cfg, name, refusal)
 	if err != nil {
 		_ = sess.Close()
 		return nil, fmt.Errorf("hello from %q: %w", name, err)

@@ -366,8 +366,9 @@ func TestRevocation(t *testing.T) {
 		return startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0",
 			"--cert", filepath.Join(d, name+".crt"), "--key", filepath.Join(d, name+".key"), "--ca", filepath.Join(d, "ca.crt"))
 	}
-	client("c1")
+	c1 := client("c1")
 	srv.log.wait(t, `msg="client refused".*c1.*certificate revoked`)
+	c1.log.wait(t, `msg="not connected to server".*session refused by server.*certificate revoked`)
 	c2 := client("c2")
 	c2.log.wait(t, `msg="connected to server"`)
 	srv.log.wait(t, `msg="client connected".* peer=c2`)
