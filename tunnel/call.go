@@ -37,6 +37,10 @@ type Response struct {
 // if any (for example ErrBodyTooLarge).
 func (r *Response) UploadErr() error { return r.ex.uploadErr() }
 
+// uploadGrace is how long an event that ended waits for a caller still
+// sending its body before interrupting the read.
+const uploadGrace = time.Second
+
 // bodyAborter is a request body whose blocked Read can be interrupted, so
 // that an event that ends does not wait on a slow uploader.
 type bodyAborter interface{ abortRead() }
@@ -137,20 +141,6 @@ func (ex *exchange) upload(w *events.Writer, body io.Reader) {
 	}
 }
 
-// uploadFinished reports whether the request body has been sent whole, or
-// there was none.
-func (ex *exchange) uploadFinished() bool {
-	if ex.upDone == nil {
-		return true
-	}
-	select {
-	case <-ex.upDone:
-		return ex.uploadErr() == nil
-	default:
-		return false
-	}
-}
-
 func (ex *exchange) uploadErr() error {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
@@ -174,15 +164,21 @@ func (ex *exchange) finish() {
 		ex.stopWake()
 		_ = ex.st.Close()
 		if ex.upDone != nil {
+			// The upload stops at its next write to the stream. A caller
+			// still sending gets a moment before its read is interrupted:
+			// net/http treats an interrupted read as a broken connection,
+			// while a body left unread is drained or closed properly.
+			_ = ex.st.SetWriteDeadline(time.Now())
+			t := time.NewTimer(uploadGrace)
 			select {
 			case <-ex.upDone:
-			default:
-				_ = ex.st.SetWriteDeadline(time.Now())
+			case <-t.C:
 				if a, ok := ex.body.(bodyAborter); ok {
 					a.abortRead()
 				}
 				<-ex.upDone
 			}
+			t.Stop()
 		}
 		ex.p.inflight.done()
 	})

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -124,8 +125,26 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		// (post_echo); without this, net/http would discard the unread
 		// request body when the reply starts.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		fb = newFrontBody(w, r.Body, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
+		fb = newFrontBody(w, r, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
 		body = fb
+		if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 {
+			// A body of unknown length is read ahead up to the limit (64 KiB
+			// at most), so that one over a small limit is refused before
+			// any handler can answer it.
+			head := make([]byte, min(max+1, 64<<10))
+			n, err := io.ReadFull(fb, head)
+			switch {
+			case errors.Is(err, ErrBodyTooLarge) || int64(n) > max:
+				return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
+					fmt.Sprintf("request body over the limit of %d bytes", max))
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				body, ev.ContentLength = bytes.NewReader(head[:n]), int64(n) // all of it
+			case err != nil:
+				return f.writeBodyError(w, fb, err)
+			default:
+				body = &prefixedBody{r: io.MultiReader(bytes.NewReader(head), fb), fb: fb}
+			}
+		}
 	}
 	resp, err := f.call(r.Context(), path.Peer, ev, body)
 	if err == nil {
@@ -134,15 +153,8 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 			err = up
 		}
 	}
-	if body != nil && (err != nil || !resp.ex.uploadFinished()) {
-		// The answer comes before the whole request body: the rest of it
-		// will not be read, so the connection cannot carry another request.
-		w.Header().Set("Connection", "close")
-	}
-	if err != nil && fb != nil && fb.stalled.Load() {
-		// net/http cancels the request when its body read times out.
-		return writeError(w, http.StatusRequestTimeout, handlers.CodeBodyTimeout,
-			fmt.Sprintf("request body: nothing received for %v", f.cfg.BodyIdleTimeout))
+	if err != nil && fb != nil {
+		return f.writeBodyError(w, fb, err)
 	}
 	if err != nil {
 		return f.writeCallError(w, r, err)
@@ -201,6 +213,26 @@ func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, err er
 		return writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, err.Error())
 	}
 }
+
+// writeBodyError answers a call that failed while the request body was
+// being read.
+func (f *frontend) writeBodyError(w http.ResponseWriter, fb *frontBody, err error) (int, string) {
+	if fb.stalled.Load() {
+		// net/http cancels the request when its body read times out.
+		return writeError(w, http.StatusRequestTimeout, handlers.CodeBodyTimeout,
+			fmt.Sprintf("request body: nothing received for %v", f.cfg.BodyIdleTimeout))
+	}
+	return f.writeCallError(w, fb.req, err)
+}
+
+// prefixedBody is a front-end body whose first bytes were read ahead.
+type prefixedBody struct {
+	r  io.Reader
+	fb *frontBody
+}
+
+func (p *prefixedBody) Read(b []byte) (int, error) { return p.r.Read(b) }
+func (p *prefixedBody) abortRead()                 { p.fb.abortRead() }
 
 // serveUpgrade relays a request to switch protocols (a WebSocket). If the
 // peer answers 101, the caller's connection is taken over and its bytes
@@ -319,6 +351,7 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // frontBody is a front-end request body: it enforces the size limit and
 // an idle timeout per read, and can be interrupted when the event ends.
 type frontBody struct {
+	req     *http.Request
 	body    io.ReadCloser
 	rc      *http.ResponseController
 	max     int64 // 0: no limit
@@ -330,8 +363,8 @@ type frontBody struct {
 	stalled atomic.Bool // the caller sent nothing for idle
 }
 
-func newFrontBody(w http.ResponseWriter, body io.ReadCloser, max int64, idle time.Duration) *frontBody {
-	return &frontBody{body: body, rc: http.NewResponseController(w), max: max, idle: idle}
+func newFrontBody(w http.ResponseWriter, r *http.Request, max int64, idle time.Duration) *frontBody {
+	return &frontBody{req: r, body: r.Body, rc: http.NewResponseController(w), max: max, idle: idle}
 }
 
 func (b *frontBody) Read(p []byte) (int, error) {
