@@ -64,6 +64,11 @@ type Request struct {
 	// Upgrade is the protocol the caller asks to switch to ("websocket"),
 	// if any.
 	Upgrade string
+	// Route is the forward route the event goes to, if any ("files").
+	Route string
+	// Identity is who the Auth hook settled the caller is; the peer name
+	// unless it said otherwise.
+	Identity string
 
 	ctx context.Context
 }

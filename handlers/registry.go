@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -22,6 +23,11 @@ type Registry struct {
 	funcs  map[string]Func
 	routes map[string]*forwarder
 	tr     *http.Transport
+
+	pre      []PreFunc
+	auth     AuthFunc
+	postAuth []PostAuthFunc
+	post     []PostFunc
 }
 
 // Option configures a Registry.
@@ -91,9 +97,42 @@ func (r *Registry) Names() []string {
 // A handler that ignores its context does not hold the caller: when ctx
 // ends first, Dispatch answers 504 and lets the handler finish on its own.
 func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
+	c := r.chain()
 	if req.Name == "" {
 		req.Name = Name(req.Method, req.Noun)
 	}
+	r.setRoute(req)
+	rep := r.before(ctx, c, req)
+	if rep == nil {
+		rep = r.run(ctx, req)
+	}
+	return r.after(ctx, c, req, rep)
+}
+
+// resolve sets req.Name and req.Route again after a hook changed the
+// noun (from what it was, noun).
+func (r *Registry) resolve(req *Request, noun []string) {
+	if slices.Equal(noun, req.Noun) {
+		return
+	}
+	req.Name = Name(req.Method, req.Noun)
+	r.setRoute(req)
+}
+
+// setRoute sets req.Route: the forward route its first noun segment names.
+func (r *Registry) setRoute(req *Request) {
+	req.Route = ""
+	if len(req.Noun) > 0 {
+		r.mu.RLock()
+		if _, ok := r.routes[req.Noun[0]]; ok {
+			req.Route = req.Noun[0]
+		}
+		r.mu.RUnlock()
+	}
+}
+
+// run runs the forward route or handler req names.
+func (r *Registry) run(ctx context.Context, req *Request) *Reply {
 	if fw := r.route(req.Noun); fw != nil {
 		return fw.serve(ctx, req)
 	}
