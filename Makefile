@@ -5,7 +5,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS        = -X main.version=$(VERSION)
 BIN            = bin/restpipe
 
-.PHONY: all build demo test test-long vet fmt-check proto clean
+.PHONY: all build demo test test-long bench vet fmt-check proto clean
 
 all: build
 
@@ -24,6 +24,14 @@ test: vet fmt-check
 ## test-long: every test at full size, the slow ones included.
 test-long: vet fmt-check
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+## bench: cmd/restpipe-bench: one markdown table of restpipe against its
+## baselines (about a minute on 2 cores; make bench BENCH_FLAGS=-quick for ~15 s).
+bench:
+	$(GO) run ./cmd/restpipe-bench $(BENCH_FLAGS)
+	@echo 'Compare Go benchmarks between two commits:'
+	@echo '  $(GO) test -run=^$$ -bench=. -benchmem -count=10 ./... > old.txt   # then again > new.txt'
+	@echo '  $(GO) run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt'
 
 vet:
 	$(GO) vet ./...

@@ -1,0 +1,397 @@
+package main
+
+// The four measurements. Each starts its own nodes and stops them when it
+// is done, so that one's memory and connections do not weigh on the next.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/restpipe/restpipe/certs"
+)
+
+// row is one line of the table.
+type row struct {
+	Section  string  `json:"section"`
+	Name     string  `json:"name"`
+	Value    float64 `json:"value"`
+	Unit     string  `json:"unit"`
+	Shown    string  `json:"shown"`              // Value as printed
+	Baseline string  `json:"baseline,omitempty"` // its name and value as printed
+	Base     float64 `json:"baseline_value,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"` // Value / Base
+	Target   string  `json:"target,omitempty"`
+	Met      string  `json:"met,omitempty"` // "yes", "NO" or ""
+}
+
+// bench runs the measurements and collects the rows.
+type bench struct {
+	opt   options
+	fleet *fleet
+	dir   string // identities
+	log   io.Writer
+	rows  []row
+	notes []string
+
+	proxyRPS64 float64 // proxy hop at concurrency 64, the event-rate baseline
+}
+
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(b.log, "restpipe-bench: "+format+"\n", args...)
+}
+
+func (b *bench) add(r row) { b.rows = append(b.rows, r) }
+
+func (b *bench) note(format string, args ...any) {
+	b.notes = append(b.notes, fmt.Sprintf(format, args...))
+}
+
+// met is "yes" or "NO".
+func met(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+// startPair starts a server node and a clients node of one client with a
+// front end, connected to it.
+func (b *bench) startPair(ctx context.Context) (srv, cl *child, err error) {
+	srv, err = b.fleet.start(ctx, "server", roleServer, "-dir", b.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err = b.fleet.start(ctx, "client", roleClients, "-dir", b.dir, "-n", "1", "-frontend",
+		"-server", srv.ready.Tunnel, "-reconnect-max", b.opt.reconnectMax.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cl.send("start"); err != nil {
+		return nil, nil, err
+	}
+	if _, got, err := waitConnected(ctx, srv, 1, 30*time.Second); err != nil || got != 1 {
+		return nil, nil, srv.errorf("client did not connect: %v", err)
+	}
+	return srv, cl, nil
+}
+
+// waitConnected polls node until it counts want connections or timeout
+// passes; it returns how long that took and the count it last saw.
+func waitConnected(ctx context.Context, node *child, want int, timeout time.Duration) (time.Duration, int, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	seen := 0
+	for {
+		st, err := node.stats(ctx, false)
+		if err == nil {
+			seen = st.Connected
+			if seen >= want {
+				return time.Since(start), seen, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return time.Since(start), seen, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return time.Since(start), seen, nil
+		}
+		select {
+		case <-node.exited:
+			return time.Since(start), seen, node.errorf("node %s exited", node.name)
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// roundTrip is measurement 1: GET /server/time through a client node's
+// front end, the tunnel and the server's get_time, against the same
+// handler on a plain net/http server ("direct") and behind one plain
+// ReverseProxy hop ("proxy hop").
+func (b *bench) roundTrip(ctx context.Context) error {
+	defer b.fleet.stopAll()
+	_, cl, err := b.startPair(ctx)
+	if err != nil {
+		return err
+	}
+	direct, err := b.fleet.start(ctx, "direct", roleDirect)
+	if err != nil {
+		return err
+	}
+	proxy, err := b.fleet.start(ctx, "proxy", roleProxy, "-target", "http://"+direct.ready.HTTP)
+	if err != nil {
+		return err
+	}
+	targets := []struct{ name, url string }{
+		{"direct", "http://" + direct.ready.HTTP + "/server/time"},
+		{"proxy hop", "http://" + proxy.ready.HTTP + "/server/time"},
+		{"restpipe", "http://" + cl.ready.HTTP + "/server/time"},
+	}
+	for _, conc := range []int{1, 64} {
+		res := map[string]cellResult{}
+		for _, t := range targets {
+			r, err := runCell(ctx, conc, b.opt.warmup(), b.opt.duration, func(uint64) string { return t.url })
+			if err != nil {
+				return fmt.Errorf("round trip %s c=%d: %w", t.name, conc, err)
+			}
+			b.progress("round trip %-9s c=%-2d %8.0f req/s  p50 %-8s p99 %s", t.name, conc, r.RPS, fmtDur(r.P50), fmtDur(r.P99))
+			if r.Errors > 0 {
+				b.note("round trip %s c=%d: %d of %d requests failed (first: %s)", t.name, conc, r.Errors, r.Errors+r.Requests, r.FirstError)
+			}
+			res[t.name] = r
+		}
+		if conc == 64 {
+			b.proxyRPS64 = res["proxy hop"].RPS
+		}
+		tun := res["restpipe"]
+		sec := "1. small event (get_time) round trip"
+		for _, base := range []string{"direct", "proxy hop"} {
+			br := res[base]
+			r := row{Section: sec, Name: fmt.Sprintf("c=%d requests/s", conc), Value: tun.RPS, Unit: "req/s",
+				Shown: fmt.Sprintf("%.0f", tun.RPS), Baseline: fmt.Sprintf("%s %.0f", base, br.RPS), Base: br.RPS, Ratio: tun.RPS / br.RPS}
+			if conc == 64 && base == "proxy hop" {
+				r.Target, r.Met = ">= 1.0x", met(r.Ratio >= 1.0)
+			}
+			b.add(r)
+		}
+		for _, q := range []struct {
+			name string
+			pick func(cellResult) time.Duration
+		}{{"p50", func(c cellResult) time.Duration { return c.P50 }}, {"p99", func(c cellResult) time.Duration { return c.P99 }}} {
+			for _, base := range []string{"direct", "proxy hop"} {
+				v, bv := q.pick(tun), q.pick(res[base])
+				r := row{Section: sec, Name: fmt.Sprintf("c=%d latency %s", conc, q.name), Value: float64(v.Microseconds()), Unit: "µs",
+					Shown: fmtDur(v), Baseline: base + " " + fmtDur(bv), Base: float64(bv.Microseconds()), Ratio: float64(v) / float64(bv)}
+				if conc == 1 && q.name == "p50" && base == "proxy hop" {
+					r.Target, r.Met = "<= 1.0x", met(r.Ratio <= 1.0)
+				}
+				b.add(r)
+			}
+		}
+	}
+	return nil
+}
+
+// stream is measurement 2: stream-size bytes POSTed through post_echo
+// and back, against the same bytes echoed over one raw TLS 1.3
+// connection; and the peak RSS of each node.
+func (b *bench) stream(ctx context.Context) error {
+	defer b.fleet.stopAll()
+	size := b.opt.streamSize
+	srv, cl, err := b.startPair(ctx)
+	if err != nil {
+		return err
+	}
+	url := "http://" + cl.ready.HTTP + "/server/echo"
+	if _, err := echoHTTP(ctx, url, min(size, 1<<20)); err != nil {
+		return fmt.Errorf("stream warm-up: %w", err)
+	}
+	tunTime, err := echoHTTP(ctx, url, size)
+	if err != nil {
+		return cl.errorf("stream through the tunnel: %v", err)
+	}
+	srvSt, err := srv.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	clSt, err := cl.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	b.progress("stream    restpipe  %s echoed in %s", fmtBytes(size), fmtDur(tunTime))
+
+	echo, err := b.fleet.start(ctx, "tlsecho", roleTLSEcho, "-dir", b.dir)
+	if err != nil {
+		return err
+	}
+	c, k := identityFiles(b.dir, clientName(0))
+	id, err := certs.LoadIdentity(c, k, caFile(b.dir))
+	if err != nil {
+		return fmt.Errorf("load identity for raw TLS: %w", err)
+	}
+	if _, err := echoTLS(ctx, echo.ready.Tunnel, id, min(size, 1<<20)); err != nil {
+		return fmt.Errorf("raw TLS warm-up: %w", err)
+	}
+	rawTime, err := echoTLS(ctx, echo.ready.Tunnel, id, size)
+	if err != nil {
+		return echo.errorf("stream over raw TLS: %v", err)
+	}
+	echoSt, err := echo.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	b.progress("stream    raw TLS   %s echoed in %s", fmtBytes(size), fmtDur(rawTime))
+
+	mbs := func(d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+	tun, raw := mbs(tunTime), mbs(rawTime)
+	sec := "2. streaming: " + fmtBytes(size) + " POST through post_echo and back"
+	b.add(row{Section: sec, Name: "throughput, MB/s each way", Value: tun, Unit: "MB/s", Shown: fmt.Sprintf("%.0f", tun),
+		Baseline: fmt.Sprintf("raw TLS 1.3 %.0f", raw), Base: raw, Ratio: tun / raw, Target: ">= 0.70x", Met: met(tun/raw >= 0.70)})
+	const limitKiB = 64 << 10
+	for _, n := range []struct {
+		name string
+		st   nodeStats
+	}{{"server node peak RSS", srvSt}, {"client node peak RSS", clSt}} {
+		b.add(row{Section: sec, Name: n.name, Value: float64(n.st.HWMKiB), Unit: "KiB", Shown: fmtKiB(float64(n.st.HWMKiB)),
+			Baseline: "raw TLS echo process " + fmtKiB(float64(echoSt.HWMKiB)), Base: float64(echoSt.HWMKiB),
+			Ratio: float64(n.st.HWMKiB) / float64(echoSt.HWMKiB), Target: "< 64 MiB", Met: met(n.st.HWMKiB < limitKiB)})
+	}
+	return nil
+}
+
+// startClients starts n clients of the server at addr, in nodes of at
+// most opt.perProcess clients each, and returns the nodes (not started:
+// send "start").
+func (b *bench) startClients(ctx context.Context, addr string, n int) ([]*child, error) {
+	var nodes []*child
+	for first := 0; first < n; first += b.opt.perProcess {
+		k := min(b.opt.perProcess, n-first)
+		c, err := b.fleet.start(ctx, fmt.Sprintf("clients-%d", len(nodes)), roleClients, "-dir", b.dir,
+			"-first", strconv.Itoa(first), "-n", strconv.Itoa(k),
+			"-server", addr, "-reconnect-max", b.opt.reconnectMax.String())
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, c)
+	}
+	return nodes, nil
+}
+
+// scale is measurement 3: N idle clients on one server: the server's
+// memory and goroutines per client, how long they take to connect, and
+// how long to come back after the server process is killed and started
+// again on the same port.
+func (b *bench) scale(ctx context.Context) error {
+	defer b.fleet.stopAll()
+	n := b.opt.clients
+	srv, err := b.fleet.start(ctx, "server", roleServer, "-dir", b.dir)
+	if err != nil {
+		return err
+	}
+	time.Sleep(200 * time.Millisecond)
+	before, err := srv.stats(ctx, true)
+	if err != nil {
+		return err
+	}
+	nodes, err := b.startClients(ctx, srv.ready.Tunnel, n)
+	if err != nil {
+		return err
+	}
+	for _, c := range nodes {
+		if err := c.send("start"); err != nil {
+			return err
+		}
+	}
+	connectTime, got, err := waitConnected(ctx, srv, n, 30*time.Second+time.Duration(n)*10*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	if got < n {
+		return srv.errorf("only %d of %d clients connected after %v", got, n, connectTime.Round(time.Millisecond))
+	}
+	b.progress("scale     %d clients connected in %s", n, fmtDur(connectTime))
+	time.Sleep(500 * time.Millisecond) // let the handshakes' garbage become garbage
+	raw, err := srv.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	after, err := srv.stats(ctx, true)
+	if err != nil {
+		return err
+	}
+	var clientKiB int64
+	for _, c := range nodes {
+		st, err := c.stats(ctx, true)
+		if err != nil {
+			return err
+		}
+		clientKiB += st.RSSKiB
+	}
+	perClient := float64(after.RSSKiB-before.RSSKiB) / float64(n)
+	perClientRaw := float64(raw.RSSKiB-before.RSSKiB) / float64(n)
+	goroutines := float64(after.Goroutines-before.Goroutines) / float64(n)
+	b.progress("scale     server RSS %s -> %s (%s before GC), %d -> %d goroutines",
+		fmtKiB(float64(before.RSSKiB)), fmtKiB(float64(after.RSSKiB)), fmtKiB(float64(raw.RSSKiB)), before.Goroutines, after.Goroutines)
+
+	// Restart: kill the server, start a new one on the same port, and
+	// wait for every client to be back.
+	addr := srv.ready.Tunnel
+	restartTimeout := 60*time.Second + time.Duration(n)*5*time.Millisecond
+	start := time.Now()
+	srv.stop()
+	srv2, err := b.fleet.start(ctx, "server-2", roleServer, "-dir", b.dir, "-listen", addr)
+	if err != nil {
+		return fmt.Errorf("restart server on %s: %w", addr, err)
+	}
+	_, back, err := waitConnected(ctx, srv2, n, restartTimeout-time.Since(start))
+	if err != nil {
+		return err
+	}
+	restart := time.Since(start)
+	b.progress("scale     %d of %d clients back %s after the server was killed", back, n, fmtDur(restart))
+
+	sec := fmt.Sprintf("3. scale: %d idle clients on one server", n)
+	b.add(row{Section: sec, Name: "server RSS per idle client", Value: perClient, Unit: "KiB", Shown: fmtKiB(perClient),
+		Target: "<= 40 KiB", Met: met(perClient <= 40)})
+	b.note("server RSS per idle client is measured after debug.FreeOSMemory in the server (%s before it); "+
+		"RSS %s with no client, %s with %d; the client processes hold %s per client",
+		fmtKiB(perClientRaw), fmtKiB(float64(before.RSSKiB)), fmtKiB(float64(after.RSSKiB)), n, fmtKiB(float64(clientKiB)/float64(n)))
+	b.add(row{Section: sec, Name: "server goroutines per idle client", Value: goroutines, Unit: "goroutines", Shown: fmt.Sprintf("%.1f", goroutines)})
+	b.add(row{Section: sec, Name: "time to connect them all", Value: connectTime.Seconds(), Unit: "s", Shown: fmtDur(connectTime)})
+	r := row{Section: sec, Name: "all back after a server restart", Value: restart.Seconds(), Unit: "s", Shown: fmtDur(restart),
+		Target: "<= 20 s", Met: met(back >= n && restart <= 20*time.Second)}
+	if back < n {
+		r.Shown = fmt.Sprintf("%d of %d after %s", back, n, fmtDur(restart))
+	}
+	b.add(r)
+	return nil
+}
+
+// events is measurement 4: the server calling into many clients at once,
+// GET /client/<name>/time through its front end, 64 workers taking the
+// clients in turn.
+func (b *bench) events(ctx context.Context) error {
+	defer b.fleet.stopAll()
+	n := b.opt.eventClients
+	srv, err := b.fleet.start(ctx, "server", roleServer, "-dir", b.dir)
+	if err != nil {
+		return err
+	}
+	nodes, err := b.startClients(ctx, srv.ready.Tunnel, n)
+	if err != nil {
+		return err
+	}
+	for _, c := range nodes {
+		if err := c.send("start"); err != nil {
+			return err
+		}
+	}
+	if _, got, err := waitConnected(ctx, srv, n, 30*time.Second+time.Duration(n)*10*time.Millisecond); err != nil || got < n {
+		return srv.errorf("event rate: %d of %d clients connected (%v)", got, n, err)
+	}
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = "http://" + srv.ready.HTTP + "/client/" + clientName(i) + "/time"
+	}
+	const workers = 64
+	r, err := runCell(ctx, workers, b.opt.warmup(), b.opt.duration, func(k uint64) string { return urls[k%uint64(n)] })
+	if err != nil {
+		return fmt.Errorf("event rate: %w", err)
+	}
+	b.progress("events    %d clients, %d workers: %.0f events/s, p50 %s, p99 %s", n, workers, r.RPS, fmtDur(r.P50), fmtDur(r.P99))
+	if r.Errors > 0 {
+		b.note("event rate: %d of %d events failed (first: %s)", r.Errors, r.Errors+r.Requests, r.FirstError)
+	}
+	sec := fmt.Sprintf("4. server calling %d clients in turn, %d workers", n, workers)
+	rw := row{Section: sec, Name: "events/s", Value: r.RPS, Unit: "events/s", Shown: fmt.Sprintf("%.0f", r.RPS)}
+	if b.proxyRPS64 > 0 {
+		rw.Baseline, rw.Base, rw.Ratio = fmt.Sprintf("proxy hop c=64 %.0f", b.proxyRPS64), b.proxyRPS64, r.RPS/b.proxyRPS64
+	}
+	b.add(rw)
+	b.add(row{Section: sec, Name: "latency p50 / p99", Value: float64(r.P50.Microseconds()), Unit: "µs",
+		Shown: fmtDur(r.P50) + " / " + fmtDur(r.P99)})
+	return nil
+}
