@@ -135,6 +135,7 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 			n, err := io.ReadFull(fb, head)
 			switch {
 			case errors.Is(err, ErrBodyTooLarge) || int64(n) > max:
+				fb.closeIfUnread(w)
 				return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
 					fmt.Sprintf("request body over the limit of %d bytes", max))
 			case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -152,6 +153,9 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 			resp.Body.Close()
 			err = up
 		}
+	}
+	if fb != nil {
+		fb.closeIfUnread(w)
 	}
 	if err != nil && fb != nil {
 		return f.writeBodyError(w, fb, err)
@@ -397,6 +401,21 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("request body: nothing received for %v", b.idle)
 	}
 	return n, err
+}
+
+// closeIfUnread marks the reply Connection: close when the request body
+// has not been read to its end: the rest will be drained (256 KiB at most)
+// or the connection closed, never read as a next request. (net/http, in
+// full-duplex mode, would otherwise drain the body after the handler and
+// start a read that races the next request's: "invalid concurrent
+// Body.Read call".)
+func (b *frontBody) closeIfUnread(w http.ResponseWriter) {
+	b.mu.Lock()
+	ended := b.ended
+	b.mu.Unlock()
+	if !ended {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 func (b *frontBody) abortRead() {
