@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // usageError marks an error as a command-line mistake (exit code 2).
@@ -68,9 +69,19 @@ func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func(
 			return
 		}
 		key := "RESTPIPE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := env.getenv(key); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
+		v := env.getenv(key)
+		if v == "" {
+			return
+		}
+		values := []string{v}
+		if _, repeatable := f.Value.(*stringList); repeatable {
+			// RESTPIPE_ALLOW="c1=get_time ops-*=*": several values.
+			values = strings.FieldsFunc(v, func(r rune) bool { return r == ';' || unicode.IsSpace(r) })
+		}
+		for _, one := range values {
+			if err := fs.Set(f.Name, one); err != nil {
 				envErr = usageError{fmt.Sprintf("%s=%q: %v", key, v, err)}
+				return
 			}
 		}
 	})
@@ -99,17 +110,17 @@ func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func(
 // stringList is a repeatable string flag.
 type stringList []string
 
-func (s *stringList) String() string { return strings.Join(*s, ",") }
-
-// Set appends one value; from the environment, a comma-separated list.
+// Set appends one value, whole (a rule such as "c1=get_time,get_cat"
+// holds commas). From the environment, values are separated by spaces or
+// ';' (see parseFlagsWith).
 func (s *stringList) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*s = append(*s, p)
-		}
+	if v = strings.TrimSpace(v); v != "" {
+		*s = append(*s, v)
 	}
 	return nil
 }
+
+func (s *stringList) String() string { return strings.Join(*s, " ") }
 
 // configPath finds --config in args before they are parsed, since the
 // file must apply below everything else.

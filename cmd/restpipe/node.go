@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -36,7 +37,12 @@ type nodeFlags struct {
 	forward         stringList
 	config          string
 	revoked         string
-	revocations     atomic.Pointer[certs.RevocationList]
+	allow           stringList
+	authURL         string
+	authTimeout     time.Duration
+	authTTL         time.Duration
+
+	revocations atomic.Pointer[certs.RevocationList] // the list in force
 }
 
 func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
@@ -56,10 +62,52 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are relayed to the local HTTP service at URL (repeatable)")
 	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
 	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused; SIGHUP reloads it")
+	fs.Var(&n.allow, "allow", "an access rule `PEER=TARGET,...`: which peers (glob) may call which handlers or forward:ROUTE (globs) on this node; once any rule exists, the rest is denied (repeatable; SIGHUP reloads)")
+	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
+	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
+	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision per peer and path (0: no cache)")
 }
 
-// setup loads the identity and builds the logger and tunnel config.
-func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
+// authHook builds the Auth hook from --allow and --auth-url: the rules,
+// the external service, or both (both must allow); nil if neither is set.
+func (n *nodeFlags) authHook() (handlers.AuthFunc, string, error) {
+	rules, err := handlers.ParseRules(n.allow)
+	if err != nil {
+		return nil, "", usageError{"--allow: " + err.Error()}
+	}
+	var ext *handlers.ExternalAuth
+	if n.authURL != "" {
+		if ext, err = handlers.NewExternalAuth(n.authURL, n.authTimeout, n.authTTL); err != nil {
+			return nil, "", usageError{"--auth-url: " + err.Error()}
+		}
+	}
+	switch {
+	case rules.Len() > 0 && ext != nil:
+		return func(ctx context.Context, req *handlers.Request) (handlers.Decision, error) {
+			if d, err := rules.Auth(ctx, req); err != nil || !d.Allow {
+				return d, err
+			}
+			return ext.Auth(ctx, req)
+		}, fmt.Sprintf("%d rules, then %s", rules.Len(), n.authURL), nil
+	case rules.Len() > 0:
+		return rules.Auth, fmt.Sprintf("%d rules", rules.Len()), nil
+	case ext != nil:
+		return ext.Auth, n.authURL, nil
+	}
+	return nil, "none: every event runs", nil
+}
+
+// setup loads the identity and builds the logger, the handler registry
+// and the tunnel config.
+func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, *handlers.Registry, error) {
+	id, cfg, logger, err := n.setupNode(env, role)
+	if err != nil {
+		return nil, cfg, nil, nil, err
+	}
+	return id, cfg, logger, cfg.Handler.(*handlers.Registry), nil
+}
+
+func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
 	if err := checkHTTPAddr(n.http); err != nil {
 		return nil, tunnel.Config{}, nil, err
 	}
@@ -99,6 +147,14 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 		}
 		checkForwardTarget(logger, route, target)
 	}
+	auth, authDesc, err := n.authHook()
+	if err != nil {
+		return nil, tunnel.Config{}, nil, err
+	}
+	reg.SetAuth(auth)
+	if auth != nil {
+		logger.Info("access control", "auth", authDesc)
+	}
 	cfg := tunnel.DefaultConfig()
 	if n.revoked != "" {
 		list, err := certs.LoadRevocationList(n.revoked)
@@ -106,9 +162,10 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 			return nil, cfg, nil, err
 		}
 		n.revocations.Store(list)
-		cfg.VerifyPeer = func(leaf *x509.Certificate) error { return n.revocations.Load().Check(leaf) }
 		logger.Info("revocation list loaded", "file", n.revoked, "serials", list.Len())
 	}
+	// Installed always, so that a reload may add a list later.
+	cfg.VerifyPeer = func(leaf *x509.Certificate) error { return n.revocations.Load().Check(leaf) }
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
 	cfg.Handler = reg
@@ -210,18 +267,33 @@ func checkForwardTarget(logger *slog.Logger, route, target string) {
 	logger.Info("forward route", "route", route, "target", target)
 }
 
-// reloadRevocations rereads --revoked; on an error the old list stays.
-func (n *nodeFlags) reloadRevocations(logger *slog.Logger) bool {
-	if n.revoked == "" {
+// reload applies what can change without a restart from fresh settings
+// (config file, environment and flags read again): access rules, external
+// auth and the revocation list. On an error the old ones stay. It reports
+// whether the revocation list was reloaded.
+func (n *nodeFlags) reload(logger *slog.Logger, reg *handlers.Registry, fresh *nodeFlags, err error) bool {
+	if err != nil {
+		logger.Error("reload: settings kept as they were", "err", err)
 		return false
 	}
-	list, err := certs.LoadRevocationList(n.revoked)
+	auth, desc, err := fresh.authHook()
+	if err != nil {
+		logger.Error("reload: access rules kept as they were", "err", err)
+	} else {
+		reg.SetAuth(auth)
+		logger.Info("reload: access control", "auth", desc)
+	}
+	if fresh.revoked == "" {
+		n.revocations.Store(nil)
+		return false
+	}
+	list, err := certs.LoadRevocationList(fresh.revoked)
 	if err != nil {
 		logger.Error("reload: revocation list kept as it was", "err", err)
 		return false
 	}
 	n.revocations.Store(list)
-	logger.Info("reload: revocation list", "file", n.revoked, "serials", list.Len())
+	logger.Info("reload: revocation list", "file", fresh.revoked, "serials", list.Len())
 	return true
 }
 
@@ -305,20 +377,32 @@ func rpEnv(fs *flag.FlagSet, env *cliEnv, flagName string, hostVars, portVars []
 	return fs.Set(flagName, net.JoinHostPort(host, port))
 }
 
-func runServer(ctx context.Context, env *cliEnv, args []string) error {
+// serverFlags are the settings of "restpipe server".
+type serverFlags struct {
+	nodeFlags
+	listen string
+}
+
+func parseServerFlags(env *cliEnv, args []string) (*serverFlags, error) {
 	fs := newFlagSet(env, "server", "run the central node that client nodes connect to",
 		"restpipe server --listen 0.0.0.0:7443 --http 127.0.0.1:8080 --cert server.crt --key server.key --ca ca.crt")
-	var n nodeFlags
-	listen := fs.String("listen", "0.0.0.0:7443", "the tunnel `ADDR` clients connect to (RP_SERVER_BIND_INTERFACE/RP_SERVER_BIND_PORT, BIND_IP/BIND_PORT)")
-	n.register(fs, "127.0.0.1:8080")
+	f := &serverFlags{}
+	fs.StringVar(&f.listen, "listen", "0.0.0.0:7443", "the tunnel `ADDR` clients connect to (RP_SERVER_BIND_INTERFACE/RP_SERVER_BIND_PORT, BIND_IP/BIND_PORT)")
+	f.register(fs, "127.0.0.1:8080")
 	rp := func() error {
 		return rpEnv(fs, env, "listen", []string{"RP_SERVER_BIND_INTERFACE", "BIND_IP"},
 			[]string{"RP_SERVER_BIND_PORT", "BIND_PORT"}, "0.0.0.0", "7443")
 	}
-	if err := parseFlagsWith(fs, env, args, rp); err != nil {
+	return f, parseFlagsWith(fs, env, args, rp)
+}
+
+func runServer(ctx context.Context, env *cliEnv, args []string) error {
+	f, err := parseServerFlags(env, args)
+	if err != nil {
 		return err
 	}
-	_, cfg, logger, err := n.setup(env, "server")
+	n := &f.nodeFlags
+	_, cfg, logger, reg, err := n.setup(env, "server")
 	if err != nil {
 		return err
 	}
@@ -326,9 +410,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	tln, err := net.Listen("tcp", *listen)
+	tln, err := net.Listen("tcp", f.listen)
 	if err != nil {
-		return fmt.Errorf("tunnel: listen %s: %w", *listen, err)
+		return fmt.Errorf("tunnel: listen %s: %w", f.listen, err)
 	}
 	hln, err := listenHTTP(n.http, logger)
 	if err != nil {
@@ -338,7 +422,8 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	logger.Info("server starting", "node", srv.Name(), "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
 	onReload(ctx, env, func() {
-		if n.reloadRevocations(logger) {
+		fresh, err := parseServerFlags(quiet(env), args)
+		if n.reload(logger, reg, &fresh.nodeFlags, err) {
 			if dropped := srv.Reverify(); len(dropped) > 0 {
 				logger.Warn("reload: dropped revoked clients", "clients", dropped)
 			}
@@ -349,31 +434,53 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
 }
 
-func runClient(ctx context.Context, env *cliEnv, args []string) error {
+// quiet is env with usage output silenced, for reparsing on a reload.
+func quiet(env *cliEnv) *cliEnv {
+	q := *env
+	q.stdout, q.stderr = io.Discard, io.Discard
+	return &q
+}
+
+// clientFlags are the settings of "restpipe client".
+type clientFlags struct {
+	nodeFlags
+	server, serverName string
+}
+
+func parseClientFlags(env *cliEnv, args []string) (*clientFlags, error) {
 	fs := newFlagSet(env, "client", "run a node that keeps a tunnel to the server, reconnecting forever",
 		"restpipe client --server tunnel.example.com:7443 --http 127.0.0.1:8081 --cert c1.crt --key c1.key --ca ca.crt")
-	var n nodeFlags
-	server := fs.String("server", "", "the server's tunnel `ADDR` (host:port; RP_CLIENT_TARGET_HOSTNAME/RP_CLIENT_TARGET_PORT)")
-	serverName := fs.String("server-name", "", "the `name` the server certificate must carry (default: host of --server)")
-	n.register(fs, "127.0.0.1:8081")
+	f := &clientFlags{}
+	fs.StringVar(&f.server, "server", "", "the server's tunnel `ADDR` (host:port; RP_CLIENT_TARGET_HOSTNAME/RP_CLIENT_TARGET_PORT)")
+	fs.StringVar(&f.serverName, "server-name", "", "the `name` the server certificate must carry (default: host of --server)")
+	f.register(fs, "127.0.0.1:8081")
 	rp := func() error {
 		return rpEnv(fs, env, "server", []string{"RP_CLIENT_TARGET_HOSTNAME"},
 			[]string{"RP_CLIENT_TARGET_PORT"}, "localhost", "7443")
 	}
 	if err := parseFlagsWith(fs, env, args, rp); err != nil {
-		return err
+		return f, err
 	}
-	if *server == "" {
-		return usageError{"--server is required (or RP_CLIENT_TARGET_HOSTNAME)"}
+	if f.server == "" {
+		return f, usageError{"--server is required (or RP_CLIENT_TARGET_HOSTNAME)"}
 	}
-	if _, _, err := net.SplitHostPort(*server); err != nil {
-		return usageError{fmt.Sprintf("--server %q: want host:port", *server)}
+	if _, _, err := net.SplitHostPort(f.server); err != nil {
+		return f, usageError{fmt.Sprintf("--server %q: want host:port", f.server)}
 	}
-	_, cfg, logger, err := n.setup(env, "client")
+	return f, nil
+}
+
+func runClient(ctx context.Context, env *cliEnv, args []string) error {
+	f, err := parseClientFlags(env, args)
 	if err != nil {
 		return err
 	}
-	cfg.ServerName = *serverName
+	n := &f.nodeFlags
+	_, cfg, logger, reg, err := n.setup(env, "client")
+	if err != nil {
+		return err
+	}
+	cfg.ServerName = f.serverName
 	c, err := tunnel.NewClient(cfg)
 	if err != nil {
 		return err
@@ -382,10 +489,13 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("client starting", "node", c.Name(), "server", *server, "version", version)
+	logger.Info("client starting", "node", c.Name(), "server", f.server, "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
-	onReload(ctx, env, func() { n.reloadRevocations(logger) })
+	onReload(ctx, env, func() {
+		fresh, err := parseClientFlags(quiet(env), args)
+		n.reload(logger, reg, &fresh.nodeFlags, err)
+	})
 	return runAll(ctx,
-		func(ctx context.Context) error { return c.Run(ctx, *server) },
+		func(ctx context.Context) error { return c.Run(ctx, f.server) },
 		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })
 }

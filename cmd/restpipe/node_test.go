@@ -37,6 +37,13 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns the log so far.
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // wait returns the first submatch of re once the log holds it.
 func (b *logBuffer) wait(t *testing.T, re string) string {
 	t.Helper()
@@ -388,4 +395,130 @@ func TestRevocation(t *testing.T) {
 	}
 	reload <- syscall.SIGHUP
 	srv.log.wait(t, `msg="reload: revocation list kept as it was"`)
+}
+
+// TestAccessRulesAndReload: --allow rules on both nodes, 403 naming the
+// handler and the peer, and a SIGHUP reload of the config file's rules
+// under traffic without dropping the connection.
+func TestAccessRulesAndReload(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	cfgFile := filepath.Join(d, "server.json")
+	writeCfg := func(allow string) {
+		t.Helper()
+		if err := os.WriteFile(cfgFile, []byte(`{"allow": [`+allow+`]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(`"c1=get_time"`)
+	reload := make(chan os.Signal, 1)
+	srv := startNodeEnv(t, nil, reload, "server", "--config", cfgFile, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	srvHTTP := srv.log.wait(t, httpAddrRe)
+	// The firewalled client decides what the server may call on it.
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0", "--allow", "server=get_time",
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cliHTTP := cli.log.wait(t, httpAddrRe)
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected"`)
+
+	check := func(url string, status int, contains ...string) {
+		t.Helper()
+		got, body := httpGet(t, url)
+		if got != status {
+			t.Errorf("GET %s: %d %s, want %d", url, got, body, status)
+		}
+		for _, c := range contains {
+			if !strings.Contains(body, c) {
+				t.Errorf("GET %s: body %s lacks %q", url, body, c)
+			}
+		}
+	}
+	check("http://"+cliHTTP+"/server/time", 200)
+	check("http://"+cliHTTP+"/server/cat//a", 403, `"code":"forbidden"`, `get_cat`, `\"c1\"`)
+	check("http://"+srvHTTP+"/client/c1/time", 200)
+	check("http://"+srvHTTP+"/client/c1/cat//a", 403, `get_cat`, `\"server\"`)
+
+	// Reload under traffic: every call answers 200 or 403, never fails.
+	stop := make(chan struct{})
+	traffic := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				traffic <- nil
+				return
+			default:
+			}
+			resp, err := http.Get("http://" + cliHTTP + "/server/cat//x")
+			if err != nil {
+				traffic <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 && resp.StatusCode != 403 {
+				traffic <- fmt.Errorf("during reload: status %d", resp.StatusCode)
+				return
+			}
+		}
+	}()
+	writeCfg(`"c1=get_time,get_cat"`)
+	reload <- syscall.SIGHUP
+	srv.log.wait(t, `msg="reload: access control" auth="1 rules"`)
+	check("http://"+cliHTTP+"/server/cat//a", 200, `"result":"a"`)
+	close(stop)
+	if err := <-traffic; err != nil {
+		t.Error(err)
+	}
+	if strings.Contains(srv.log.String(), "client disconnected") {
+		t.Error("the reload dropped the client")
+	}
+
+	// A broken config file on reload keeps the rules in force.
+	if err := os.WriteFile(cfgFile, []byte(`{"allow": ["no equals sign"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload <- syscall.SIGHUP
+	srv.log.wait(t, `msg="reload: access rules kept as they were"`)
+	check("http://"+cliHTTP+"/server/cat//a", 200)
+
+	// Bad rules stop the start-up.
+	r := caRun(t, "server", "--allow", "nobody", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	if r.code != 2 || !strings.Contains(r.stderr, "PEER=TARGET") {
+		t.Errorf("bad --allow: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestExternalAuthFlag: --auth-url asks the service about each event.
+func TestExternalAuthFlag(t *testing.T) {
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	authSvc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Restpipe-Peer") == "c1" && r.Header.Get("X-Original-URI") == "/time" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer authSvc.Close()
+	srv := startNode(t, nil, "server", "--auth-url", authSvc.URL, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cliHTTP := cli.log.wait(t, httpAddrRe)
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected"`)
+	if status, body := httpGet(t, "http://"+cliHTTP+"/server/time"); status != 200 {
+		t.Errorf("allowed: %d %s", status, body)
+	}
+	if status, body := httpGet(t, "http://"+cliHTTP+"/server/cat//a"); status != 403 {
+		t.Errorf("denied: %d %s", status, body)
+	}
 }
