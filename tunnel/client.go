@@ -115,7 +115,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
-	sess, err := yamux.Client(tc, c.cfg.yamux())
+	sess, err := yamux.Client(&coalesceConn{Conn: tc}, c.cfg.yamux())
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("yamux: %w", err)

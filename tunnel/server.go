@@ -141,7 +141,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	sess, err := yamux.Server(tc, s.cfg.yamux())
+	sess, err := yamux.Server(&coalesceConn{Conn: tc}, s.cfg.yamux())
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
