@@ -92,6 +92,28 @@ func (w *Writer) Flush() error { return w.bw.Flush() }
 // error other than io.EOF ends the body with that error in the trailer and
 // is returned; a write error is returned as is. buf is the copy buffer.
 func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr error) {
+	if m, ok := src.(interface{ Len() int }); ok && m.Len() <= len(buf) {
+		// A body already in memory (bytes.Reader, strings.Reader) goes out
+		// with its end in one flush: one frame for a small reply.
+		k, err := io.ReadFull(src, buf[:m.Len()])
+		if err == nil || err == io.EOF || err == io.ErrUnexpectedEOF {
+			if werr := w.WriteChunk(buf[:k]); werr != nil {
+				return int64(k), nil, werr
+			}
+			if werr := w.EndBody(""); werr != nil {
+				return int64(k), nil, werr
+			}
+			return int64(k), nil, w.Flush()
+		}
+		n = int64(k)
+		if werr := w.WriteChunk(buf[:k]); werr != nil {
+			return n, nil, werr
+		}
+		if werr := w.EndBody(err.Error()); werr != nil {
+			return n, err, werr
+		}
+		return n, err, w.Flush()
+	}
 	for {
 		k, err := src.Read(buf)
 		if k > 0 {

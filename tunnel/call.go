@@ -37,6 +37,9 @@ type Response struct {
 // if any (for example ErrBodyTooLarge).
 func (r *Response) UploadErr() error { return r.ex.uploadErr() }
 
+// inlineBody is the largest in-memory request body sent with its header.
+const inlineBody = copyBufSize
+
 // uploadGrace is how long an event that ended waits for a caller still
 // sending its body before interrupting the read.
 const uploadGrace = time.Second
@@ -83,6 +86,16 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		err = w.EndBody("")
 		if err == nil {
 			err = w.Flush()
+		}
+	} else if m, ok := body.(interface{ Len() int }); ok && m.Len() <= inlineBody {
+		// A small body in memory goes with the header, in one frame, and
+		// needs no upload goroutine.
+		buf := p.bufs.Get().(*[]byte)
+		_, srcErr, dstErr := w.CopyBody(body, *buf)
+		p.bufs.Put(buf)
+		err = dstErr
+		if err == nil && srcErr != nil {
+			ex.upErr = srcErr
 		}
 	} else {
 		err = w.Flush()

@@ -127,7 +127,15 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		fb = newFrontBody(w, r, f.cfg.MaxBodyBytes, f.cfg.BodyIdleTimeout)
 		body = fb
-		if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 {
+		if r.ContentLength > 0 && r.ContentLength <= smallBody {
+			// A small body is read first and sent with the event's header.
+			head := make([]byte, r.ContentLength)
+			n, err := io.ReadFull(fb, head)
+			if err != nil {
+				return f.writeBodyError(w, fb, fmt.Errorf("request body after %d of %d bytes: %w", n, r.ContentLength, err))
+			}
+			body = bytes.NewReader(head)
+		} else if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 {
 			// A body of unknown length is read ahead up to the limit (64 KiB
 			// at most), so that one over a small limit is refused before
 			// any handler can answer it.
@@ -149,9 +157,11 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	}
 	resp, err := f.call(r.Context(), path.Peer, ev, body)
 	if err == nil {
-		if up := resp.UploadErr(); errors.Is(up, ErrBodyTooLarge) {
+		up := resp.UploadErr()
+		if errors.Is(up, ErrBodyTooLarge) || (fb != nil && fb.stalled.Load()) {
+			// The reply answers a request that never arrived whole.
 			resp.Body.Close()
-			err = up
+			err = cmp.Or(up, errors.New("request body stalled"))
 		}
 	}
 	if fb != nil {
@@ -228,6 +238,10 @@ func (f *frontend) writeBodyError(w http.ResponseWriter, fb *frontBody, err erro
 	}
 	return f.writeCallError(w, fb.req, err)
 }
+
+// smallBody is the largest request body of known length that the front
+// end reads whole before sending the event.
+const smallBody = 32 << 10
 
 // prefixedBody is a front-end body whose first bytes were read ahead.
 type prefixedBody struct {

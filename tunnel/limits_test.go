@@ -65,7 +65,9 @@ func TestFrontendLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		_, _ = conn.Write([]byte("POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part"))
+		// Larger than what the front end reads ahead: the event starts, and
+		// the handler sees the stall.
+		_, _ = conn.Write([]byte("POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly part"))
 		select {
 		case err := <-bodyErr:
 			// The trailer with the reason races with net/http cancelling
@@ -86,6 +88,30 @@ func TestFrontendLimits(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusRequestTimeout {
 			t.Errorf("stalled upload answered %d, want 408", resp.StatusCode)
+		}
+	})
+	t.Run("stalled small body", func(t *testing.T) {
+		// A small body is read before the event starts: a stall is answered
+		// without bothering the peer.
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = conn.Write([]byte("POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part"))
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("stalled small upload answered %d, want 408", resp.StatusCode)
+		}
+		select {
+		case err := <-bodyErr:
+			t.Errorf("the handler ran (body error %v)", err)
+		default:
 		}
 	})
 	// The node is fine after all that.
