@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -45,9 +46,27 @@ type Writer struct {
 	hdr [binary.MaxVarintLen64]byte
 }
 
-// NewWriter returns a Writer on w.
+var (
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferSize) }}
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
+)
+
+// NewWriter returns a Writer on w. Its buffer comes from a pool: Release
+// returns it once the Writer is no longer needed.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, bufferSize)}
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return &Writer{bw: bw}
+}
+
+// Release returns the Writer's buffer to the pool. The Writer must not be
+// used afterwards; a second Release does nothing.
+func (w *Writer) Release() {
+	if w.bw != nil {
+		w.bw.Reset(nil)
+		writerPool.Put(w.bw)
+		w.bw = nil
+	}
 }
 
 // WriteMessage frames m as one length-prefixed message.
@@ -148,11 +167,25 @@ type Reader struct {
 	opts protodelim.UnmarshalOptions
 }
 
-// NewReader returns a Reader on r.
+// NewReader returns a Reader on r. Its buffer comes from a pool: Release
+// returns it once nothing reads from the Reader (or its bodies) any more.
 func NewReader(r io.Reader) *Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
 	return &Reader{
-		br:   bufio.NewReaderSize(r, bufferSize),
+		br:   br,
 		opts: protodelim.UnmarshalOptions{MaxSize: MaxMessageSize},
+	}
+}
+
+// Release returns the Reader's buffer to the pool. Neither the Reader nor
+// a BodyReader from it may be used afterwards; a second Release does
+// nothing.
+func (r *Reader) Release() {
+	if r.br != nil {
+		r.br.Reset(nil)
+		readerPool.Put(r.br)
+		r.br = nil
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -59,8 +60,10 @@ type exchange struct {
 	upErr    error
 	upDone   chan struct{} // closed when the upload goroutine ends; nil if none
 	body     io.Reader
+	r        *events.Reader // the reply's reader, released by finish
 	stopWake func() bool
 	once     sync.Once
+	done     atomic.Bool // finish ran
 }
 
 // call sends ev with body (nil for none) to the peer and waits for the
@@ -79,6 +82,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 
 	w := events.NewWriter(st)
 	if err := w.WriteMessage(ev); err != nil {
+		w.Release()
 		ex.finish()
 		return nil, ex.classify(err)
 	}
@@ -101,8 +105,11 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		err = w.Flush()
 		if err == nil {
 			ex.upDone = make(chan struct{})
-			go ex.upload(w, body)
+			go ex.upload(w, body) // it releases w
 		}
+	}
+	if ex.upDone == nil {
+		w.Release()
 	}
 	if err != nil {
 		ex.finish()
@@ -110,6 +117,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	}
 
 	r := events.NewReader(st)
+	ex.r = r
 	if ev.TimeoutMs > 0 {
 		_ = st.SetReadDeadline(time.Now().Add(time.Duration(ev.TimeoutMs) * time.Millisecond))
 	}
@@ -141,6 +149,7 @@ func (ex *exchange) upload(w *events.Writer, body io.Reader) {
 	buf := ex.p.bufs.Get().(*[]byte)
 	_, srcErr, dstErr := w.CopyBody(body, *buf)
 	ex.p.bufs.Put(buf)
+	w.Release()
 	ex.mu.Lock()
 	ex.upErr = srcErr
 	ex.mu.Unlock()
@@ -174,6 +183,7 @@ func (ex *exchange) abort() {
 // stop. It runs once.
 func (ex *exchange) finish() {
 	ex.once.Do(func() {
+		ex.done.Store(true)
 		ex.stopWake()
 		_ = ex.st.Close()
 		if ex.upDone != nil {
@@ -192,6 +202,9 @@ func (ex *exchange) finish() {
 				<-ex.upDone
 			}
 			t.Stop()
+		}
+		if ex.r != nil {
+			ex.r.Release() // the reply body is not read after Close
 		}
 		ex.p.inflight.done()
 	})
@@ -221,12 +234,21 @@ type replyBody struct {
 	ex   *exchange
 }
 
+// errBodyClosed is what a reply body read after Close returns.
+var errBodyClosed = errors.New("tunnel: read from a closed reply body")
+
 func (b *replyBody) Read(p []byte) (int, error) {
+	if b.ex.done.Load() {
+		return 0, errBodyClosed
+	}
 	n, err := b.body.Read(p)
 	return n, b.mapErr(err)
 }
 
 func (b *replyBody) WriteTo(w io.Writer) (int64, error) {
+	if b.ex.done.Load() {
+		return 0, errBodyClosed
+	}
 	n, err := b.body.WriteTo(w)
 	return n, b.mapErr(err)
 }

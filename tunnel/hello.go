@@ -21,6 +21,7 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 	defer st.Close()
 	setStreamDeadline(ctx, st)
 	w := events.NewWriter(st)
+	defer w.Release()
 	err = w.WriteMessage(&events.Hello{
 		ProtocolVersion: events.ProtocolVersion,
 		NodeName:        cfg.nodeName(),
@@ -33,7 +34,9 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 		return nil, fmt.Errorf("send hello: %w", err)
 	}
 	var h events.Hello
-	if err := events.NewReader(st).ReadMessage(&h); err != nil {
+	r := events.NewReader(st)
+	defer r.Release()
+	if err := r.ReadMessage(&h); err != nil {
 		return nil, fmt.Errorf("read server hello: %w", err)
 	}
 	if h.Error != "" {
@@ -58,7 +61,9 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 	defer st.Close()
 	setStreamDeadline(ctx, st)
 	var h events.Hello
-	if err := events.NewReader(st).ReadMessage(&h); err != nil {
+	r := events.NewReader(st)
+	defer r.Release()
+	if err := r.ReadMessage(&h); err != nil {
 		return nil, fmt.Errorf("read client hello: %w", err)
 	}
 	answer := &events.Hello{
@@ -80,6 +85,7 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 		answer.Error = refusal.Error()
 	}
 	w := events.NewWriter(st)
+	defer w.Release()
 	err = w.WriteMessage(answer)
 	if err == nil {
 		err = w.Flush()

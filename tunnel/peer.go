@@ -193,6 +193,7 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 		ct = "application/octet-stream"
 	}
 	w := events.NewWriter(st)
+	defer w.Release()
 	msg := &events.Reply{
 		Status:      int32(status),
 		ContentType: ct,
