@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,32 +61,22 @@ func TestFrontendLimits(t *testing.T) {
 		}
 	})
 	t.Run("stalled body", func(t *testing.T) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
 		// Larger than what the front end reads ahead: the event starts, and
 		// the handler sees the stall.
-		_, _ = conn.Write([]byte("POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly part"))
-		select {
-		case err := <-bodyErr:
-			// The trailer with the reason races with net/http cancelling
-			// the request (it does so on a body read timeout): either way
-			// the handler learns that the body is incomplete.
-			var be *events.BodyError
-			if !(errors.As(err, &be) && strings.Contains(be.Msg, "nothing received")) && !errors.Is(err, events.ErrTruncated) {
-				t.Errorf("handler's body error %v, want the idle timeout or a truncated body", err)
+		resp := stalledPost(t, addr, 100000, func() {
+			select {
+			case err := <-bodyErr:
+				// The trailer with the reason races with net/http cancelling
+				// the request (it does so on a body read timeout): either way
+				// the handler learns that the body is incomplete.
+				var be *events.BodyError
+				if !(errors.As(err, &be) && strings.Contains(be.Msg, "nothing received")) && !errors.Is(err, events.ErrTruncated) {
+					t.Errorf("handler's body error %v, want the idle timeout or a truncated body", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("handler still waits on a stalled body")
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("handler still waits on a stalled body")
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		})
 		if resp.StatusCode != http.StatusRequestTimeout {
 			t.Errorf("stalled upload answered %d, want 408", resp.StatusCode)
 		}
@@ -93,18 +84,7 @@ func TestFrontendLimits(t *testing.T) {
 	t.Run("stalled small body", func(t *testing.T) {
 		// A small body is read before the event starts: a stall is answered
 		// without bothering the peer.
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_, _ = conn.Write([]byte("POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part"))
-		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := stalledPost(t, addr, 100, func() {})
 		if resp.StatusCode != http.StatusRequestTimeout {
 			t.Errorf("stalled small upload answered %d, want 408", resp.StatusCode)
 		}
@@ -118,6 +98,26 @@ func TestFrontendLimits(t *testing.T) {
 	if r := get(t, c.httpURL+"/server/time"); r.status != 200 {
 		t.Errorf("after the limits: %d", r.status)
 	}
+}
+
+// stalledPost announces a body of length bytes, sends a few and stalls;
+// then runs during and returns the front end's answer.
+func stalledPost(t *testing.T, addr string, length int, during func()) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nonly part", length)
+	during()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
 
 // TestNoClientCertificate: a TLS client that presents no certificate is

@@ -109,6 +109,19 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// identities makes a CA in a temporary directory with a server identity
+// for 127.0.0.1 and one client identity per name, and returns the directory.
+func identities(t *testing.T, clients ...string) string {
+	t.Helper()
+	d := t.TempDir()
+	caRun(t, "ca", "init", "--dir", d).want(t, 0)
+	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "localhost", "--host", "127.0.0.1").want(t, 0)
+	for _, name := range clients {
+		caRun(t, "ca", "issue", "--dir", d, "--name", name).want(t, 0)
+	}
+	return d
+}
+
 const (
 	tunnelAddrRe = `msg="tunnel listening".* addr=(127\.0\.0\.1:\d+)`
 	httpAddrRe   = `msg="front end listening".* addr=(127\.0\.0\.1:\d+)`
@@ -117,10 +130,7 @@ const (
 // TestWalkthrough follows the README: identities with the CA tool, a
 // server, a client, calls both ways, then a clean stop.
 func TestWalkthrough(t *testing.T) {
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "localhost", "--host", "127.0.0.1").want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	d := identities(t, "c1")
 
 	srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
@@ -160,10 +170,7 @@ func TestWalkthrough(t *testing.T) {
 // TestRestPipeEnvironment: RestPipe's variables and RESTPIPE_* set the
 // addresses, and the identity comes from --identity-dir.
 func TestRestPipeEnvironment(t *testing.T) {
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	d := identities(t, "c1")
 	idDir := filepath.Join(t.TempDir(), "identity")
 	caRun(t, "identity", "set", "--identity-dir", idDir, "--cert", filepath.Join(d, "c1.crt"),
 		"--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt")).want(t, 0)
@@ -240,10 +247,7 @@ func TestDemoOnce(t *testing.T) {
 // TestForwardFlagsAndConfig: forward routes from --forward and from a
 // config file reach a local HTTP service; bad routes stop the start-up.
 func TestForwardFlagsAndConfig(t *testing.T) {
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	d := identities(t, "c1")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "service saw %s", r.URL.Path)
 	}))
@@ -320,10 +324,7 @@ func TestPythonHandlerExample(t *testing.T) {
 	}
 	pyURL := strings.TrimSpace(strings.TrimPrefix(line, "python handler on "))
 
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	d := identities(t, "c1")
 	srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
 	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
@@ -351,9 +352,7 @@ func TestPythonHandlerExample(t *testing.T) {
 // TestRevocation: a revoked identity is refused at the handshake, and one
 // revoked while connected is dropped when the list is reloaded (SIGHUP).
 func TestRevocation(t *testing.T) {
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
+	d := identities(t)
 	for _, name := range []string{"c1", "c2"} {
 		caRun(t, "ca", "issue", "--dir", d, "--name", name).want(t, 0)
 	}
@@ -401,10 +400,7 @@ func TestRevocation(t *testing.T) {
 // handler and the peer, and a SIGHUP reload of the config file's rules
 // under traffic without dropping the connection.
 func TestAccessRulesAndReload(t *testing.T) {
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	d := identities(t, "c1")
 	cfgFile := filepath.Join(d, "server.json")
 	writeCfg := func(allow string) {
 		t.Helper()
@@ -495,10 +491,7 @@ func TestAccessRulesAndReload(t *testing.T) {
 
 // TestExternalAuthFlag: --auth-url asks the service about each event.
 func TestExternalAuthFlag(t *testing.T) {
-	d := t.TempDir()
-	caRun(t, "ca", "init", "--dir", d).want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "server", "--host", "127.0.0.1").want(t, 0)
-	caRun(t, "ca", "issue", "--dir", d, "--name", "c1").want(t, 0)
+	d := identities(t, "c1")
 	authSvc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Restpipe-Peer") == "c1" && r.Header.Get("X-Original-URI") == "/time" {
 			w.WriteHeader(http.StatusNoContent)
