@@ -22,6 +22,7 @@ import (
 type Client struct {
 	cfg  Config
 	log  *slog.Logger
+	ycfg *yamux.Config
 	bufs *sync.Pool
 
 	mu        sync.Mutex
@@ -38,6 +39,7 @@ func NewClient(cfg Config) (*Client, error) {
 	return &Client{
 		cfg:       cfg,
 		log:       cfg.Logger,
+		ycfg:      cfg.yamux(),
 		bufs:      newBufPool(),
 		connected: make(chan struct{}),
 	}, nil
@@ -115,7 +117,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
-	sess, err := yamux.Client(&coalesceConn{Conn: tc}, c.cfg.yamux())
+	sess, err := yamux.Client(&coalesceConn{Conn: tc}, c.ycfg)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("yamux: %w", err)

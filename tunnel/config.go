@@ -59,7 +59,8 @@ type Config struct {
 	StreamWindow uint32
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
-	// acknowledged. Default 1024.
+	// acknowledged. yamux allocates 8 bytes per slot on every session,
+	// idle or not. Default 256.
 	AcceptBacklog int
 
 	// DefaultTimeout is how long the front end waits for an answer when
@@ -100,7 +101,7 @@ func DefaultConfig() Config {
 		KeepAliveInterval: 15 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		StreamWindow:      1 << 20,
-		AcceptBacklog:     1024,
+		AcceptBacklog:     256,
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        time.Hour,
 		BodyIdleTimeout:   60 * time.Second,
@@ -167,7 +168,8 @@ func (c Config) withDefaults() (Config, error) {
 func (c Config) yamux() *yamux.Config {
 	y := yamux.DefaultConfig()
 	y.AcceptBacklog = c.AcceptBacklog
-	y.EnableKeepAlive = true
+	// Pings come from peer.keepAlive's timer rather than yamux's loop.
+	y.EnableKeepAlive = false
 	y.KeepAliveInterval = c.KeepAliveInterval
 	y.ConnectionWriteTimeout = c.WriteTimeout
 	y.MaxStreamWindowSize = c.StreamWindow

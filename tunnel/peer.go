@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -45,6 +47,8 @@ type peer struct {
 	cancel   context.CancelFunc
 	inflight inflight
 	bufs     *sync.Pool
+	ka       *time.Timer // the next keep-alive ping
+	kaFailed atomic.Bool // a ping went unanswered and closed the session
 }
 
 func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
@@ -66,9 +70,17 @@ func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, leaf *x509.Certifi
 // ends, and returns why it ended.
 func (p *peer) serve() error {
 	defer p.cancel()
+	// Keep-alive: a timer, not a goroutine per session (yamux's own
+	// keep-alive loop costs a 4 KiB stack on every idle session).
+	p.ka = time.AfterFunc(time.Duration(math.MaxInt64), p.keepAlive)
+	p.ka.Reset(p.cfg.KeepAliveInterval) // after p.ka is set, for keepAlive to see it
+	defer p.ka.Stop()
 	for {
 		st, err := p.sess.AcceptStream()
 		if err != nil {
+			if p.kaFailed.Load() {
+				return yamux.ErrKeepAliveTimeout
+			}
 			return err
 		}
 		if !p.inflight.add() {
@@ -80,6 +92,25 @@ func (p *peer) serve() error {
 			p.serveStream(st)
 		}()
 	}
+}
+
+// keepAlive pings the peer and schedules the next ping one interval after
+// the answer. A ping not answered within WriteTimeout closes the session:
+// a dead or half-open link is noticed within KeepAliveInterval +
+// WriteTimeout, as with yamux's own keep-alive.
+func (p *peer) keepAlive() {
+	if p.sess.IsClosed() {
+		return
+	}
+	if _, err := p.sess.Ping(); err != nil {
+		if !errors.Is(err, yamux.ErrSessionShutdown) && !p.sess.IsClosed() {
+			p.kaFailed.Store(true)
+			p.log.Warn("keep-alive failed: closing the session", "err", err)
+			_ = p.sess.Close()
+		}
+		return
+	}
+	p.ka.Reset(p.cfg.KeepAliveInterval)
 }
 
 // shutdown stops the peer from opening new streams, lets events in

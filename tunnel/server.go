@@ -24,6 +24,7 @@ type Server struct {
 	cfg  Config
 	log  *slog.Logger
 	tls  *tls.Config
+	ycfg *yamux.Config // shared by every session
 	bufs *sync.Pool
 
 	mu      sync.Mutex
@@ -42,6 +43,7 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		tls:   cfg.serverTLS(),
+		ycfg:  cfg.yamux(),
 		bufs:  newBufPool(),
 		peers: map[string]*peer{},
 	}, nil
@@ -141,7 +143,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	sess, err := yamux.Server(&coalesceConn{Conn: tc}, s.cfg.yamux())
+	sess, err := yamux.Server(&coalesceConn{Conn: tc}, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
