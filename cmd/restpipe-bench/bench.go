@@ -80,6 +80,28 @@ func (b *bench) startPair(ctx context.Context) (srv, cl *child, err error) {
 
 // waitConnected polls node until it counts want connections or timeout
 // passes; it returns how long that took and the count it last saw.
+// connectClients starts n clients of srv, lets them connect, and returns
+// their processes and how long it took until the server counted them all.
+func (b *bench) connectClients(ctx context.Context, srv *child, n int) ([]*child, time.Duration, error) {
+	nodes, err := b.startClients(ctx, srv.ready.Tunnel, n)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, c := range nodes {
+		if err := c.send("start"); err != nil {
+			return nil, 0, err
+		}
+	}
+	took, got, err := waitConnected(ctx, srv, n, 30*time.Second+time.Duration(n)*10*time.Millisecond)
+	if err != nil {
+		return nil, took, err
+	}
+	if got < n {
+		return nil, took, srv.errorf("only %d of %d clients connected after %v", got, n, took.Round(time.Millisecond))
+	}
+	return nodes, took, nil
+}
+
 func waitConnected(ctx context.Context, node *child, want int, timeout time.Duration) (time.Duration, int, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -276,21 +298,9 @@ func (b *bench) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := b.startClients(ctx, srv.ready.Tunnel, n)
+	nodes, connectTime, err := b.connectClients(ctx, srv, n)
 	if err != nil {
 		return err
-	}
-	for _, c := range nodes {
-		if err := c.send("start"); err != nil {
-			return err
-		}
-	}
-	connectTime, got, err := waitConnected(ctx, srv, n, 30*time.Second+time.Duration(n)*10*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	if got < n {
-		return srv.errorf("only %d of %d clients connected after %v", got, n, connectTime.Round(time.Millisecond))
 	}
 	b.progress("scale     %d clients connected in %s", n, fmtDur(connectTime))
 	time.Sleep(500 * time.Millisecond) // let the handshakes' garbage become garbage
@@ -360,17 +370,8 @@ func (b *bench) events(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := b.startClients(ctx, srv.ready.Tunnel, n)
-	if err != nil {
+	if _, _, err := b.connectClients(ctx, srv, n); err != nil {
 		return err
-	}
-	for _, c := range nodes {
-		if err := c.send("start"); err != nil {
-			return err
-		}
-	}
-	if _, got, err := waitConnected(ctx, srv, n, 30*time.Second+time.Duration(n)*10*time.Millisecond); err != nil || got < n {
-		return srv.errorf("event rate: %d of %d clients connected (%v)", got, n, err)
 	}
 	urls := make([]string, n)
 	for i := range urls {
