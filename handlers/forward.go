@@ -235,9 +235,8 @@ type replyWriter struct {
 	pr     *io.PipeReader
 	pw     *io.PipeWriter
 
-	mu     sync.Mutex
-	sent   bool
-	failed bool
+	mu   sync.Mutex
+	sent bool
 }
 
 func newReplyWriter(req *Request) *replyWriter {
@@ -295,9 +294,6 @@ func (w *replyWriter) fail(status int, code, msg string) {
 // abort ends the streamed body with err (it reaches the caller as the
 // body's trailer).
 func (w *replyWriter) abort(err error) {
-	w.mu.Lock()
-	w.failed = true
-	w.mu.Unlock()
 	w.pw.CloseWithError(err)
 }
 

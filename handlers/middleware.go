@@ -133,14 +133,13 @@ func (r *Registry) before(ctx context.Context, c chain, req *Request) *Reply {
 	d := Allow()
 	if c.auth != nil {
 		var err error
-		rep, herr := r.safeHook(req, "auth", func() (*Reply, error) {
+		if _, perr := r.safeHook(req, "auth", func() (*Reply, error) {
 			d, err = c.auth(ctx, req)
 			return nil, nil
-		})
-		if herr != nil {
-			err = herr
+		}); perr != nil {
+			err = perr // the hook panicked
 		}
-		if rep == nil && err != nil {
+		if err != nil {
 			return ErrorReply(http.StatusServiceUnavailable, CodeAuthUnavailable,
 				fmt.Sprintf("cannot decide whether %q may call %s: %v", req.Peer, req.Target(), err))
 		}

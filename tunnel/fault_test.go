@@ -141,24 +141,43 @@ func recv[T any](t *testing.T, ch <-chan T, limit time.Duration, what string) T 
 	}
 }
 
+// hanging is a client connected through a fault proxy, with one event in
+// flight each way, held by handlers that end only with their context.
+type hanging struct {
+	s         *serverNode
+	fp        *faultproxy.Proxy
+	c         *clientNode
+	oldRemote string             // the client's address as the server saw it
+	up, down  <-chan timedResult // the answers of the two events
+	ended     chan string        // each handler's end
+	begin     atomic.Int64       // when the fault began, for the answers' timing
+}
+
+func hangingBothWays(t *testing.T, tweak func(*tunnel.Config)) *hanging {
+	t.Helper()
+	p := newPKI(t)
+	h := &hanging{ended: make(chan string, 2)}
+	h.s = startServer(t, p, tweak)
+	h.fp = newFaultProxy(t, h.s.tunnelAddr)
+	h.c = startClient(t, p, "c1", h.fp.Addr(), tweak)
+	waitConnected(t, h.c, h.s)
+	h.oldRemote = h.s.Clients()[0].RemoteAddr
+	started := make(chan string, 2)
+	hangHandler(h.s.reg, started, h.ended)
+	hangHandler(h.c.reg, started, h.ended)
+	h.up = inFlight(h.c.httpURL+"/server/hang", &h.begin)
+	h.down = inFlight(h.s.httpURL+"/client/c1/hang", &h.begin)
+	recv(t, started, 10*time.Second, "first handler start")
+	recv(t, started, 10*time.Second, "second handler start")
+	return h
+}
+
 // TestCutMidEvent: the network resets the connection while events are
 // under way both ways: both callers get 502 at once, the handlers are
 // cancelled, and the client comes back through the proxy.
 func TestCutMidEvent(t *testing.T) {
-	p := newPKI(t)
-	s := startServer(t, p, nil)
-	fp := newFaultProxy(t, s.tunnelAddr)
-	c := startClient(t, p, "c1", fp.Addr(), nil)
-	waitConnected(t, c, s)
-
-	started, ended := make(chan string, 2), make(chan string, 2)
-	hangHandler(s.reg, started, ended)
-	hangHandler(c.reg, started, ended)
-	var begin atomic.Int64
-	up := inFlight(c.httpURL+"/server/hang", &begin)
-	down := inFlight(s.httpURL+"/client/c1/hang", &begin)
-	recv(t, started, 10*time.Second, "first handler start")
-	recv(t, started, 10*time.Second, "second handler start")
+	h := hangingBothWays(t, nil)
+	s, fp, c, up, down, ended, begin := h.s, h.fp, h.c, h.up, h.down, h.ended, &h.begin
 
 	prev, _ := c.Server()
 	begin.Store(time.Now().UnixNano())
@@ -183,21 +202,9 @@ func TestCutMidEvent(t *testing.T) {
 // WriteTimeout on both ends, events in flight must fail rather than hang,
 // and once the network is back the client reconnects on a new connection.
 func TestBlackHole(t *testing.T) {
-	p := newPKI(t)
-	s := startServer(t, p, fastDetect)
-	fp := newFaultProxy(t, s.tunnelAddr)
-	c := startClient(t, p, "c1", fp.Addr(), fastDetect)
-	waitConnected(t, c, s)
-	oldRemote := s.Clients()[0].RemoteAddr
-
-	started, ended := make(chan string, 2), make(chan string, 2)
-	hangHandler(s.reg, started, ended)
-	hangHandler(c.reg, started, ended)
-	var begin atomic.Int64
-	up := inFlight(c.httpURL+"/server/hang", &begin)
-	down := inFlight(s.httpURL+"/client/c1/hang", &begin)
-	recv(t, started, 10*time.Second, "first handler start")
-	recv(t, started, 10*time.Second, "second handler start")
+	h := hangingBothWays(t, fastDetect)
+	s, fp, c, up, down, ended, begin := h.s, h.fp, h.c, h.up, h.down, h.ended, &h.begin
+	oldRemote := h.oldRemote
 
 	prev, _ := c.Server()
 	start := time.Now()
