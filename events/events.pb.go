@@ -24,6 +24,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ChannelFrame_Kind int32
+
+const (
+	ChannelFrame_KIND_UNSPECIFIED ChannelFrame_Kind = 0
+	ChannelFrame_SUBSCRIBE        ChannelFrame_Kind = 1
+	ChannelFrame_UNSUBSCRIBE      ChannelFrame_Kind = 2
+	ChannelFrame_PUBLISH          ChannelFrame_Kind = 3
+	ChannelFrame_ACK              ChannelFrame_Kind = 4
+	ChannelFrame_MESSAGE          ChannelFrame_Kind = 5
+	ChannelFrame_CLOSE            ChannelFrame_Kind = 6
+)
+
+// Enum value maps for ChannelFrame_Kind.
+var (
+	ChannelFrame_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "SUBSCRIBE",
+		2: "UNSUBSCRIBE",
+		3: "PUBLISH",
+		4: "ACK",
+		5: "MESSAGE",
+		6: "CLOSE",
+	}
+	ChannelFrame_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"SUBSCRIBE":        1,
+		"UNSUBSCRIBE":      2,
+		"PUBLISH":          3,
+		"ACK":              4,
+		"MESSAGE":          5,
+		"CLOSE":            6,
+	}
+)
+
+func (x ChannelFrame_Kind) Enum() *ChannelFrame_Kind {
+	p := new(ChannelFrame_Kind)
+	*p = x
+	return p
+}
+
+func (x ChannelFrame_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChannelFrame_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_events_events_proto_enumTypes[0].Descriptor()
+}
+
+func (ChannelFrame_Kind) Type() protoreflect.EnumType {
+	return &file_events_events_proto_enumTypes[0]
+}
+
+func (x ChannelFrame_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChannelFrame_Kind.Descriptor instead.
+func (ChannelFrame_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{5, 0}
+}
+
 // Hello is the first message each side writes on the first stream of a
 // session. The client speaks first; the server answers with its own Hello,
 // or with one whose error field says why it refuses the session.
@@ -186,7 +247,11 @@ type Request struct {
 	ContentLength int64 `protobuf:"varint,12,opt,name=content_length,json=contentLength,proto3" json:"content_length,omitempty"`
 	// upgrade is the protocol the caller asks to switch to ("websocket");
 	// after a 101 reply both bodies carry the raw bytes of the connection.
-	Upgrade       string `protobuf:"bytes,13,opt,name=upgrade,proto3" json:"upgrade,omitempty"`
+	Upgrade string `protobuf:"bytes,13,opt,name=upgrade,proto3" json:"upgrade,omitempty"`
+	// channel_relay marks the stream as the session's channel relay: after
+	// this Request, both directions carry ChannelFrame messages until the
+	// session ends. Only a client opens one, at most one per session.
+	ChannelRelay  bool `protobuf:"varint,14,opt,name=channel_relay,json=channelRelay,proto3" json:"channel_relay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +377,13 @@ func (x *Request) GetUpgrade() string {
 	return ""
 }
 
+func (x *Request) GetChannelRelay() bool {
+	if x != nil {
+		return x.ChannelRelay
+	}
+	return false
+}
+
 // Reply answers a Request: it is the first message the receiver writes.
 type Reply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -432,6 +504,113 @@ func (x *Trailer) GetError() string {
 	return ""
 }
 
+// ChannelFrame is one message on a session's channel relay stream (see
+// Request.channel_relay). The client sends SUBSCRIBE, UNSUBSCRIBE and
+// PUBLISH, each with a sequence number of its own; the server answers each
+// SUBSCRIBE and PUBLISH with an ACK of the same seq, and sends MESSAGE for
+// every message published on a channel the client subscribed to, in the
+// one order the server fixed for it. CLOSE, from the server, ends the
+// relay and says why.
+type ChannelFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  ChannelFrame_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=restpipe.events.v1.ChannelFrame_Kind" json:"kind,omitempty"`
+	// seq numbers the client's SUBSCRIBE and PUBLISH; its ACK repeats it.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// channel is the channel's name.
+	Channel string `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	// text is the message for WebSocket subscribers and, as data lines, for
+	// Server-Sent Events subscribers.
+	Text string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// stream, when set, is written as is to Server-Sent Events subscribers
+	// in place of text (a GRIP http-stream format, already in SSE form).
+	Stream string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	// id is the publisher's message id, if any.
+	Id string `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`
+	// error is why an ACK refuses, or why a CLOSE ends the relay.
+	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelFrame) Reset() {
+	*x = ChannelFrame{}
+	mi := &file_events_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelFrame) ProtoMessage() {}
+
+func (x *ChannelFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelFrame.ProtoReflect.Descriptor instead.
+func (*ChannelFrame) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChannelFrame) GetKind() ChannelFrame_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChannelFrame_KIND_UNSPECIFIED
+}
+
+func (x *ChannelFrame) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ChannelFrame) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *ChannelFrame) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ChannelFrame) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *ChannelFrame) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChannelFrame) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
@@ -444,7 +623,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xf8\x02\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\x9d\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -461,7 +640,8 @@ const file_events_events_proto_rawDesc = "" +
 	"remoteAddr\x12\x12\n" +
 	"\x04host\x18\v \x01(\tR\x04host\x12%\n" +
 	"\x0econtent_length\x18\f \x01(\x03R\rcontentLength\x12\x18\n" +
-	"\aupgrade\x18\r \x01(\tR\aupgrade\"\x97\x01\n" +
+	"\aupgrade\x18\r \x01(\tR\aupgrade\x12#\n" +
+	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\"\x97\x01\n" +
 	"\x05Reply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x124\n" +
@@ -469,7 +649,23 @@ const file_events_events_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\"\x1f\n" +
 	"\aTrailer\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05errorB%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
+	"\x05error\x18\x01 \x01(\tR\x05error\"\xb3\x02\n" +
+	"\fChannelFrame\x129\n" +
+	"\x04kind\x18\x01 \x01(\x0e2%.restpipe.events.v1.ChannelFrame.KindR\x04kind\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\tR\x06stream\x12\x0e\n" +
+	"\x02id\x18\x06 \x01(\tR\x02id\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"j\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tSUBSCRIBE\x10\x01\x12\x0f\n" +
+	"\vUNSUBSCRIBE\x10\x02\x12\v\n" +
+	"\aPUBLISH\x10\x03\x12\a\n" +
+	"\x03ACK\x10\x04\x12\v\n" +
+	"\aMESSAGE\x10\x05\x12\t\n" +
+	"\x05CLOSE\x10\x06B%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
 
 var (
 	file_events_events_proto_rawDescOnce sync.Once
@@ -483,22 +679,26 @@ func file_events_events_proto_rawDescGZIP() []byte {
 	return file_events_events_proto_rawDescData
 }
 
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_events_events_proto_goTypes = []any{
-	(*Hello)(nil),   // 0: restpipe.events.v1.Hello
-	(*Header)(nil),  // 1: restpipe.events.v1.Header
-	(*Request)(nil), // 2: restpipe.events.v1.Request
-	(*Reply)(nil),   // 3: restpipe.events.v1.Reply
-	(*Trailer)(nil), // 4: restpipe.events.v1.Trailer
+	(ChannelFrame_Kind)(0), // 0: restpipe.events.v1.ChannelFrame.Kind
+	(*Hello)(nil),          // 1: restpipe.events.v1.Hello
+	(*Header)(nil),         // 2: restpipe.events.v1.Header
+	(*Request)(nil),        // 3: restpipe.events.v1.Request
+	(*Reply)(nil),          // 4: restpipe.events.v1.Reply
+	(*Trailer)(nil),        // 5: restpipe.events.v1.Trailer
+	(*ChannelFrame)(nil),   // 6: restpipe.events.v1.ChannelFrame
 }
 var file_events_events_proto_depIdxs = []int32{
-	1, // 0: restpipe.events.v1.Request.headers:type_name -> restpipe.events.v1.Header
-	1, // 1: restpipe.events.v1.Reply.headers:type_name -> restpipe.events.v1.Header
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: restpipe.events.v1.Request.headers:type_name -> restpipe.events.v1.Header
+	2, // 1: restpipe.events.v1.Reply.headers:type_name -> restpipe.events.v1.Header
+	0, // 2: restpipe.events.v1.ChannelFrame.kind:type_name -> restpipe.events.v1.ChannelFrame.Kind
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -511,13 +711,14 @@ func file_events_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   5,
+			NumEnums:      1,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_events_events_proto_goTypes,
 		DependencyIndexes: file_events_events_proto_depIdxs,
+		EnumInfos:         file_events_events_proto_enumTypes,
 		MessageInfos:      file_events_events_proto_msgTypes,
 	}.Build()
 	File_events_events_proto = out.File

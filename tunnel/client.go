@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
 // Client is a node that keeps one mTLS connection to the server: it
@@ -24,6 +25,12 @@ type Client struct {
 	log  *slog.Logger
 	ycfg *yamux.Config
 	bufs *sync.Pool
+
+	hub *channels.Hub // this node's channel subscribers
+
+	// relayMu guards chRelay, the channel relay of the current session.
+	relayMu sync.Mutex
+	chRelay *clientRelay
 
 	mu        sync.Mutex
 	cur       *peer
@@ -41,6 +48,7 @@ func NewClient(cfg Config) (*Client, error) {
 		log:       cfg.Logger,
 		ycfg:      cfg.yamux(),
 		bufs:      newBufPool(),
+		hub:       channels.NewHub(cfg.hubOptions()),
 		connected: make(chan struct{}),
 	}, nil
 }
@@ -207,3 +215,10 @@ func (c *Client) Call(ctx context.Context, ev *events.Request, body io.Reader) (
 	}
 	return p.call(ctx, ev, body)
 }
+
+// Channels is the client's channel bus, through the server: what it
+// publishes reaches every subscriber of the channel on every node; its
+// subscribers receive what is published anywhere. Both need the client
+// connected (channels.ErrUnavailable otherwise), and a lost connection
+// closes the client's subscribers, which would miss messages.
+func (c *Client) Channels() channels.Bus { return clientBus{c} }

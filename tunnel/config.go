@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/restpipe/restpipe/handlers"
+	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
 // Dispatcher answers the events a peer sends. *handlers.Registry is one.
@@ -84,6 +85,23 @@ type Config struct {
 	// the node is asked to stop. Default 10 s.
 	ShutdownTimeout time.Duration
 
+	// ChannelQueue is how many messages may wait for one channel
+	// subscriber of the front end; one that falls further behind is
+	// disconnected. Default 256.
+	ChannelQueue int
+	// ChannelQueueBytes bounds the bytes waiting for one channel
+	// subscriber the same way. Default 1 MiB.
+	ChannelQueueBytes int64
+	// ChannelMaxMessage bounds one channel message, in bytes (413 above).
+	// Default 64 KiB, at most 256 KiB.
+	ChannelMaxMessage int64
+	// ChannelPrefix is put before the channel of every item published
+	// with GRIP's POST /publish/ on this node's front end.
+	ChannelPrefix string
+	// Origins are the web origins whose pages may use the front end's
+	// channels besides its own (see channels.Handler.Origins).
+	Origins []string
+
 	// ReconnectMin and ReconnectMax bound the client's jittered
 	// exponential backoff between connection attempts. It never gives up.
 	// Defaults 500 ms and 30 s.
@@ -111,6 +129,9 @@ func DefaultConfig() Config {
 		ReconnectMin:      500 * time.Millisecond,
 		ReconnectMax:      30 * time.Second,
 		StableAfter:       30 * time.Second,
+		ChannelQueue:      256,
+		ChannelQueueBytes: 1 << 20,
+		ChannelMaxMessage: 64 << 10,
 	}
 }
 
@@ -142,6 +163,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AcceptBacklog == 0 {
 		c.AcceptBacklog = d.AcceptBacklog
 	}
+	if c.ChannelQueue == 0 {
+		c.ChannelQueue = d.ChannelQueue
+	}
+	if c.ChannelQueueBytes == 0 {
+		c.ChannelQueueBytes = d.ChannelQueueBytes
+	}
+	if c.ChannelMaxMessage == 0 {
+		c.ChannelMaxMessage = d.ChannelMaxMessage
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -157,11 +187,27 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: ReconnectMax %v is below ReconnectMin %v", c.ReconnectMax, c.ReconnectMin)
 	case c.MaxBodyBytes < 0:
 		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	case c.ChannelQueue < 0 || c.ChannelQueueBytes < 0:
+		return c, errors.New("tunnel: ChannelQueue and ChannelQueueBytes must be positive")
+	case c.ChannelMaxMessage < 0 || c.ChannelMaxMessage > maxChannelMessage:
+		return c, fmt.Errorf("tunnel: ChannelMaxMessage %d is not between 1 and %d", c.ChannelMaxMessage, maxChannelMessage)
+	}
+	if err := channels.CheckOrigins(c.Origins); err != nil {
+		return c, fmt.Errorf("tunnel: %w", err)
 	}
 	if err := yamux.VerifyConfig(c.yamux()); err != nil {
 		return c, fmt.Errorf("tunnel: %w", err)
 	}
 	return c, nil
+}
+
+// maxChannelMessage caps ChannelMaxMessage: a relay frame holds a message
+// in two forms and must stay under events.MaxMessageSize.
+const maxChannelMessage = 256 << 10
+
+// hubOptions are the subscriber queue bounds of the node's channel hub.
+func (c Config) hubOptions() channels.Options {
+	return channels.Options{QueueLen: c.ChannelQueue, QueueBytes: c.ChannelQueueBytes}
 }
 
 // yamux returns the session config both ends use.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
+	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
 // Headers the front end reads and writes.
@@ -46,12 +47,29 @@ type frontend struct {
 	target  events.Target
 	call    func(ctx context.Context, peer string, ev *events.Request, body io.Reader) (*Response, error)
 	clients func() []PeerInfo // nil on a client node
+	// channels serves /channels/ and /publish/; hub holds its local
+	// subscribers, closed when the front end shuts down.
+	channels *channels.Handler
+	hub      *channels.Hub
+}
+
+func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channels.Handler {
+	return &channels.Handler{
+		Bus:          bus,
+		Origins:      cfg.Origins,
+		Prefix:       cfg.ChannelPrefix,
+		MaxMessage:   cfg.ChannelMaxMessage,
+		WriteTimeout: cfg.WriteTimeout,
+		KeepAlive:    cfg.KeepAliveInterval,
+		Logger:       log.With("part", "channels"),
+	}
 }
 
 // Frontend returns the server node's front end: "/client/<name>/<noun>"
 // calls client <name>, "GET /clients" lists the connected clients.
 func (s *Server) Frontend() http.Handler {
-	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients}
+	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients,
+		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub}
 }
 
 // Frontend returns the client node's front end: "/server/<noun>" calls
@@ -60,7 +78,8 @@ func (c *Client) Frontend() http.Handler {
 	call := func(ctx context.Context, _ string, ev *events.Request, body io.Reader) (*Response, error) {
 		return c.Call(ctx, ev, body)
 	}
-	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call}
+	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call,
+		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), hub: c.hub}
 }
 
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -75,6 +94,10 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve answers one front-end request and returns the status and error
 // code it answered, for the log.
 func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int, string) {
+	if channels.Is(r.URL.EscapedPath()) {
+		f.channels.ServeHTTP(w, r)
+		return 0, "channels"
+	}
 	path, err := events.ParsePath(r.URL.EscapedPath())
 	if err == nil && path.Target != f.target && !(path.Target == events.TargetClients && f.clients != nil) {
 		err = fmt.Errorf("%w: %s", events.ErrBadPath, f.pathHint())
@@ -204,9 +227,9 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 
 func (f *frontend) pathHint() string {
 	if f.target == events.TargetServer {
-		return "this is a client node: call the server with /server/<noun>[//arg/...]"
+		return "this is a client node: call the server with /server/<noun>[//arg/...]; channels are /channels/<name>"
 	}
-	return "this is the server node: call a client with /client/<name>/<noun>[//arg/...], list them with /clients"
+	return "this is the server node: call a client with /client/<name>/<noun>[//arg/...], list them with /clients; channels are /channels/<name>"
 }
 
 // writeCallError answers a failed call with its row of the error table.
@@ -461,6 +484,11 @@ func ServeFrontend(ctx context.Context, ln net.Listener, h http.Handler, cfg Con
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if f, ok := h.(*frontend); ok {
+		// Channel subscribers are long-lived (and WebSocket ones hijacked):
+		// Shutdown neither ends nor waits for them, so they are told here.
+		srv.RegisterOnShutdown(func() { f.hub.CloseAll(channels.ErrShutdown) })
 	}
 	logger.Info("front end listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)

@@ -49,6 +49,8 @@ type peer struct {
 	bufs     *sync.Pool
 	ka       *time.Timer // the next keep-alive ping
 	kaFailed atomic.Bool // a ping went unanswered and closed the session
+	// onRelay serves the peer's channel relay stream (set on a server).
+	onRelay func(p *peer, st *yamux.Stream, r *events.Reader)
 }
 
 func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
@@ -131,7 +133,12 @@ func (p *peer) close() { _ = p.sess.Close() }
 // serveStream serves one event stream: it reads the Request, dispatches
 // it and writes the Reply.
 func (p *peer) serveStream(st *yamux.Stream) {
-	defer st.Close()
+	relay := false
+	defer func() {
+		if !relay {
+			_ = st.Close()
+		}
+	}()
 	r := events.NewReader(st)
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
@@ -140,6 +147,17 @@ func (p *peer) serveStream(st *yamux.Stream) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
+	if ev.ChannelRelay {
+		if p.onRelay == nil {
+			p.log.Warn("channel relay refused: only clients open them")
+			return
+		}
+		// Long-lived, and not an event in flight that a shutdown waits
+		// for: it goes on in a goroutine of its own.
+		relay = true
+		go p.onRelay(p, st, r)
+		return
+	}
 	start := time.Now()
 
 	// ctx ends when the caller gives up (the sender half-closes), when the

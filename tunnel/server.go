@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
 // Server is the central node: it accepts clients' mTLS connections, keeps
@@ -26,6 +27,7 @@ type Server struct {
 	tls  *tls.Config
 	ycfg *yamux.Config // shared by every session
 	bufs *sync.Pool
+	hub  *channels.Hub // this node's channel subscribers and clients' relays
 
 	mu      sync.Mutex
 	peers   map[string]*peer
@@ -45,6 +47,7 @@ func NewServer(cfg Config) (*Server, error) {
 		tls:   cfg.serverTLS(),
 		ycfg:  cfg.yamux(),
 		bufs:  newBufPool(),
+		hub:   channels.NewHub(cfg.hubOptions()),
 		peers: map[string]*peer{},
 	}, nil
 }
@@ -158,7 +161,9 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&s.cfg, tc, sess, certs[0], info, s.bufs), nil
+	p := newPeer(&s.cfg, tc, sess, certs[0], info, s.bufs)
+	p.onRelay = s.serveRelay
+	return p, nil
 }
 
 // register adds p, replacing (and closing) an older session of the same
@@ -270,3 +275,8 @@ func (s *Server) Disconnect(name string) bool {
 	}
 	return p != nil
 }
+
+// Channels is the server's channel bus: what it publishes reaches every
+// subscriber of the channel on every node; its subscribers receive what
+// is published anywhere. The server puts each channel's messages in order.
+func (s *Server) Channels() channels.Bus { return s.hub }

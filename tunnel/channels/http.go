@@ -1,0 +1,491 @@
+package channels
+
+import (
+	"cmp"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/restpipe/restpipe/handlers"
+)
+
+// Handler serves channels on a front end: "/channels/<name>" (WebSocket
+// and Server-Sent Events subscribers, an HTML page, POST to publish) and
+// GRIP's "POST /publish/". Set Bus; the other fields have defaults.
+type Handler struct {
+	// Bus carries the messages across the tunnel. Required.
+	Bus Bus
+	// Origins are the web origins allowed besides the front end's own
+	// (Origin host equal to Host): patterns matched with path.Match
+	// against the Origin's host ("*.example.com"), or against
+	// "scheme://host" when the pattern has a "://". A request with an
+	// Origin header that matches none is refused (403) before it can
+	// subscribe or publish. Requests without Origin (not from a browser)
+	// are not checked.
+	Origins []string
+	// Prefix is put before the channel name of every GRIP publish item.
+	Prefix string
+	// MaxMessage bounds one message, in bytes. Default 64 KiB.
+	MaxMessage int64
+	// WriteTimeout bounds each write to a subscriber, and how long a
+	// publish waits for its place in the channel's order. Default 10 s.
+	WriteTimeout time.Duration
+	// KeepAlive is how often an idle subscriber is pinged (WebSocket) or
+	// sent an SSE comment. Default 15 s.
+	KeepAlive time.Duration
+	// Logger receives the handler's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Is reports whether escapedPath is served by a channels Handler.
+func Is(escapedPath string) bool {
+	return strings.HasPrefix(escapedPath, PathPrefix) || escapedPath == "/channels" ||
+		escapedPath == PublishPath || escapedPath == "/publish"
+}
+
+// CheckOrigins checks that every pattern is a valid path.Match pattern.
+func CheckOrigins(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("origin pattern %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) maxMessage() int64 { return cmp.Or(h.MaxMessage, 64<<10) }
+func (h *Handler) writeTimeout() time.Duration {
+	return cmp.Or(h.WriteTimeout, 10*time.Second)
+}
+func (h *Handler) keepAlive() time.Duration { return cmp.Or(h.KeepAlive, 15*time.Second) }
+func (h *Handler) log() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
+}
+
+// ServeHTTP serves a channel path or the GRIP publish endpoint.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.EscapedPath()
+	if p == PublishPath || p == "/publish" {
+		h.servePublish(w, r)
+		return
+	}
+	channel, err := ParsePath(p)
+	if err != nil {
+		writeError(w, http.StatusNotFound, handlers.CodeBadPath, err.Error())
+		return
+	}
+	switch {
+	case r.Method == http.MethodPost:
+		h.servePost(w, r, channel)
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest,
+			"channels take GET (WebSocket, Server-Sent Events or the HTML page) and POST (publish)")
+	case isWebSocket(r):
+		h.serveWebSocket(w, r, channel)
+	case acceptsEventStream(r):
+		h.serveEvents(w, r, channel)
+	default:
+		h.servePage(w, r, channel)
+	}
+}
+
+// checkOrigin refuses a browser request from an origin not allowed.
+func (h *Handler) checkOrigin(r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("origin %q is not a URL with a host", origin)
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	for _, p := range h.Origins {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("origin %q is not allowed (see --origin)", origin)
+}
+
+// servePost publishes the request body as one message.
+func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, channel string) {
+	if err := h.checkOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxMessage()))
+	if err != nil {
+		h.writeBodyError(w, err)
+		return
+	}
+	if !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, "message is not UTF-8 text")
+		return
+	}
+	m := &Message{Channel: channel, Text: string(body)}
+	if m.Empty() {
+		writeJSON(w, http.StatusOK, publishResult{Channel: channel, Dropped: 1, Note: "empty message dropped"})
+		return
+	}
+	if err := h.publish(r.Context(), m); err != nil {
+		h.writePublishError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, publishResult{Channel: channel, Published: 1})
+}
+
+// publishResult is the JSON answer to a publish.
+type publishResult struct {
+	Channel   string `json:"channel,omitempty"`
+	Published int    `json:"published"`
+	Dropped   int    `json:"dropped,omitempty"`
+	Note      string `json:"note,omitempty"`
+}
+
+// servePublish serves GRIP's POST /publish/.
+func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/publish/ takes POST")
+		return
+	}
+	if err := h.checkOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, handlers.CodeBadRequest,
+				fmt.Sprintf("/publish/ takes application/json, not %q", ct))
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16*h.maxMessage()+64<<10))
+	if err != nil {
+		h.writeBodyError(w, err)
+		return
+	}
+	msgs, err := ParsePublish(body, h.Prefix, h.maxMessage())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
+		return
+	}
+	for i, m := range msgs {
+		if err := h.publish(r.Context(), m); err != nil {
+			if i > 0 {
+				err = fmt.Errorf("%w (the %d items before were published)", err, i)
+			}
+			h.writePublishError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, publishResult{Published: len(msgs)})
+}
+
+func (h *Handler) publish(ctx context.Context, m *Message) error {
+	ctx, cancel := context.WithTimeout(ctx, h.writeTimeout())
+	defer cancel()
+	return h.Bus.Publish(ctx, m)
+}
+
+func (h *Handler) writeBodyError(w http.ResponseWriter, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
+			fmt.Sprintf("message over the limit of %d bytes", tooLarge.Limit))
+		return
+	}
+	writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, "read message: "+err.Error())
+}
+
+func (h *Handler) writePublishError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrShutdown):
+		writeError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, "not published: "+err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, "not published in time: "+err.Error())
+	default:
+		writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, "not published: "+err.Error())
+	}
+}
+
+// subscribe subscribes for an HTTP request, answering the error if any.
+func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request, channel string) *Subscriber {
+	if err := h.checkOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.writeTimeout())
+	defer cancel()
+	sub, err := h.Bus.Subscribe(ctx, channel)
+	if err != nil {
+		h.writePublishError(w, fmt.Errorf("subscribe: %w", err))
+		return nil
+	}
+	return sub
+}
+
+// serveEvents streams the channel as Server-Sent Events.
+func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel string) {
+	sub := h.subscribe(w, r, channel)
+	if sub == nil {
+		return
+	}
+	defer sub.Close()
+	log := h.log().With("channel", channel, "caller", r.RemoteAddr)
+	log.Debug("SSE subscriber joined")
+	rc := http.NewResponseController(w)
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	write := func(s string) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(h.writeTimeout()))
+		if _, err := io.WriteString(w, s); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := write(": subscribed\n\n"); err != nil {
+		return
+	}
+	ka := time.NewTicker(h.keepAlive())
+	defer ka.Stop()
+	var b strings.Builder
+	for {
+		var err error
+		select {
+		case m := <-sub.q:
+			sub.queued.Add(-m.Size())
+			b.Reset()
+			writeEvent(&b, m)
+			err = write(b.String())
+		case <-ka.C:
+			err = write(": keep-alive\n\n")
+		case <-sub.done:
+			log.Info("SSE subscriber dropped", "reason", sub.err)
+			_ = write("event: close\ndata: " + oneLine(sub.err.Error()) + "\n\n")
+			return
+		case <-r.Context().Done():
+			log.Debug("SSE subscriber left")
+			return
+		}
+		if err != nil {
+			log.Debug("SSE subscriber lost", "err", err)
+			return
+		}
+	}
+}
+
+// writeEvent frames m as one Server-Sent Event (or writes its Stream as is).
+func writeEvent(b *strings.Builder, m *Message) {
+	if m.Stream != "" {
+		b.WriteString(m.Stream)
+		return
+	}
+	if m.ID != "" {
+		b.WriteString("id: ")
+		b.WriteString(oneLine(m.ID))
+		b.WriteByte('\n')
+	}
+	text := strings.ReplaceAll(m.Text, "\r\n", "\n")
+	for line := range strings.SplitSeq(strings.ReplaceAll(text, "\r", "\n"), "\n") {
+		b.WriteString("data: ")
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+}
+
+// oneLine replaces line breaks, which would end an SSE field.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(s)
+}
+
+// serveWebSocket serves a WebSocket subscriber, which may also publish.
+func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel string) {
+	sub := h.subscribe(w, r, channel)
+	if sub == nil {
+		return
+	}
+	defer sub.Close()
+	// The origin was checked by subscribe, with a JSON answer.
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept answered the caller
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(h.maxMessage())
+	log := h.log().With("channel", channel, "caller", r.RemoteAddr)
+	log.Debug("WebSocket subscriber joined")
+
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	closing := make(chan closeReason, 1) // from the reader: why to close
+	go func() {
+		defer cancel()
+		if why, ok := h.readWebSocket(ctx, c, channel); ok {
+			closing <- why
+		}
+	}()
+	ka := time.NewTicker(h.keepAlive())
+	defer ka.Stop()
+	for {
+		select {
+		case m := <-sub.q:
+			sub.queued.Add(-m.Size())
+			wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout())
+			err := c.Write(wctx, websocket.MessageText, []byte(m.Text))
+			wcancel()
+			if err != nil {
+				log.Debug("WebSocket subscriber lost", "err", err)
+				return
+			}
+		case <-ka.C:
+			go func() {
+				pctx, pcancel := context.WithTimeout(ctx, h.writeTimeout())
+				defer pcancel()
+				if err := c.Ping(pctx); err != nil && ctx.Err() == nil {
+					log.Debug("WebSocket subscriber did not answer a ping", "err", err)
+					cancel()
+				}
+			}()
+		case <-sub.done:
+			log.Info("WebSocket subscriber dropped", "reason", sub.err)
+			_ = c.Close(closeCode(sub.err), closeText(sub.err.Error()))
+			return
+		case why := <-closing:
+			log.Info("WebSocket subscriber closed", "code", why.code, "reason", why.text)
+			_ = c.Close(why.code, closeText(why.text))
+			return
+		case <-ctx.Done():
+			log.Debug("WebSocket subscriber left")
+			return
+		}
+	}
+}
+
+type closeReason struct {
+	code websocket.StatusCode
+	text string
+}
+
+// readWebSocket publishes what the subscriber sends until the connection
+// ends; it returns a reason to close with, if it is the one ending it.
+func (h *Handler) readWebSocket(ctx context.Context, c *websocket.Conn, channel string) (closeReason, bool) {
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			return closeReason{}, false
+		}
+		if len(data) == 0 {
+			continue // a keep-alive: dropped
+		}
+		if !utf8.Valid(data) {
+			return closeReason{websocket.StatusInvalidFramePayloadData, "messages must be UTF-8 text"}, true
+		}
+		if err := h.publish(ctx, &Message{Channel: channel, Text: string(data)}); err != nil {
+			return closeReason{closeCode(err), "publish: " + err.Error()}, true
+		}
+	}
+}
+
+// closeCode is the WebSocket close status for why a subscriber ends.
+func closeCode(err error) websocket.StatusCode {
+	switch {
+	case errors.Is(err, ErrSlow):
+		return websocket.StatusPolicyViolation
+	case errors.Is(err, ErrUnavailable):
+		return websocket.StatusTryAgainLater
+	case errors.Is(err, ErrShutdown):
+		return websocket.StatusGoingAway
+	case errors.Is(err, ErrClosed):
+		return websocket.StatusNormalClosure
+	}
+	return websocket.StatusInternalError
+}
+
+// closeText fits a close reason in a close frame (123 bytes of UTF-8).
+func closeText(s string) string {
+	const max = 123
+	if len(s) <= max {
+		return s
+	}
+	s = s[:max]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+func acceptsEventStream(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+			if mt == "text/event-stream" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+//go:embed page.html
+var pageHTML string
+
+var pageTemplate = template.Must(template.New("page").Parse(pageHTML))
+
+// servePage serves the HTML page with a WebSocket client for channel.
+func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, channel string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:")
+	if r.Method == http.MethodHead {
+		return
+	}
+	_ = pageTemplate.Execute(w, struct{ Channel string }{channel})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes the front end's error body {"error": msg, "code": code}.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, handlers.ErrorBody{Error: msg, Code: code})
+}

@@ -1,0 +1,363 @@
+// Package channels is publish/subscribe on a node's front end:
+// subscribers (WebSocket, Server-Sent Events) and publishers (POST,
+// WebSocket messages, GRIP's /publish/) of named channels. A Hub fans
+// messages out to the subscribers of one node; a Bus carries them across
+// the tunnel (the tunnel package implements it: on the server, the Hub
+// itself, with each client's relay attached as a Sink; on a client, a
+// relay to the server, which puts every message of a channel in one
+// order). Handler serves the HTTP side.
+package channels
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Message is one message published on a channel. It is shared by every
+// subscriber it goes to: it must not be changed once published.
+type Message struct {
+	// Channel is the channel's name.
+	Channel string
+	// Text is the message for WebSocket subscribers and, as "data:"
+	// lines, for Server-Sent Events subscribers.
+	Text string
+	// Stream, when set, is written as is to Server-Sent Events
+	// subscribers in place of Text: GRIP's http-stream format, which its
+	// publisher puts in SSE form.
+	Stream string
+	// ID is the publisher's message id, if any: the "id:" of the SSE event.
+	ID string
+}
+
+// Size is what the message counts for in queue limits.
+func (m *Message) Size() int64 {
+	return int64(len(m.Channel) + len(m.Text) + len(m.Stream) + len(m.ID) + 64)
+}
+
+// Empty reports whether the message has nothing to deliver (keep-alives
+// are empty: they are dropped, not relayed).
+func (m *Message) Empty() bool { return m.Text == "" && m.Stream == "" }
+
+// Why a subscriber is dropped; its Err wraps one of these.
+var (
+	// ErrSlow: the subscriber fell behind and its queue filled up.
+	ErrSlow = errors.New("subscriber too slow")
+	// ErrUnavailable: the node cannot reach the rest of the tunnel (a
+	// client not connected to the server, or whose relay was lost).
+	ErrUnavailable = errors.New("channels unavailable")
+	// ErrShutdown: the node is shutting down.
+	ErrShutdown = errors.New("node shutting down")
+	// ErrClosed: the subscriber was closed by its owner.
+	ErrClosed = errors.New("subscriber closed")
+)
+
+// Bus carries channel messages to every node of the tunnel.
+type Bus interface {
+	// Publish sends m to every subscriber of m.Channel on every node. It
+	// returns once m has its place in the channel's order.
+	Publish(ctx context.Context, m *Message) error
+	// Subscribe adds a subscriber of channel on this node. Every message
+	// published anywhere after Subscribe returns reaches it, in order,
+	// until it is closed or dropped.
+	Subscribe(ctx context.Context, channel string) (*Subscriber, error)
+}
+
+// Sink receives a channel's messages on behalf of something other than a
+// local subscriber: the relay to a client node, on the server.
+type Sink interface {
+	// Offer queues m without blocking. False means the sink cannot keep
+	// up: the hub detaches it from m's channel and calls Drop.
+	Offer(m *Message) bool
+	// Drop tells the sink why the hub detached it.
+	Drop(err error)
+}
+
+// Options bound a Hub's subscriber queues.
+type Options struct {
+	// QueueLen is how many messages may wait for one subscriber before it
+	// is dropped as too slow. Default 256.
+	QueueLen int
+	// QueueBytes is how many bytes of messages (see Message.Size) may
+	// wait for one subscriber. Default 1 MiB.
+	QueueBytes int64
+}
+
+// sink is what a hub delivers to: a local Subscriber or a remote Sink.
+type sink interface {
+	offer(m *Message) bool
+	drop(err error)
+}
+
+// Hub fans the messages of each channel out to its subscribers on this
+// node, each in the order Deliver is called. It is safe for concurrent
+// use; the Hub is itself a Bus whose reach is this node.
+type Hub struct {
+	opts Options
+
+	mu      sync.Mutex
+	subs    map[string]map[sink]struct{}
+	remotes map[Sink]*remote
+	closed  error // set by CloseAll(ErrShutdown): no new subscribers
+}
+
+// NewHub returns an empty Hub.
+func NewHub(opts Options) *Hub {
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = 256
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = 1 << 20
+	}
+	return &Hub{opts: opts, subs: map[string]map[sink]struct{}{}, remotes: map[Sink]*remote{}}
+}
+
+// Join adds a local subscriber of channel. release, if not nil, is called
+// once when it leaves the hub (closed or dropped).
+func (h *Hub) Join(channel string, release func()) (*Subscriber, error) {
+	s := &Subscriber{
+		Channel:  channel,
+		hub:      h,
+		q:        make(chan *Message, h.opts.QueueLen),
+		maxBytes: h.opts.QueueBytes,
+		done:     make(chan struct{}),
+		release:  release,
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed != nil {
+		return nil, h.closed
+	}
+	h.add(channel, s)
+	return s, nil
+}
+
+// Attach adds a remote sink to channel. Attaching twice does nothing.
+func (h *Hub) Attach(channel string, s Sink) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.remotes[s]
+	if r == nil {
+		r = &remote{s: s, channels: map[string]bool{}}
+		h.remotes[s] = r
+	}
+	if !r.channels[channel] {
+		r.channels[channel] = true
+		h.add(channel, r)
+	}
+}
+
+// Detach removes a remote sink from channel.
+func (h *Hub) Detach(channel string, s Sink) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.remotes[s]; r != nil && r.channels[channel] {
+		delete(r.channels, channel)
+		h.remove(channel, r)
+		if len(r.channels) == 0 {
+			delete(h.remotes, s)
+		}
+	}
+}
+
+// DetachAll removes a remote sink from every channel.
+func (h *Hub) DetachAll(s Sink) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.remotes[s]; r != nil {
+		for ch := range r.channels {
+			h.remove(ch, r)
+		}
+		delete(h.remotes, s)
+	}
+}
+
+func (h *Hub) add(channel string, s sink) {
+	set := h.subs[channel]
+	if set == nil {
+		set = map[sink]struct{}{}
+		h.subs[channel] = set
+	}
+	set[s] = struct{}{}
+}
+
+// remove deletes s from channel; it reports whether s was there.
+func (h *Hub) remove(channel string, s sink) bool {
+	set := h.subs[channel]
+	if _, ok := set[s]; !ok {
+		return false
+	}
+	delete(set, s)
+	if len(set) == 0 {
+		delete(h.subs, channel)
+	}
+	return true
+}
+
+// Deliver queues m for every subscriber and sink of its channel and
+// returns how many took it. Those that cannot keep up are dropped with
+// ErrSlow. Messages delivered one after the other reach each subscriber
+// in that order.
+func (h *Hub) Deliver(m *Message) int {
+	var slow []sink
+	n := 0
+	h.mu.Lock()
+	for s := range h.subs[m.Channel] {
+		if s.offer(m) {
+			n++
+		} else {
+			slow = append(slow, s)
+		}
+	}
+	for _, s := range slow {
+		h.remove(m.Channel, s)
+		if r, ok := s.(*remote); ok {
+			delete(r.channels, m.Channel)
+			if len(r.channels) == 0 {
+				delete(h.remotes, r.s)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range slow {
+		s.drop(fmt.Errorf("%w: its queue of %d messages or %d bytes is full",
+			ErrSlow, h.opts.QueueLen, h.opts.QueueBytes))
+	}
+	return n
+}
+
+// Subscribers returns how many local subscribers and remote sinks
+// channel has.
+func (h *Hub) Subscribers(channel string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs[channel])
+}
+
+// CloseAll drops every local subscriber with err (remote sinks stay).
+// After CloseAll(ErrShutdown) (or an error wrapping it), Join refuses.
+func (h *Hub) CloseAll(err error) {
+	var locals []*Subscriber
+	h.mu.Lock()
+	if errors.Is(err, ErrShutdown) {
+		h.closed = err
+	}
+	for ch, set := range h.subs {
+		for s := range set {
+			if l, ok := s.(*Subscriber); ok {
+				locals = append(locals, l)
+				h.remove(ch, l)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range locals {
+		s.drop(err)
+	}
+}
+
+// Publish delivers m on this node: the Hub as a Bus.
+func (h *Hub) Publish(_ context.Context, m *Message) error {
+	h.Deliver(m)
+	return nil
+}
+
+// Subscribe joins channel on this node: the Hub as a Bus.
+func (h *Hub) Subscribe(_ context.Context, channel string) (*Subscriber, error) {
+	return h.Join(channel, nil)
+}
+
+// Subscriber is one subscriber of a channel on this node: it receives the
+// channel's messages from a bounded queue until it is closed or dropped.
+type Subscriber struct {
+	// Channel is the channel subscribed to.
+	Channel string
+
+	hub      *Hub
+	q        chan *Message
+	queued   atomic.Int64 // bytes in q
+	maxBytes int64
+	once     sync.Once
+	done     chan struct{}
+	err      error // why it ended; set before done is closed
+	release  func()
+}
+
+func (s *Subscriber) offer(m *Message) bool {
+	n := m.Size()
+	if s.queued.Add(n) > s.maxBytes {
+		s.queued.Add(-n)
+		return false
+	}
+	select {
+	case s.q <- m:
+		return true
+	default:
+		s.queued.Add(-n)
+		return false
+	}
+}
+
+func (s *Subscriber) drop(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.done)
+		if s.release != nil {
+			s.release()
+		}
+	})
+}
+
+// Next returns the next message, waiting for it until ctx ends. Once the
+// subscriber is closed or dropped, it returns why (an error wrapping
+// ErrSlow, ErrUnavailable, ErrShutdown or ErrClosed) and the messages
+// still queued are discarded.
+func (s *Subscriber) Next(ctx context.Context) (*Message, error) {
+	select {
+	case <-s.done:
+		return nil, s.err
+	default:
+	}
+	select {
+	case m := <-s.q:
+		s.queued.Add(-m.Size())
+		return m, nil
+	case <-s.done:
+		return nil, s.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Done is closed once the subscriber is closed or dropped.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// Err is why the subscriber ended, or nil while it is live.
+func (s *Subscriber) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Close removes the subscriber from its hub. It may be called more than
+// once, and after the subscriber was dropped.
+func (s *Subscriber) Close() {
+	s.hub.mu.Lock()
+	s.hub.remove(s.Channel, s)
+	s.hub.mu.Unlock()
+	s.drop(ErrClosed)
+}
+
+// remote adapts a Sink to the hub, remembering its channels.
+type remote struct {
+	s        Sink
+	channels map[string]bool // guarded by the hub's mu
+}
+
+func (r *remote) offer(m *Message) bool { return r.s.Offer(m) }
+func (r *remote) drop(err error)        { r.s.Drop(err) }

@@ -1,0 +1,427 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/tunnel/channels"
+)
+
+// The channel relay: at most one stream per session, opened by the client
+// the first time one of its front end's callers subscribes or publishes,
+// carrying events.ChannelFrame messages both ways until the session ends.
+// The server is the one place where a channel's messages get their order:
+// a client's publish goes to the server, which delivers it to its own
+// subscribers and to the relays of the clients that subscribed to the
+// channel, all under one lock (channels.Hub.Deliver), and acknowledges it.
+
+// relayQueueBytes bounds the frames waiting to be written on one relay.
+// A server whose relay to a client falls this far behind drops it (the
+// client's subscribers are closed with the reason) rather than slowing
+// the other nodes or growing.
+const relayQueueBytes = 16 << 20
+
+// frameQueue holds the frames waiting for a relay's writer.
+type frameQueue struct {
+	mu     sync.Mutex
+	frames []*events.ChannelFrame
+	bytes  int64
+	closed bool
+	last   *events.ChannelFrame // written after the rest, once closed
+	wake   chan struct{}        // one token: frames or close to look at
+}
+
+func newFrameQueue() *frameQueue { return &frameQueue{wake: make(chan struct{}, 1)} }
+
+// push queues f. Unless force is set (control frames), it refuses a frame
+// that would put the queue over relayQueueBytes. It returns false once
+// the queue is closed.
+func (q *frameQueue) push(f *events.ChannelFrame, force bool) bool {
+	n := int64(proto.Size(f))
+	q.mu.Lock()
+	if q.closed || !force && q.bytes+n > relayQueueBytes {
+		q.mu.Unlock()
+		return false
+	}
+	q.frames = append(q.frames, f)
+	q.bytes += n
+	q.mu.Unlock()
+	q.signal()
+	return true
+}
+
+// close stops the queue: what is queued is discarded, and last (if not
+// nil) is the writer's final frame. Only the first close counts.
+func (q *frameQueue) close(last *events.ChannelFrame) {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed, q.last, q.frames, q.bytes = true, last, nil, 0
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *frameQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for frames and returns them all; after close, it returns the
+// last frame (if any) and done.
+func (q *frameQueue) take() (frames []*events.ChannelFrame, done bool) {
+	for {
+		q.mu.Lock()
+		if q.closed {
+			last := q.last
+			q.last = nil
+			q.mu.Unlock()
+			if last != nil {
+				return []*events.ChannelFrame{last}, true
+			}
+			return nil, true
+		}
+		if len(q.frames) > 0 {
+			frames, q.frames, q.bytes = q.frames, nil, 0
+			q.mu.Unlock()
+			return frames, false
+		}
+		q.mu.Unlock()
+		<-q.wake
+	}
+}
+
+// writeFrames writes what q holds onto st until q is closed or a write
+// fails, then half-closes st. Each flush is bounded by timeout.
+func writeFrames(st *yamux.Stream, q *frameQueue, timeout time.Duration) error {
+	w := events.NewWriter(st)
+	defer w.Release()
+	defer st.Close()
+	for {
+		frames, done := q.take()
+		for _, f := range frames {
+			if err := w.WriteMessage(f); err != nil {
+				return err
+			}
+		}
+		if len(frames) > 0 {
+			_ = st.SetWriteDeadline(time.Now().Add(timeout))
+			if err := w.Flush(); err != nil {
+				return fmt.Errorf("write channel frames: %w", err)
+			}
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+func frameMessage(f *events.ChannelFrame) *channels.Message {
+	return &channels.Message{Channel: f.Channel, Text: f.Text, Stream: f.Stream, ID: f.Id}
+}
+
+func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message) *events.ChannelFrame {
+	return &events.ChannelFrame{Kind: kind, Seq: seq, Channel: m.Channel, Text: m.Text, Stream: m.Stream, Id: m.ID}
+}
+
+// serverRelay is the server's end of a client's relay: a channels.Sink
+// attached to the server's hub for each channel the client subscribed to.
+type serverRelay struct {
+	p      *peer
+	hub    *channels.Hub
+	st     *yamux.Stream
+	q      *frameQueue
+	maxMsg int64
+}
+
+// Offer queues m for the client; false once the relay is over its bound.
+func (r *serverRelay) Offer(m *channels.Message) bool {
+	return r.q.push(messageFrame(events.ChannelFrame_MESSAGE, 0, m), false)
+}
+
+// Drop ends the relay: the client is told why and closes its subscribers.
+func (r *serverRelay) Drop(err error) {
+	r.p.log.Warn("channel relay dropped", "err", err)
+	r.q.close(&events.ChannelFrame{Kind: events.ChannelFrame_CLOSE, Error: err.Error()})
+}
+
+// serveRelay serves a client's relay stream until it or the session ends.
+func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
+	r := &serverRelay{p: p, hub: s.hub, st: st, q: newFrameQueue(), maxMsg: s.cfg.ChannelMaxMessage}
+	p.log.Debug("channel relay opened")
+	wrote := make(chan error, 1)
+	go func() { wrote <- writeFrames(st, r.q, s.cfg.WriteTimeout) }()
+	err := r.read(rd)
+	s.hub.DetachAll(r)
+	r.q.close(nil)
+	if werr := <-wrote; err == nil {
+		err = werr
+	}
+	rd.Release()
+	p.log.Debug("channel relay closed", "err", err)
+}
+
+// read applies the client's frames until the stream ends.
+func (r *serverRelay) read(rd *events.Reader) error {
+	for {
+		var f events.ChannelFrame
+		if err := rd.ReadMessage(&f); err != nil {
+			return err
+		}
+		switch f.Kind {
+		case events.ChannelFrame_SUBSCRIBE:
+			ack := &events.ChannelFrame{Kind: events.ChannelFrame_ACK, Seq: f.Seq}
+			if err := channels.CheckName(f.Channel); err != nil {
+				ack.Error = err.Error()
+			} else {
+				r.hub.Attach(f.Channel, r)
+			}
+			r.q.push(ack, true)
+		case events.ChannelFrame_UNSUBSCRIBE:
+			r.hub.Detach(f.Channel, r)
+		case events.ChannelFrame_PUBLISH:
+			ack := &events.ChannelFrame{Kind: events.ChannelFrame_ACK, Seq: f.Seq}
+			m := frameMessage(&f)
+			switch err := channels.CheckName(f.Channel); {
+			case err != nil:
+				ack.Error = err.Error()
+			case int64(len(m.Text)) > r.maxMsg || int64(len(m.Stream)) > r.maxMsg:
+				ack.Error = fmt.Sprintf("message over the server's limit of %d bytes", r.maxMsg)
+			case !m.Empty():
+				r.hub.Deliver(m)
+			}
+			r.q.push(ack, true)
+		default:
+			return fmt.Errorf("unexpected channel frame %v", f.Kind)
+		}
+	}
+}
+
+// clientRelay is the client's end of its relay to the server.
+type clientRelay struct {
+	c  *Client
+	p  *peer
+	st *yamux.Stream
+	q  *frameQueue
+
+	mu   sync.Mutex
+	dead error // why the relay ended; nil while it is up
+	seq  uint64
+	acks map[uint64]func(err error)
+	subs map[string]*relaySub
+}
+
+// relaySub is a channel the client subscribed to at the server, for as
+// long as it has local subscribers.
+type relaySub struct {
+	n     int           // local subscribers
+	ready chan struct{} // closed once the server acknowledged
+	err   error         // the refusal or failure, set before ready closes
+}
+
+// relay returns the client's relay to the server, opening it if needed.
+func (c *Client) relay() (*clientRelay, error) {
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	p := c.peer()
+	if p == nil {
+		return nil, fmt.Errorf("%w: not connected to the server", channels.ErrUnavailable)
+	}
+	if r := c.chRelay; r != nil && r.p == p {
+		return r, nil
+	}
+	st, err := p.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
+	}
+	w := events.NewWriter(st)
+	_ = st.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	err = w.WriteMessage(&events.Request{Id: "channels", ChannelRelay: true})
+	if err == nil {
+		err = w.Flush()
+	}
+	w.Release()
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
+	}
+	r := &clientRelay{c: c, p: p, st: st, q: newFrameQueue(),
+		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}}
+	c.chRelay = r
+	go func() {
+		if err := writeFrames(st, r.q, c.cfg.WriteTimeout); err != nil {
+			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err))
+		}
+	}()
+	go r.read()
+	p.log.Debug("channel relay opened")
+	return r, nil
+}
+
+// read applies the server's frames until the relay ends.
+func (r *clientRelay) read() {
+	rd := events.NewReader(r.st)
+	defer rd.Release()
+	for {
+		var f events.ChannelFrame
+		if err := rd.ReadMessage(&f); err != nil {
+			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err))
+			return
+		}
+		switch f.Kind {
+		case events.ChannelFrame_MESSAGE:
+			r.c.hub.Deliver(frameMessage(&f))
+		case events.ChannelFrame_ACK:
+			r.mu.Lock()
+			done := r.acks[f.Seq]
+			delete(r.acks, f.Seq)
+			r.mu.Unlock()
+			if done != nil {
+				var err error
+				if f.Error != "" {
+					err = fmt.Errorf("server: %s", f.Error)
+				}
+				done(err)
+			}
+		case events.ChannelFrame_CLOSE:
+			r.fail(fmt.Errorf("%w: the server dropped this node's relay: %s", channels.ErrUnavailable, f.Error))
+			return
+		default:
+			r.fail(fmt.Errorf("%w: unexpected channel frame %v from the server", channels.ErrUnavailable, f.Kind))
+			return
+		}
+	}
+}
+
+// fail ends the relay: waiting publishes and subscribes fail with err, and
+// every local subscriber is closed with it (it would miss messages).
+func (r *clientRelay) fail(err error) {
+	c := r.c
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	r.mu.Lock()
+	if r.dead != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.dead = err
+	acks := r.acks
+	r.acks = nil
+	r.mu.Unlock()
+	if c.chRelay == r {
+		c.chRelay = nil
+	}
+	r.q.close(nil)
+	_ = r.st.Close()
+	for _, done := range acks {
+		done(err)
+	}
+	c.hub.CloseAll(err)
+	r.p.log.Info("channel relay closed", "reason", err)
+}
+
+// send queues f with a new seq and calls done with the server's answer
+// (nil for success). It refuses PUBLISH frames over the queue's bound.
+func (r *clientRelay) send(f *events.ChannelFrame, done func(err error)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead != nil {
+		return r.dead
+	}
+	r.seq++
+	f.Seq = r.seq
+	if !r.q.push(f, f.Kind != events.ChannelFrame_PUBLISH) {
+		return fmt.Errorf("%w: the relay to the server is over %d MiB behind", channels.ErrUnavailable, relayQueueBytes>>20)
+	}
+	if done != nil {
+		r.acks[f.Seq] = done
+	}
+	return nil
+}
+
+// clientBus is a client's channels.Bus: through its relay to the server.
+type clientBus struct{ c *Client }
+
+func (b clientBus) Publish(ctx context.Context, m *channels.Message) error {
+	r, err := b.c.relay()
+	if err != nil {
+		return err
+	}
+	answer := make(chan error, 1)
+	err = r.send(messageFrame(events.ChannelFrame_PUBLISH, 0, m), func(err error) { answer <- err })
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-answer:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from the server (the message may still be published): %w", ctx.Err())
+	}
+}
+
+func (b clientBus) Subscribe(ctx context.Context, channel string) (*channels.Subscriber, error) {
+	r, err := b.c.relay()
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.dead != nil {
+		r.mu.Unlock()
+		return nil, r.dead
+	}
+	rs := r.subs[channel]
+	if rs == nil {
+		rs = &relaySub{ready: make(chan struct{})}
+		r.subs[channel] = rs
+		r.seq++
+		seq := r.seq
+		r.acks[seq] = func(err error) {
+			rs.err = err
+			close(rs.ready)
+		}
+		r.q.push(&events.ChannelFrame{Kind: events.ChannelFrame_SUBSCRIBE, Seq: seq, Channel: channel}, true)
+	}
+	rs.n++
+	sub, err := b.c.hub.Join(channel, func() { r.leave(channel, rs) })
+	r.mu.Unlock()
+	if err != nil {
+		r.leave(channel, rs)
+		return nil, err
+	}
+	select {
+	case <-rs.ready:
+		if rs.err != nil {
+			sub.Close()
+			return nil, rs.err
+		}
+		return sub, nil
+	case <-ctx.Done():
+		sub.Close()
+		return nil, fmt.Errorf("no answer from the server: %w", ctx.Err())
+	}
+}
+
+// leave is called when a local subscriber of channel leaves; the last
+// one unsubscribes the client at the server.
+func (r *clientRelay) leave(channel string, rs *relaySub) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs.n--
+	if rs.n > 0 || r.subs[channel] != rs {
+		return
+	}
+	delete(r.subs, channel)
+	if r.dead == nil {
+		r.q.push(&events.ChannelFrame{Kind: events.ChannelFrame_UNSUBSCRIBE, Channel: channel}, true)
+	}
+}
+
+var _ channels.Bus = clientBus{}
