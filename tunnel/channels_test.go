@@ -269,3 +269,221 @@ func TestChannelsOrder(t *testing.T) {
 		next[name]++
 	}
 }
+
+// A subscriber that stops reading is dropped with a close reason once its
+// queue is full; the others on the channel get every message, in order.
+func TestChannelsSlowSubscriberDropped(t *testing.T) {
+	s, a, _ := threeNodes(t, func(c *tunnel.Config) { c.ChannelQueue = 16 })
+	ctx := testCtx(t)
+	const ch, n = "firehose", 2000
+	slow := subscribeWS(t, ctx, a.httpURL, ch) // never reads until the end
+	fast := []subscriber{subscribeWS(t, ctx, a.httpURL, ch), subscribeWS(t, ctx, s.httpURL, ch)}
+
+	payload := strings.Repeat("x", 16<<10)  // 2000 x 16 KiB: more than socket buffers hold
+	received := make(chan int, len(fast)*n) // the index of the subscriber
+	errc := make(chan error, len(fast))
+	for k, f := range fast {
+		go func() {
+			for i := range n {
+				m, err := f.next(ctx)
+				if err != nil || m != fmt.Sprintf("%d %s", i, payload) {
+					errc <- fmt.Errorf("%s: message %d: %.20q, %v", f.name(), i, m, err)
+					return
+				}
+				received <- k
+			}
+			errc <- nil
+		}()
+	}
+	// Published with the server's Go API, at most 8 ahead of the slower
+	// fast subscriber, so that only the slow one falls behind.
+	counts := make([]int, len(fast))
+	for i := range n {
+		for i-slices.Min(counts) >= 8 {
+			select {
+			case k := <-received:
+				counts[k]++
+			case err := <-errc:
+				t.Fatal(err)
+			}
+		}
+		m := &channels.Message{Channel: ch, Text: fmt.Sprintf("%d %s", i, payload)}
+		if err := s.Channels().Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range fast {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slow one got a prefix of the messages, then the close reason.
+	for i := 0; ; i++ {
+		m, err := slow.next(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusPolicyViolation || !strings.Contains(err.Error(), "too slow") {
+				t.Fatalf("slow subscriber ended after %d messages with %v, want close 1008 \"too slow\"", i, err)
+			}
+			if i >= n {
+				t.Fatalf("slow subscriber got all %d messages", i)
+			}
+			return
+		}
+		if m != fmt.Sprintf("%d %s", i, payload) {
+			t.Fatalf("slow subscriber: message %d is %.20q", i, m)
+		}
+	}
+}
+
+// GRIP publishing: Pushpin's JSON on one node, with that node's prefix,
+// reaches WebSocket subscribers with ws-message and SSE subscribers with
+// http-stream (as is) on the other nodes.
+func TestChannelsGRIPPublish(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	a := startClient(t, p, "alpha", s.tunnelAddr, func(c *tunnel.Config) { c.ChannelPrefix = "tenant-" })
+	waitConnected(t, a, s)
+	ctx := testCtx(t)
+	ws := subscribeWS(t, ctx, s.httpURL, "tenant-news")
+	sse := subscribeSSE(t, ctx, s.httpURL, "tenant-news")
+
+	body := `{"items":[
+	  {"channel":"news","id":"m1","formats":{
+	    "ws-message":{"content":"hi over WebSocket"},
+	    "http-stream":{"content":"event: update\ndata: hi over SSE\n\n"}}},
+	  {"channel":"news","formats":{"ws-message":{"content":"second"}}}]}`
+	r := do(t, http.MethodPost, a.httpURL+"/publish/", strings.NewReader(body), "Content-Type", "application/json")
+	if r.status != http.StatusOK || r.json(t)["published"] != float64(2) {
+		t.Fatalf("publish: %d %s", r.status, r.body)
+	}
+	for _, want := range []string{"hi over WebSocket", "second"} {
+		if m, err := ws.next(ctx); err != nil || m != want {
+			t.Fatalf("WebSocket got %q, %v; want %q", m, err, want)
+		}
+	}
+	ev, err := sse.event()
+	if err != nil || ev["event"] != "update" || ev["data"] != "hi over SSE" {
+		t.Fatalf("SSE got %v, %v; want the http-stream content as is", ev, err)
+	}
+	ev, err = sse.event()
+	if err != nil || ev["data"] != "second" {
+		t.Fatalf("SSE got %v, %v; want the ws-message content as data", ev, err)
+	}
+
+	r = do(t, http.MethodPost, a.httpURL+"/publish/", strings.NewReader(`{"items":[{"channel":"x"}]}`), "Content-Type", "application/json")
+	wantError(t, r, http.StatusBadRequest, "bad_request")
+}
+
+// Front-end errors of channels, each with its status and JSON body.
+func TestChannelsErrors(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, func(c *tunnel.Config) {
+		c.ChannelMaxMessage = 1 << 10
+		c.Origins = []string{"*.example.com"}
+	})
+	// A client that never reaches a server: channels are unavailable.
+	lone := startClient(t, p, "lone", listen(t).Addr().String(), nil)
+	long := strings.Repeat("é", channels.MaxNameLen+1)
+	cases := []struct {
+		name        string
+		method, url string
+		body        string
+		hdr         []string
+		status      int
+		code        string
+	}{
+		{"empty name", "GET", s.httpURL + "/channels/", "", nil, 404, "bad_path"},
+		{"name too long", "GET", chanURL(s.httpURL, long), "", nil, 404, "bad_path"},
+		{"name not UTF-8", "POST", s.httpURL + "/channels/%FF", "x", nil, 404, "bad_path"},
+		{"method", "PUT", chanURL(s.httpURL, "c"), "x", nil, 405, "bad_request"},
+		{"body not UTF-8", "POST", chanURL(s.httpURL, "c"), "\xff\xfe", nil, 400, "bad_request"},
+		{"body too large", "POST", chanURL(s.httpURL, "c"), strings.Repeat("x", 2<<10), nil, 413, "too_large"},
+		{"foreign origin publishes", "POST", chanURL(s.httpURL, "c"), "x", []string{"Origin", "https://evil.test"}, 403, "forbidden"},
+		{"foreign origin subscribes", "GET", chanURL(s.httpURL, "c"), "", []string{"Origin", "https://evil.test", "Accept", "text/event-stream"}, 403, "forbidden"},
+		{"client not connected: publish", "POST", chanURL(lone.httpURL, "c"), "x", nil, 503, "peer_unavailable"},
+		{"client not connected: subscribe", "GET", chanURL(lone.httpURL, "c"), "", []string{"Accept", "text/event-stream"}, 503, "peer_unavailable"},
+		{"publish: not JSON", "POST", s.httpURL + "/publish/", "{", []string{"Content-Type", "application/json"}, 400, "bad_request"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, tc.method, tc.url, strings.NewReader(tc.body), tc.hdr...)
+			wantError(t, r, tc.status, tc.code)
+		})
+	}
+	t.Run("allowed origin", func(t *testing.T) {
+		r := do(t, "POST", chanURL(s.httpURL, "c"), strings.NewReader("x"), "Origin", "https://app.example.com")
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("empty message dropped", func(t *testing.T) {
+		r := do(t, "POST", chanURL(s.httpURL, "c"), nil)
+		if m := r.json(t); r.status != http.StatusOK || m["published"] != float64(0) || m["dropped"] != float64(1) {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("page", func(t *testing.T) {
+		r := get(t, chanURL(s.httpURL, "<b>news</b>"))
+		if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(r.body, "&lt;b&gt;news&lt;/b&gt;") || !strings.Contains(r.body, "new WebSocket(") {
+			t.Fatalf("page: %d %s\n%s", r.status, r.header.Get("Content-Type"), r.body)
+		}
+	})
+	t.Run("foreign origin WebSocket", func(t *testing.T) {
+		ctx := testCtx(t)
+		_, resp, err := websocket.Dial(ctx, wsURL(s.httpURL, "c"), &websocket.DialOptions{
+			HTTPHeader: http.Header{"Origin": {"https://evil.test"}}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("dial from a foreign origin: %v, %v", resp, err)
+		}
+	})
+}
+
+// A client whose connection to the server is lost closes its channel
+// subscribers with the reason (they would miss messages), and takes new
+// ones again once reconnected.
+func TestChannelsRelayLost(t *testing.T) {
+	s, a, _ := threeNodes(t, nil)
+	ctx := testCtx(t)
+	ws := subscribeWS(t, ctx, a.httpURL, "c")
+	sse := subscribeSSE(t, ctx, a.httpURL, "c")
+	prev, _ := a.Server()
+	s.Disconnect("alpha")
+	_, err := ws.next(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !strings.Contains(err.Error(), "relay") {
+		t.Fatalf("WebSocket subscriber: %v, want close 1013 naming the relay", err)
+	}
+	ev, err := sse.event()
+	if err != nil || ev["event"] != "close" || !strings.Contains(ev["data"], "relay") {
+		t.Fatalf("SSE subscriber: %v, %v; want a close event naming the relay", ev, err)
+	}
+	waitReconnected(t, a, s, prev)
+	ws = subscribeWS(t, ctx, a.httpURL, "c")
+	publish(t, s.httpURL, "c", "back")
+	if m, err := ws.next(ctx); err != nil || m != "back" {
+		t.Fatalf("after reconnecting: %q, %v", m, err)
+	}
+}
+
+// A front end shutting down ends its subscribers at once (going away),
+// rather than waiting ShutdownTimeout for them.
+func TestChannelsShutdownEndsSubscribers(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, func(c *tunnel.Config) { c.ShutdownTimeout = time.Hour })
+	ctx := testCtx(t)
+	ws := subscribeWS(t, ctx, s.httpURL, "c")
+	sse := subscribeSSE(t, ctx, s.httpURL, "c")
+	stopped := make(chan struct{})
+	go func() { s.stop(); close(stopped) }()
+	if _, err := ws.next(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("WebSocket subscriber: %v, want close 1001", err)
+	}
+	if ev, err := sse.event(); err != nil || ev["event"] != "close" {
+		t.Fatalf("SSE subscriber: %v, %v; want a close event", ev, err)
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("the node did not stop: it waits for its subscribers")
+	}
+}
