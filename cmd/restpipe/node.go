@@ -18,6 +18,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
+	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
 func protocolVersion() int { return events.ProtocolVersion }
@@ -41,6 +42,10 @@ type nodeFlags struct {
 	authURL         string
 	authTimeout     time.Duration
 	authTTL         time.Duration
+	origins         stringList
+	channelPrefix   string
+	channelQueue    int
+	channelMaxMsg   byteSize
 
 	revocations atomic.Pointer[certs.RevocationList] // the list in force
 }
@@ -66,6 +71,12 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
 	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
 	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision per peer and path (0: no cache)")
+	fs.Var(&n.origins, "origin", "a web origin `PATTERN` whose pages may use /channels/ besides the front end's own: a host glob (\"*.example.com\") or scheme://host (repeatable)")
+	fs.StringVar(&n.channelPrefix, "channel-prefix", "", "a `PREFIX` put before the channel of every item published with GRIP's POST /publish/ on this node")
+	d := tunnel.DefaultConfig()
+	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
+	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
+	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, in `bytes` (up to 256KiB)")
 }
 
 // authHook builds the Auth hook from --allow and --auth-url: the rules,
@@ -116,6 +127,12 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
 		return nil, tunnel.Config{}, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
+	}
+	if n.channelQueue <= 0 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
+		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be positive, --channel-max-message from 1 byte to 256KiB"}
+	}
+	if err := channels.CheckOrigins(n.origins); err != nil {
+		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
 	}
 	logger, err := newLogger(env, n.logLevel, n.logFormat)
 	if err != nil {
@@ -176,6 +193,10 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	cfg.KeepAliveInterval = n.keepAlive
 	cfg.ShutdownTimeout = n.shutdownTimeout
 	cfg.StreamWindow = uint32(n.window)
+	cfg.Origins = n.origins
+	cfg.ChannelPrefix = n.channelPrefix
+	cfg.ChannelQueue = n.channelQueue
+	cfg.ChannelMaxMessage = int64(n.channelMaxMsg)
 	return id, cfg, logger, nil
 }
 

@@ -219,6 +219,9 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"client", "--server", "127.0.0.1:1", "--window", "100", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
 		{[]string{"client", "--server", "127.0.0.1:1", "--window", "lots"}, 2, "KiB, MiB or GiB"},
 		{[]string{"server", "--timeout", "soon"}, 2, "invalid value"},
+		{[]string{"server", "--origin", "[bad", "--cert", crt, "--key", key, "--ca", ca}, 2, "--origin"},
+		{[]string{"server", "--channel-max-message", "1MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
+		{[]string{"server", "--channel-queue", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {
 		r := caRun(t, tc.args...)
