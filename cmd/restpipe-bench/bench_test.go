@@ -28,13 +28,13 @@ func TestTinyRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "table.md")
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, []string{"-clients", "10", "-event-clients", "10", "-stream-size", "4MiB",
-		"-duration", "200ms", "-out", out}, &stdout, &stderr)
+		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	table := stdout.String()
 	for _, want := range []string{
-		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -out ",
+		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -out ",
 		"| measurement | restpipe | baseline | ratio | target | met |",
 		"| c=1 requests/s | ", "| c=1 latency p50 | ", "| c=1 latency p99 | ",
 		"| c=64 requests/s | ", "| c=64 latency p50 | ", "| c=64 latency p99 | ",
@@ -44,6 +44,8 @@ func TestTinyRun(t *testing.T) {
 		"| server RSS per idle client | ", "| server goroutines per idle client | ",
 		"| time to connect them all | ", "| all back after a server restart | ",
 		"4. server calling 10 clients in turn, 64 workers", "| events/s | ", "| latency p50 / p99 | ",
+		"5. channels: 50 messages published on a client node, fanned out to 20 WebSocket subscribers over 4 nodes",
+		"| messages/s | ", "| deliveries/s | ", "| one plain net/http server ",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)

@@ -57,6 +57,13 @@ target it is held to.
      are back is measured.
   4. event rate: the server calling -event-clients clients in turn
      (GET /client/<name>/time on its front end), 64 workers: events/s.
+  5. channels: -messages messages POSTed on a client node's /channels/,
+     fanned out to -subscribers WebSocket subscribers spread over the
+     server and 3 client nodes (each checks it gets every message once, in
+     order; the publisher stays at most 32 messages ahead of the slowest):
+     messages/s and deliveries/s. Baseline: the same subscribers and
+     publisher on one plain net/http server with the same channels handler
+     over a local hub (no tunnel).
 
 Flags:
 `
@@ -70,6 +77,8 @@ type options struct {
 	streamSize   int64
 	duration     time.Duration
 	reconnectMax time.Duration
+	subscribers  int
+	messages     int
 	sections     map[string]bool
 	out          string
 	json         bool
@@ -82,7 +91,7 @@ func (o options) warmup() time.Duration {
 }
 
 // sectionNames are the measurements, in the order they run.
-var sectionNames = []string{"roundtrip", "stream", "scale", "events"}
+var sectionNames = []string{"roundtrip", "stream", "scale", "events", "channels"}
 
 // errUsage marks a bad command line (exit status 2).
 var errUsage = errors.New("usage")
@@ -115,6 +124,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		streamSize:   1 << 30,
 		duration:     5 * time.Second,
 		reconnectMax: 2 * time.Second,
+		subscribers:  1000,
+		messages:     2000,
 	}
 	fs := flag.NewFlagSet("restpipe-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -125,6 +136,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.Var(sizeFlag{&o.streamSize}, "stream-size", "bytes to echo through the tunnel and over raw TLS (KiB, MiB, GiB suffixes)")
 	fs.DurationVar(&o.duration, "duration", o.duration, "how long each round-trip and event-rate cell is measured (after a warm-up of a fifth of it, 50 ms to 1 s)")
 	fs.DurationVar(&o.reconnectMax, "reconnect-max", o.reconnectMax, "the bench clients' tunnel.Config ReconnectMax (ReconnectMin stays 500 ms)")
+	fs.IntVar(&o.subscribers, "subscribers", o.subscribers, "WebSocket subscribers of the channel fan-out")
+	fs.IntVar(&o.messages, "messages", o.messages, "messages published in the channel fan-out")
 	only := fs.String("only", strings.Join(sectionNames, ","), "measurements to run, comma-separated: "+strings.Join(sectionNames, ","))
 	fs.StringVar(&o.out, "out", "", "also write the table to this file")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout instead of the table (-out still gets the table)")
@@ -151,6 +164,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 			"event-clients": func() { o.eventClients = 100 },
 			"stream-size":   func() { o.streamSize = 64 << 20 },
 			"duration":      func() { o.duration = time.Second },
+			"messages":      func() { o.messages = 200 },
 		} {
 			if !set[name] {
 				apply()
@@ -174,6 +188,10 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: -clients-per-process %d: want at least 1", errUsage, o.perProcess)
 	case o.duration < 10*time.Millisecond || o.duration > time.Hour:
 		return o, fmt.Errorf("%w: -duration %v: want 10ms to 1h", errUsage, o.duration)
+	case o.subscribers < 1 || o.subscribers > 100000:
+		return o, fmt.Errorf("%w: -subscribers %d: want 1 to 100000", errUsage, o.subscribers)
+	case o.messages < 1:
+		return o, fmt.Errorf("%w: -messages %d: want at least 1", errUsage, o.messages)
 	case o.reconnectMax < 500*time.Millisecond:
 		return o, fmt.Errorf("%w: -reconnect-max %v: want at least 500ms (ReconnectMin)", errUsage, o.reconnectMax)
 	}
@@ -254,6 +272,9 @@ func runBench(ctx context.Context, o options, cmdline string, stdout, stderr io.
 	if o.sections["events"] {
 		ids = max(ids, o.eventClients)
 	}
+	if o.sections["channels"] {
+		ids = max(ids, channelNodes)
+	}
 	if err := writePKI(dir, ids); err != nil {
 		return err
 	}
@@ -261,7 +282,7 @@ func runBench(ctx context.Context, o options, cmdline string, stdout, stderr io.
 	steps := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"roundtrip", b.roundTrip}, {"stream", b.stream}, {"scale", b.scale}, {"events", b.events}}
+	}{{"roundtrip", b.roundTrip}, {"stream", b.stream}, {"scale", b.scale}, {"events", b.events}, {"channels", b.channelFanout}}
 	for _, s := range steps {
 		if !o.sections[s.name] {
 			continue

@@ -238,6 +238,14 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 		serveHTTP("direct", ln, directHandler())
 		ready.HTTP = ln.Addr().String()
 
+	case roleChannels:
+		ln, err := listen("127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		serveHTTP("channels", ln, channelsHandler())
+		ready.HTTP = ln.Addr().String()
+
 	case roleProxy:
 		target, err := url.Parse(nc.target)
 		if err != nil || target.Host == "" {
