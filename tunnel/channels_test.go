@@ -17,6 +17,7 @@ import (
 
 	"github.com/restpipe/restpipe/tunnel"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/faultproxy"
 )
 
 // threeNodes runs a server and two clients, all connected.
@@ -485,5 +486,46 @@ func TestChannelsShutdownEndsSubscribers(t *testing.T) {
 	case <-stopped:
 	case <-ctx.Done():
 		t.Fatal("the node did not stop: it waits for its subscribers")
+	}
+}
+
+// A client node whose relay falls too far behind (a slow link) is dropped
+// by the server rather than slowing everyone or growing the server's
+// memory: its subscribers are closed with the reason, and the node can
+// subscribe again afterwards.
+func TestChannelsSlowNodeRelayDropped(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	fp, err := faultproxy.New(s.tunnelAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fp.Close() })
+	a := startClient(t, p, "alpha", fp.Addr(), nil)
+	waitConnected(t, a, s)
+	ctx := testCtx(t)
+	ws := subscribeWS(t, ctx, a.httpURL, "c")
+	fp.Throttle(1 << 20) // 1 MiB/s, while 24 MiB are published at once
+	big := strings.Repeat("x", 60<<10)
+	for range 400 {
+		if err := s.Channels().Publish(ctx, &channels.Message{Channel: "c", Text: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		_, err := ws.next(ctx)
+		if err == nil {
+			continue
+		}
+		if websocket.CloseStatus(err) != websocket.StatusTryAgainLater || !strings.Contains(err.Error(), "dropped this node's relay") {
+			t.Fatalf("subscriber on the slow node: %v, want close 1013 saying the relay was dropped", err)
+		}
+		break
+	}
+	fp.Throttle(0)
+	ws = subscribeWS(t, ctx, a.httpURL, "c")
+	publish(t, s.httpURL, "c", "after")
+	if m, err := ws.next(ctx); err != nil || m != "after" {
+		t.Fatalf("subscribing again: %q, %v", m, err)
 	}
 }

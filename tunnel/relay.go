@@ -139,6 +139,7 @@ type serverRelay struct {
 	st     *yamux.Stream
 	q      *frameQueue
 	maxMsg int64
+	once   sync.Once // Drop's
 }
 
 // Offer queues m for the client; false once the relay is over its bound.
@@ -148,8 +149,10 @@ func (r *serverRelay) Offer(m *channels.Message) bool {
 
 // Drop ends the relay: the client is told why and closes its subscribers.
 func (r *serverRelay) Drop(err error) {
-	r.p.log.Warn("channel relay dropped", "err", err)
-	r.q.close(&events.ChannelFrame{Kind: events.ChannelFrame_CLOSE, Error: err.Error()})
+	r.once.Do(func() {
+		r.p.log.Warn("channel relay dropped", "err", err)
+		r.q.close(&events.ChannelFrame{Kind: events.ChannelFrame_CLOSE, Error: err.Error()})
+	})
 }
 
 // serveRelay serves a client's relay stream until it or the session ends.
