@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -146,6 +148,10 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		fmt.Fprintf(out, "HTTP %d  %s\n", status, strings.TrimSpace(body))
 	}
+	if err := demoChannel(ctx, hc, out, sURL, cURL); err != nil {
+		failed++
+		fmt.Fprintf(out, "channel demo failed: %v\n", err)
+	}
 	if failed > 0 {
 		cancel()
 		<-errc
@@ -158,6 +164,7 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(out, "\nThe nodes stay up: try your own calls, for example\n")
 	fmt.Fprintf(out, "  curl -s %s/server/cat//any/args/you%%20like\n", cURL)
 	fmt.Fprintf(out, "  curl -s -N %s/client/%s/stream//20\n", sURL, demoClient)
+	fmt.Fprintf(out, "  open %s/channels/demo in a browser, then: curl -s --data hi %s/channels/demo\n", cURL, sURL)
 	fmt.Fprintf(out, "  DEBUG=1 shows the mechanics. Press Ctrl-C to stop.\n")
 	select {
 	case <-ctx.Done():
@@ -199,4 +206,43 @@ func demoCall(ctx context.Context, hc *http.Client, method, url, body string) (i
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(b), err
+}
+
+// demoChannel subscribes to a channel on the client node with
+// Server-Sent Events, publishes on the server node, and prints what the
+// subscriber got.
+func demoChannel(ctx context.Context, hc *http.Client, out io.Writer, sURL, cURL string) error {
+	const text = "hello, subscribers"
+	subURL, pubURL := cURL+"/channels/demo", sURL+"/channels/demo"
+	fmt.Fprintf(out, "\n# channels: subscribe on the client node (Server-Sent Events), publish on the server node\n")
+	fmt.Fprintf(out, "$ curl -s -N -H 'Accept: text/event-stream' %s &\n", subURL)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, subURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := (&http.Client{}).Do(req) // no client timeout: a stream
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("subscribe: HTTP %d", resp.StatusCode)
+	}
+	fmt.Fprintf(out, "$ %s\n", curlLine("POST", pubURL, text))
+	status, body, err := demoCall(ctx, hc, "POST", pubURL, text)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "HTTP %d  %s\n", status, strings.TrimSpace(body))
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data:") {
+			fmt.Fprintf(out, "the subscriber on the client node printed: %s\n", line)
+			return nil
+		}
+	}
+	return fmt.Errorf("the subscriber got no message: %v", cmp.Or(sc.Err(), io.ErrUnexpectedEOF))
 }

@@ -240,6 +240,7 @@ func TestDemoOnce(t *testing.T) {
 		"$ curl -s http://127.0.0.1:", "/server/time", `"node":"server"`, `{"result":"hello world"}`,
 		"/client/demo-client/time", `"node":"demo-client"`, `"name":"demo-client"`,
 		"HTTP 503", "peer_unavailable", "HTTP 404", "no_handler", "ping through the tunnel",
+		"/channels/demo", `{"channel":"demo","published":1}`, "printed: data: hello, subscribers",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
