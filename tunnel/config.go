@@ -191,6 +191,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("tunnel: ChannelQueue and ChannelQueueBytes must be positive")
 	case c.ChannelMaxMessage < 0 || c.ChannelMaxMessage > maxChannelMessage:
 		return c, fmt.Errorf("tunnel: ChannelMaxMessage %d is not between 1 and %d", c.ChannelMaxMessage, maxChannelMessage)
+	case c.ChannelQueueBytes < 2*c.ChannelMaxMessage+1024:
+		// A GRIP message holds up to two contents of ChannelMaxMessage: one
+		// must fit in an empty queue.
+		return c, fmt.Errorf("tunnel: ChannelQueueBytes %d is below twice ChannelMaxMessage (%d) plus 1 KiB",
+			c.ChannelQueueBytes, c.ChannelMaxMessage)
 	}
 	if err := channels.CheckOrigins(c.Origins); err != nil {
 		return c, fmt.Errorf("tunnel: %w", err)

@@ -31,8 +31,9 @@ type Handler struct {
 	Bus Bus
 	// Origins are the web origins allowed besides the front end's own
 	// (Origin host equal to Host): patterns matched with path.Match
-	// against the Origin's host ("*.example.com"), or against
-	// "scheme://host" when the pattern has a "://". A request with an
+	// against the Origin's host, with its port if it has one
+	// ("*.example.com", "app.example.com:8443"), or against
+	// "scheme://host[:port]" when the pattern has a "://". A request with an
 	// Origin header that matches none is refused (403) before it can
 	// subscribe or publish. Requests without Origin (not from a browser)
 	// are not checked.
@@ -352,10 +353,14 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 	defer cancel()
 	closing := make(chan closeReason, 1) // from the reader: why to close
 	go func() {
-		defer cancel()
+		// With a reason to close, the writer closes with it: cancelling ctx
+		// here would race that (and abort a write in progress, which drops
+		// the connection without a close frame).
 		if why, ok := h.readWebSocket(ctx, c, channel); ok {
 			closing <- why
+			return
 		}
+		cancel()
 	}()
 	ka := time.NewTicker(h.keepAlive())
 	defer ka.Stop()
@@ -363,6 +368,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 		select {
 		case m := <-sub.q:
 			sub.queued.Add(-m.Size())
+			if m.Text == "" {
+				continue // a GRIP item with an empty ws-message: nothing for WebSocket
+			}
 			wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout())
 			err := c.Write(wctx, websocket.MessageText, []byte(m.Text))
 			wcancel()

@@ -1,0 +1,347 @@
+package channels_test
+
+import (
+	"errors"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/restpipe/restpipe/tunnel/channels"
+)
+
+// escapedRunes is a path of n copies of r, percent-escaped as a browser
+// sends it.
+func escapedRunes(r string, n int) string {
+	return channels.PathPrefix + url.PathEscape(strings.Repeat(r, n))
+}
+
+// parsePathTests are shared with FuzzParsePath as its seed corpus.
+var parsePathTests = []struct {
+	name string
+	path string
+	want string // "" for an error
+}{
+	{"plain", "/channels/news", "news"},
+	{"escaped space", "/channels/a%20b", "a b"},
+	{"plus kept", "/channels/a+b", "a+b"},
+	{"escaped slash", "/channels/a%2Fb", "a/b"},
+	{"slashes allowed", "/channels/a/b/c", "a/b/c"},
+	{"trailing slash kept", "/channels/a/", "a/"},
+	{"escaped UTF-8", "/channels/caf%C3%A9", "café"},
+	{"escaped multibyte", "/channels/%E2%82%AC", "€"},
+	{"lower-case escapes", "/channels/%e2%82%ac", "€"},
+	{"256 characters of 2 bytes", escapedRunes("é", 256), strings.Repeat("é", 256)},
+	{"256 characters of 4 bytes", escapedRunes("😀", 256), strings.Repeat("😀", 256)},
+	{"256 ASCII characters", "/channels/" + strings.Repeat("a", 256), strings.Repeat("a", 256)},
+	{"257 characters of 4 bytes", escapedRunes("😀", 257), ""},
+	{"257 characters of 2 bytes", escapedRunes("é", 257), ""},
+	{"257 ASCII characters", "/channels/" + strings.Repeat("a", 257), ""},
+	{"invalid UTF-8", "/channels/%FF", ""},
+	{"truncated UTF-8", "/channels/caf%C3", ""},
+	{"bad escape", "/channels/%zz", ""},
+	{"cut escape", "/channels/a%2", ""},
+	{"empty name", "/channels/", ""},
+	{"no trailing slash", "/channels", ""},
+	{"missing prefix", "/news", ""},
+	{"other prefix", "/channel/news", ""},
+	{"no leading slash", "channels/news", ""},
+	{"prefix case matters", "/Channels/news", ""},
+	{"empty path", "", ""},
+}
+
+func TestParsePath(t *testing.T) {
+	for _, tt := range parsePathTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := channels.ParsePath(tt.path)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("ParsePath(%q) = %q, want an error", tt.path, got)
+				}
+				if !errors.Is(err, channels.ErrBadChannel) {
+					t.Fatalf("ParsePath(%q) error %v does not wrap ErrBadChannel", tt.path, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParsePath(%q) = %q, %v; want %q", tt.path, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		wantErr string // part of the error; "" for none
+	}{
+		{"one character", "a", ""},
+		{"slashes and spaces", "a/b c", ""},
+		{"256 ASCII", strings.Repeat("a", 256), ""},
+		{"256 runes of 3 bytes", strings.Repeat("€", 256), ""},
+		{"256 runes of 4 bytes", strings.Repeat("😀", 256), ""},
+		{"empty", "", "empty"},
+		{"257 ASCII", strings.Repeat("a", 257), "257 characters"},
+		{"257 runes of 4 bytes", strings.Repeat("😀", 257), "257 characters"},
+		{"invalid byte", "\xff", "UTF-8"},
+		{"invalid byte inside", "a\xffb", "UTF-8"},
+		{"lone surrogate encoded", "\xed\xa0\x80", "UTF-8"},
+		{"many invalid bytes", strings.Repeat("\xff", 300), "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := channels.CheckName(tt.in)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("CheckName: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, channels.ErrBadChannel) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("CheckName = %v, want ErrBadChannel mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// parsePublishTests are shared with FuzzParsePublish as its seed corpus.
+var parsePublishTests = []struct {
+	name    string
+	body    string
+	prefix  string
+	max     int64
+	want    []channels.Message
+	wantErr string // part of the error; "" for none
+}{
+	{
+		name: "ws-message only",
+		body: `{"items":[{"channel":"test","formats":{"ws-message":{"content":"hello"}}}]}`,
+		max:  1024,
+		want: []channels.Message{{Channel: "test", Text: "hello"}},
+	},
+	{
+		name: "http-stream only, with ids",
+		body: `{"items":[{"channel":"mychannel","id":"an-item-id","prev-id":"another-item-id",
+			"formats":{"http-stream":{"content":"data: hello\n\n"}}}]}`,
+		max: 1024,
+		// WebSocket subscribers get the stream's content too.
+		want: []channels.Message{{Channel: "mychannel", ID: "an-item-id", Text: "data: hello\n\n", Stream: "data: hello\n\n"}},
+	},
+	{
+		name: "both formats",
+		body: `{"items":[{"channel":"test","formats":{
+			"ws-message":{"content":"hello"},
+			"http-stream":{"content":"event: greeting\ndata: hello\n\n"}}}]}`,
+		max:  1024,
+		want: []channels.Message{{Channel: "test", Text: "hello", Stream: "event: greeting\ndata: hello\n\n"}},
+	},
+	{
+		name: "content-bin",
+		body: `{"items":[{"channel":"test","formats":{"ws-message":{"content-bin":"aGVsbG8gd29ybGQ="}}}]}`,
+		max:  1024,
+		want: []channels.Message{{Channel: "test", Text: "hello world"}},
+	},
+	{
+		name: "content-bin in http-stream",
+		body: `{"items":[{"channel":"test","formats":{"http-stream":{"content-bin":"ZGF0YTogaGkKCg=="}}}]}`,
+		max:  1024,
+		want: []channels.Message{{Channel: "test", Text: "data: hi\n\n", Stream: "data: hi\n\n"}},
+	},
+	{
+		name:    "content-bin not base64",
+		body:    `{"items":[{"channel":"test","formats":{"ws-message":{"content-bin":"not base64!"}}}]}`,
+		max:     1024,
+		wantErr: "content-bin",
+	},
+	{
+		name:    "content-bin not UTF-8",
+		body:    `{"items":[{"channel":"test","formats":{"ws-message":{"content-bin":"/w=="}}}]}`,
+		max:     1024,
+		wantErr: "not UTF-8",
+	},
+	{
+		name:   "prefix prepended",
+		body:   `{"items":[{"channel":"news","formats":{"ws-message":{"content":"x"}}}]}`,
+		prefix: "app1:",
+		max:    1024,
+		want:   []channels.Message{{Channel: "app1:news", Text: "x"}},
+	},
+	{
+		name: "several items in order",
+		body: `{"items":[
+			{"channel":"a","formats":{"ws-message":{"content":"1"}}},
+			{"channel":"b","formats":{"ws-message":{"content":"2"}}},
+			{"channel":"a","formats":{"ws-message":{"content":"3","action":"send"}}}]}`,
+		max: 1024,
+		want: []channels.Message{
+			{Channel: "a", Text: "1"}, {Channel: "b", Text: "2"}, {Channel: "a", Text: "3"},
+		},
+	},
+	{
+		name: "empty content dropped",
+		body: `{"items":[
+			{"channel":"a","formats":{"ws-message":{"content":""}}},
+			{"channel":"a","formats":{"ws-message":{"content":"kept"}}},
+			{"channel":"a","formats":{"http-stream":{"content":""}}},
+			{"channel":"a","formats":{"ws-message":{"content-bin":""}}}]}`,
+		max:  1024,
+		want: []channels.Message{{Channel: "a", Text: "kept"}},
+	},
+	{
+		name: "only keep-alives",
+		body: `{"items":[{"channel":"a","formats":{"ws-message":{"content":""}}}]}`,
+		max:  1024,
+		want: []channels.Message{},
+	},
+	{
+		name: "no items",
+		body: `{"items":[]}`,
+		max:  1024,
+		want: []channels.Message{},
+	},
+	{
+		name: "unicode escapes",
+		body: `{"items":[{"channel":"caf\u00e9","formats":{"ws-message":{"content":"\u20ac \ud83d\ude00"}}}]}`,
+		max:  1024,
+		want: []channels.Message{{Channel: "café", Text: "€ 😀"}},
+	},
+	{
+		name: "exactly maxMessage",
+		body: `{"items":[{"channel":"a","formats":{"ws-message":{"content":"12345"}}}]}`,
+		max:  5,
+		want: []channels.Message{{Channel: "a", Text: "12345"}},
+	},
+	{
+		name:    "ws-message over maxMessage",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"content":"123456"}}}]}`,
+		max:     5,
+		wantErr: "over the limit of 5 bytes",
+	},
+	{
+		name:    "http-stream over maxMessage",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"content":"1"},"http-stream":{"content":"123456"}}}]}`,
+		max:     5,
+		wantErr: "over the limit",
+	},
+	{
+		name:    "content-bin over maxMessage once decoded",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"content-bin":"MTIzNDU2"}}}]}`,
+		max:     5,
+		wantErr: "over the limit",
+	},
+	{
+		name:    "one bad item spoils the request",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"content":"ok"}}},{"channel":"a"}]}`,
+		max:     1024,
+		wantErr: "item 1",
+	},
+	{name: "missing items", body: `{}`, max: 1024, wantErr: `no "items"`},
+	{name: "null items", body: `{"items":null}`, max: 1024, wantErr: `no "items"`},
+	{
+		name:    "no formats",
+		body:    `{"items":[{"channel":"a"}]}`,
+		max:     1024,
+		wantErr: `no "ws-message" or "http-stream" format`,
+	},
+	{
+		name:    "empty formats",
+		body:    `{"items":[{"channel":"a","formats":{}}]}`,
+		max:     1024,
+		wantErr: `no "ws-message" or "http-stream" format`,
+	},
+	{
+		name:    "only http-response",
+		body:    `{"items":[{"channel":"a","formats":{"http-response":{"body":"hello\n"}}}]}`,
+		max:     1024,
+		wantErr: "only the",
+	},
+	{
+		name:    "format without content",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{}}}]}`,
+		max:     1024,
+		wantErr: "no content",
+	},
+	{
+		name:    "ws-message close",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"action":"close"}}}]}`,
+		max:     1024,
+		wantErr: `action "close" is not supported`,
+	},
+	{
+		name:    "http-stream close",
+		body:    `{"items":[{"channel":"a","formats":{"http-stream":{"action":"close"}}}]}`,
+		max:     1024,
+		wantErr: `action "close" is not supported`,
+	},
+	{name: "bad JSON", body: `{"items":[`, max: 1024, wantErr: "bad publish request"},
+	{name: "not an object", body: `["items"]`, max: 1024, wantErr: "bad publish request"},
+	{name: "items not a list", body: `{"items":{}}`, max: 1024, wantErr: "bad publish request"},
+	{name: "empty body", body: ``, max: 1024, wantErr: "bad publish request"},
+	{
+		name:    "content not a string",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"content":1}}}]}`,
+		max:     1024,
+		wantErr: "bad publish request",
+	},
+	{
+		name:    "missing channel",
+		body:    `{"items":[{"formats":{"ws-message":{"content":"x"}}}]}`,
+		max:     1024,
+		wantErr: "empty",
+	},
+	{
+		name:    "channel too long once prefixed",
+		body:    `{"items":[{"channel":"` + strings.Repeat("€", 255) + `","formats":{"ws-message":{"content":"x"}}}]}`,
+		prefix:  "p:",
+		max:     1024,
+		wantErr: "257 characters",
+	},
+	{
+		name:   "channel at the limit once prefixed",
+		body:   `{"items":[{"channel":"` + strings.Repeat("€", 254) + `","formats":{"ws-message":{"content":"x"}}}]}`,
+		prefix: "p:",
+		max:    1024,
+		want:   []channels.Message{{Channel: "p:" + strings.Repeat("€", 254), Text: "x"}},
+	},
+	{
+		name:    "prefix not UTF-8",
+		body:    `{"items":[{"channel":"a","formats":{"ws-message":{"content":"x"}}}]}`,
+		prefix:  "\xff",
+		max:     1024,
+		wantErr: "UTF-8",
+	},
+	{
+		name:    "invalid channel of an empty item",
+		body:    `{"items":[{"channel":"","formats":{"ws-message":{"content":""}}}]}`,
+		max:     1024,
+		wantErr: "empty",
+	},
+}
+
+func TestParsePublish(t *testing.T) {
+	for _, tt := range parsePublishTests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs, err := channels.ParsePublish([]byte(tt.body), tt.prefix, tt.max)
+			if tt.wantErr != "" {
+				if !errors.Is(err, channels.ErrBadPublish) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParsePublish = %v, %v; want ErrBadPublish mentioning %q", msgs, err, tt.wantErr)
+				}
+				if msgs != nil {
+					t.Fatalf("ParsePublish returned %d messages with its error", len(msgs))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParsePublish: %v", err)
+			}
+			got := []channels.Message{}
+			for _, m := range msgs {
+				got = append(got, *m)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("ParsePublish =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
