@@ -5,7 +5,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS        = -X main.version=$(VERSION)
 BIN            = bin/restpipe
 
-.PHONY: all build demo test test-long bench vet fmt-check proto clean
+.PHONY: all build demo test test-long browser-deps bench vet fmt-check proto clean
 
 all: build
 
@@ -17,13 +17,28 @@ demo: build
 	./$(BIN) demo
 
 ## test: vet, formatting and every test with the race detector; the
-## slowest cases (1 GiB transfers) are skipped with -short.
-test: vet fmt-check
-	$(GO) test -race -short -count=1 ./...
+## slowest cases (1 GiB transfers) are skipped with -short. The browser
+## test (tunnel/browser_test.go) is required: RESTPIPE_BROWSER=1.
+test: vet fmt-check browser-deps
+	RESTPIPE_BROWSER=1 $(GO) test -race -short -count=1 ./...
 
 ## test-long: every test at full size, the slow ones included.
-test-long: vet fmt-check
-	$(GO) test -race -count=1 -timeout 30m ./...
+test-long: vet fmt-check browser-deps
+	RESTPIPE_BROWSER=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+## browser-deps: Debian's chromium and chromium-driver for the browser
+## test, installed (as root, or with sudo) only when missing.
+BROWSER_PKGS = chromium chromium-driver
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  command -v apt-get >/dev/null || { echo "browser-deps: no apt-get: install $(BROWSER_PKGS) (/usr/bin/chromium, /usr/bin/chromedriver) by hand"; exit 1; }; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "browser-deps: not root and no sudo: as root, apt-get install $(BROWSER_PKGS)"; exit 1; fi; \
+	  echo "browser-deps: installing $(BROWSER_PKGS) for the browser test"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; \
+	fi
 
 ## bench: cmd/restpipe-bench: one markdown table of restpipe against its
 ## baselines (about a minute on 2 cores; make bench BENCH_FLAGS=-quick for ~15 s).

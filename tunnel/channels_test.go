@@ -274,7 +274,9 @@ func TestChannelsOrder(t *testing.T) {
 // A subscriber that stops reading is dropped with a close reason once its
 // queue is full; the others on the channel get every message, in order.
 func TestChannelsSlowSubscriberDropped(t *testing.T) {
-	s, a, _ := threeNodes(t, func(c *tunnel.Config) { c.ChannelQueue = 16 })
+	// The slow subscriber's blocked write must outlast the test's
+	// publishing, however loaded the machine, for its close frame to go.
+	s, a, _ := threeNodes(t, func(c *tunnel.Config) { c.ChannelQueue = 16; c.WriteTimeout = 50 * time.Second })
 	ctx := testCtx(t)
 	const ch, n = "firehose", 2000
 	slow := subscribeWS(t, ctx, a.httpURL, ch) // never reads until the end

@@ -67,6 +67,20 @@ func (q *frameQueue) close(last *events.ChannelFrame) {
 	q.signal()
 }
 
+// sent tells the queue that f, taken from it, was written.
+func (q *frameQueue) sent(f *events.ChannelFrame) {
+	n := int64(proto.Size(f))
+	q.mu.Lock()
+	q.bytes -= n
+	q.mu.Unlock()
+}
+
+func (q *frameQueue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
 func (q *frameQueue) signal() {
 	select {
 	case q.wake <- struct{}{}:
@@ -75,7 +89,8 @@ func (q *frameQueue) signal() {
 }
 
 // take waits for frames and returns them all; after close, it returns the
-// last frame (if any) and done.
+// last frame (if any) and done. The frames count against the queue's
+// bound until sent is called for each.
 func (q *frameQueue) take() (frames []*events.ChannelFrame, done bool) {
 	for {
 		q.mu.Lock()
@@ -89,7 +104,8 @@ func (q *frameQueue) take() (frames []*events.ChannelFrame, done bool) {
 			return nil, true
 		}
 		if len(q.frames) > 0 {
-			frames, q.frames, q.bytes = q.frames, nil, 0
+			// q.bytes still counts them until the writer calls sent.
+			frames, q.frames = q.frames, nil
 			q.mu.Unlock()
 			return frames, false
 		}
@@ -99,7 +115,9 @@ func (q *frameQueue) take() (frames []*events.ChannelFrame, done bool) {
 }
 
 // writeFrames writes what q holds onto st until q is closed or a write
-// fails, then half-closes st. Each flush is bounded by timeout.
+// fails, then half-closes st. Each frame must go out within timeout (a
+// relay that makes progress is never cut, however long its backlog);
+// once q is closed, the backlog is abandoned for the last frame.
 func writeFrames(st *yamux.Stream, q *frameQueue, timeout time.Duration) error {
 	w := events.NewWriter(st)
 	defer w.Release()
@@ -107,9 +125,14 @@ func writeFrames(st *yamux.Stream, q *frameQueue, timeout time.Duration) error {
 	for {
 		frames, done := q.take()
 		for _, f := range frames {
+			if !done && q.isClosed() {
+				break
+			}
+			_ = st.SetWriteDeadline(time.Now().Add(timeout))
 			if err := w.WriteMessage(f); err != nil {
 				return err
 			}
+			q.sent(f)
 		}
 		if len(frames) > 0 {
 			_ = st.SetWriteDeadline(time.Now().Add(timeout))
