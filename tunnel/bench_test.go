@@ -20,8 +20,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -343,10 +345,13 @@ func BenchmarkRoundTripSmall(b *testing.B) {
 	url := bt.c.httpURL + "/server/time"
 	roundTrip(b, bt.http, url) // warm the connection up
 	b.ReportAllocs()
+	sc := startSyscalls()
 	b.ResetTimer()
 	for range b.N {
 		roundTrip(b, bt.http, url)
 	}
+	b.StopTimer()
+	sc.report(b)
 }
 
 // BenchmarkRoundTripSmallParallel is BenchmarkRoundTripSmall from
@@ -356,12 +361,52 @@ func BenchmarkRoundTripSmallParallel(b *testing.B) {
 	url := bt.c.httpURL + "/server/time"
 	roundTrip(b, bt.http, url)
 	b.ReportAllocs()
+	sc := startSyscalls()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			roundTrip(b, bt.http, url)
 		}
 	})
+	b.StopTimer()
+	sc.report(b)
+}
+
+// syscalls counts this process's read and write system calls (Linux's
+// /proc/self/io), to report them per operation: both nodes, the caller
+// and the handler all run in the test process, so it is the whole cost.
+type syscalls struct{ r, w int64 }
+
+func startSyscalls() syscalls { return readSyscalls() }
+
+func readSyscalls() syscalls {
+	var s syscalls
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return s
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			s.r = n
+		case "syscw":
+			s.w = n
+		}
+	}
+	return s
+}
+
+// report adds reads/op and writes/op to b's results (nothing where
+// /proc/self/io is missing).
+func (s syscalls) report(b *testing.B) {
+	now := readSyscalls()
+	if now.r == 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(now.r-s.r)/float64(b.N), "reads/op")
+	b.ReportMetric(float64(now.w-s.w)/float64(b.N), "writes/op")
 }
 
 func roundTrip(b *testing.B, c *http.Client, url string) {

@@ -136,11 +136,18 @@ func (p *peer) serveStream(st *yamux.Stream) {
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
 	if err := r.ReadMessage(&ev); err != nil {
+		r.Release()
 		p.log.Debug("read event", "err", err)
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	start := time.Now()
+
+	// The stream's reader (and its pooled buffer) is shared by this
+	// function, the handler's reads of the body and the watcher of the
+	// stream's end; the last of them to finish releases it.
+	er := &eventReader{r: r, refs: 1}
+	defer er.release() // after cancel (deferred below): blocked reads wake first
 
 	// ctx ends when the caller gives up (the sender half-closes), when the
 	// session ends, or when this event is over. Either way, it wakes any
@@ -151,14 +158,18 @@ func (p *peer) serveStream(st *yamux.Stream) {
 
 	body := r.Body()
 	watchOnce := sync.OnceFunc(func() {
+		if !er.acquire() {
+			return
+		}
 		go func() {
+			defer er.release()
 			if err := r.WaitEnd(); err != nil && !errors.Is(err, yamux.ErrTimeout) {
 				p.log.Debug("event stream", "req", ev.Id, "err", err)
 			}
 			cancel()
 		}()
 	})
-	var reqBody io.Reader = &endWatcher{body: body, onEnd: watchOnce}
+	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watchOnce}
 	if body.EndIfEmpty() {
 		if _, err := body.Read(nil); err == io.EOF {
 			reqBody = http.NoBody // else the handler reads the upload's error
@@ -252,18 +263,59 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 	return n, nil
 }
 
-// endWatcher calls onEnd once its body has been read to the end.
+// endWatcher is a served event's request body: it calls onEnd once the
+// body has been read to the end, and fails once the event is over and its
+// reader released (a handler that outlives its answer may still read).
 type endWatcher struct {
+	er    *eventReader
 	body  *events.BodyReader
 	onEnd func()
 }
 
+// errEventOver is what a request body read after its event ended returns.
+var errEventOver = errors.New("tunnel: request body read after the event ended")
+
 func (e *endWatcher) Read(p []byte) (int, error) {
+	if !e.er.acquire() {
+		return 0, errEventOver
+	}
+	defer e.er.release()
 	n, err := e.body.Read(p)
 	if err != nil {
 		e.onEnd()
 	}
 	return n, err
+}
+
+// eventReader counts the users of a served stream's events.Reader, and
+// returns its buffer to the pool when the last one is done. Without it
+// every event would allocate a new 32 KiB buffer.
+type eventReader struct {
+	mu   sync.Mutex
+	r    *events.Reader // nil once released
+	refs int
+}
+
+// acquire takes a reference; it fails once the reader is released.
+func (e *eventReader) acquire() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.r == nil {
+		return false
+	}
+	e.refs++
+	return true
+}
+
+// release drops a reference, and the reader with the last one.
+func (e *eventReader) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.refs--
+	if e.refs == 0 && e.r != nil {
+		e.r.Release()
+		e.r = nil
+	}
 }
 
 // inflight counts events under way on a session, and tells when the last
