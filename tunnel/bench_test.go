@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
@@ -373,14 +374,20 @@ func BenchmarkRoundTripSmallParallel(b *testing.B) {
 }
 
 // syscalls counts this process's read and write system calls (Linux's
-// /proc/self/io), to report them per operation: both nodes, the caller
-// and the handler all run in the test process, so it is the whole cost.
-type syscalls struct{ r, w int64 }
+// /proc/self/io) and the goroutines it started, to report them per
+// operation: both nodes, the caller and the handler all run in the test
+// process, so it is the whole cost.
+type syscalls struct{ r, w, g int64 }
 
 func startSyscalls() syscalls { return readSyscalls() }
 
 func readSyscalls() syscalls {
 	var s syscalls
+	m := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() == metrics.KindUint64 {
+		s.g = int64(m[0].Value.Uint64())
+	}
 	b, err := os.ReadFile("/proc/self/io")
 	if err != nil {
 		return s
@@ -407,6 +414,7 @@ func (s syscalls) report(b *testing.B) {
 	}
 	b.ReportMetric(float64(now.r-s.r)/float64(b.N), "reads/op")
 	b.ReportMetric(float64(now.w-s.w)/float64(b.N), "writes/op")
+	b.ReportMetric(float64(now.g-s.g)/float64(b.N), "goroutines/op")
 }
 
 func roundTrip(b *testing.B, c *http.Client, url string) {

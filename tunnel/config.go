@@ -174,6 +174,12 @@ func (c Config) yamux() *yamux.Config {
 	y.ConnectionWriteTimeout = c.WriteTimeout
 	y.MaxStreamWindowSize = c.StreamWindow
 	y.StreamCloseTimeout = time.Minute
+	// yamux watches every stream it opens for the peer's ACK with a
+	// goroutine and a timer of its own, and closes the whole session if
+	// none comes in time: a goroutine started per event, to detect what
+	// keep-alive already detects (a peer that stopped answering). An
+	// event's own deadline bounds its caller's wait.
+	y.StreamOpenTimeout = 0
 	y.LogOutput = nil
 	y.Logger = slog.NewLogLogger(c.Logger.With("part", "yamux").Handler(), slog.LevelWarn)
 	return y
