@@ -87,10 +87,7 @@ func (p *peer) serve() error {
 			_ = st.Close() // draining: no new events
 			continue
 		}
-		go func() {
-			defer p.inflight.done()
-			p.serveStream(st)
-		}()
+		go p.serveStream(st, p.inflight.done)
 	}
 }
 
@@ -128,15 +125,23 @@ func (p *peer) shutdown(ctx context.Context) {
 // close ends the session at once.
 func (p *peer) close() { _ = p.sess.Close() }
 
+// watchAfter is how long a handler runs before its event's stream is
+// watched for the caller giving up (a half-close): a quick handler costs
+// no watching goroutine, a slow one is cancelled this much later at most.
+const watchAfter = 2 * time.Millisecond
+
 // serveStream serves one event stream: it reads the Request, dispatches
-// it and writes the Reply.
-func (p *peer) serveStream(st *yamux.Stream) {
+// it and writes the Reply. It calls done once the event is over for its
+// caller: when the reply has been written (a handler that ignores its
+// deadline may run on after its 504).
+func (p *peer) serveStream(st *yamux.Stream, done func()) {
 	defer st.Close()
 	r := events.NewReader(st)
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
 	if err := r.ReadMessage(&ev); err != nil {
 		r.Release()
+		done()
 		p.log.Debug("read event", "err", err)
 		return
 	}
@@ -154,27 +159,27 @@ func (p *peer) serveStream(st *yamux.Stream) {
 	// read or write blocked on the stream.
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
-	context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	stopWake := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 
+	// Once the request body has ended, the stream is watched for its end,
+	// from watchAfter on: the caller half-closes it when it gives up.
 	body := r.Body()
-	watchOnce := sync.OnceFunc(func() {
+	watch := &lazyWatch{f: func() {
 		if !er.acquire() {
 			return
 		}
-		go func() {
-			defer er.release()
-			if err := r.WaitEnd(); err != nil && !errors.Is(err, yamux.ErrTimeout) {
-				p.log.Debug("event stream", "req", ev.Id, "err", err)
-			}
-			cancel()
-		}()
-	})
-	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watchOnce}
+		defer er.release()
+		if err := r.WaitEnd(); err != nil && !errors.Is(err, yamux.ErrTimeout) {
+			p.log.Debug("event stream", "req", ev.Id, "err", err)
+		}
+		cancel()
+	}}
+	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watch.start}
 	if body.EndIfEmpty() {
 		if _, err := body.Read(nil); err == io.EOF {
 			reqBody = http.NoBody // else the handler reads the upload's error
 		}
-		watchOnce()
+		watch.start()
 	}
 
 	query, _ := url.ParseQuery(ev.Query)
@@ -209,15 +214,64 @@ func (p *peer) serveStream(st *yamux.Stream) {
 		defer cancelD()
 	}
 
-	rep := p.cfg.Handler.Dispatch(dctx, req)
-	n, err := p.writeReply(st, rep)
-	level := slog.LevelDebug
-	if err != nil && ctx.Err() == nil {
-		level = slog.LevelWarn
+	answer := func(rep *handlers.Reply) {
+		n, err := p.writeReply(st, rep)
+		level := slog.LevelDebug
+		if err != nil && ctx.Err() == nil {
+			level = slog.LevelWarn
+		}
+		p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
+			"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
+			"duration", time.Since(start), "err", err)
+		// The event is over: wake whatever still waits on the stream (the
+		// watcher, a handler that ran past its deadline), here rather than
+		// from a goroutine of ctx's, and cancel the handler's context.
+		watch.stop()
+		if stopWake() {
+			_ = st.SetDeadline(time.Now())
+		}
+		cancel()
+		_ = st.Close()
+		done()
 	}
-	p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
-		"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
-		"duration", time.Since(start), "err", err)
+	if s, ok := p.cfg.Handler.(inlineDispatcher); ok {
+		s.Serve(dctx, req, answer)
+	} else {
+		answer(p.cfg.Handler.Dispatch(dctx, req))
+	}
+}
+
+// inlineDispatcher is a Dispatcher that runs the handler in the calling
+// goroutine and answers from another one only if the deadline passes
+// first (*handlers.Registry): no goroutine per event.
+type inlineDispatcher interface {
+	Serve(ctx context.Context, req *handlers.Request, answer func(*handlers.Reply))
+}
+
+// lazyWatch runs f in a goroutine of its own once start has been called
+// and watchAfter has passed, unless stop came first.
+type lazyWatch struct {
+	f       func()
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func (w *lazyWatch) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t == nil && !w.stopped {
+		w.t = time.AfterFunc(watchAfter, w.f)
+	}
+}
+
+func (w *lazyWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if w.t != nil {
+		w.t.Stop()
+	}
 }
 
 // writeReply writes rep and its body on st.
