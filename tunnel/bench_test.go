@@ -252,10 +252,13 @@ func BenchmarkStreamTunnel(b *testing.B) {
 	bt := startBenchTunnel(b, nil)
 	b.ReportAllocs()
 	b.SetBytes(benchSize)
+	sc := startSyscalls()
 	b.ResetTimer()
 	for range b.N {
 		bt.upload(b, benchSize)
 	}
+	b.StopTimer()
+	sc.report(b)
 }
 
 // BenchmarkStreamTunnelDownload streams benchSize bytes per iteration from
@@ -265,10 +268,13 @@ func BenchmarkStreamTunnelDownload(b *testing.B) {
 	buf := make([]byte, 32<<10)
 	b.ReportAllocs()
 	b.SetBytes(benchSize)
+	sc := startSyscalls()
 	b.ResetTimer()
 	for range b.N {
 		bt.download(b, benchSize, buf)
 	}
+	b.StopTimer()
+	sc.report(b)
 }
 
 // BenchmarkStreamRawTLS is the baseline: the same bytes over one raw TLS

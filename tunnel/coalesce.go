@@ -57,6 +57,9 @@ var coalesceBufs = sync.Pool{New: func() any {
 // both write, so writes are serialised by mu.
 type coalesceConn struct {
 	net.Conn
+	// rb, if set, is the socket under Conn (a tls.Conn): a write of more
+	// than one record goes to the socket in one syscall.
+	rb *recordBatcher
 
 	mu      sync.Mutex
 	hdr     [yamuxHeaderSize]byte
@@ -129,7 +132,7 @@ func (c *coalesceConn) writeHeld(hdr, body []byte) (int, error) {
 			bp = coalesceBufs.Get().(*[]byte)
 		}
 		buf := append(append(append((*bp)[:0], (*bp)[:held]...), hdr...), body...)
-		n, err := c.Conn.Write(buf)
+		n, err := c.write(buf)
 		*bp = buf[:0]
 		coalesceBufs.Put(bp)
 		return max(n-held-len(hdr), 0), err
@@ -150,7 +153,15 @@ func (c *coalesceConn) writeHeld(hdr, body []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Write(body)
+	return c.write(body)
+}
+
+// write writes p to the connection, its records in one syscall.
+func (c *coalesceConn) write(p []byte) (int, error) {
+	if c.rb == nil || len(p) <= tlsRecordSize {
+		return c.Conn.Write(p)
+	}
+	return c.rb.batch(func() (int, error) { return c.Conn.Write(p) })
 }
 
 // flushHeld sends the held frames that found no company within holdFor.
@@ -192,4 +203,52 @@ func (c *coalesceConn) Close() error {
 		c.mu.Unlock()
 	}
 	return c.Conn.Close()
+}
+
+// tlsRecordSize is the most plaintext one TLS record carries.
+const tlsRecordSize = 16 << 10
+
+// recordBatcher sits between a tls.Conn and its socket. crypto/tls writes
+// each record of a Write with its own syscall, so a 32 KiB frame costs
+// three; while batch runs, recordBatcher gathers them and sends them in
+// one. Other writes (the handshake, alerts, a key update) pass straight
+// through, in order: mu is held across every write to the socket.
+type recordBatcher struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte // from coalesceBufs while batching
+}
+
+func (b *recordBatcher) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batching {
+		*b.buf = append(*b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+// batch runs write (a Write to the tls.Conn above) with the records it
+// makes gathered into one socket write.
+func (b *recordBatcher) batch(write func() (int, error)) (int, error) {
+	b.mu.Lock()
+	b.batching = true
+	b.buf = coalesceBufs.Get().(*[]byte)
+	b.mu.Unlock()
+	n, err := write()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	bp := b.buf
+	b.buf = nil
+	if len(*bp) > 0 {
+		if _, werr := b.Conn.Write(*bp); err == nil && werr != nil {
+			err, n = werr, 0
+		}
+	}
+	*bp = (*bp)[:0]
+	coalesceBufs.Put(bp)
+	return n, err
 }

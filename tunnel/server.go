@@ -126,7 +126,8 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	tc := tls.Server(conn, s.tls)
+	rb := &recordBatcher{Conn: conn}
+	tc := tls.Server(rb, s.tls)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
@@ -143,7 +144,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	sess, err := yamux.Server(&coalesceConn{Conn: tc}, s.ycfg)
+	sess, err := yamux.Server(&coalesceConn{Conn: tc, rb: rb}, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
