@@ -21,8 +21,8 @@ const (
 	MaxChunkSize = 1 << 20
 	// bufferSize is the size of the buffered reader and writer on a
 	// stream: large enough that a small event is one write, and that a
-	// 32 KiB copy with its chunk header is one flush, not two.
-	bufferSize = 32<<10 + binary.MaxVarintLen64
+	// 64 KiB copy with its chunk header is one flush, not two.
+	bufferSize = 64<<10 + binary.MaxVarintLen64
 )
 
 var (

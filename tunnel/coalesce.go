@@ -37,10 +37,10 @@ const (
 	yamuxFlagSYN    = 1
 	yamuxFlagACK    = 2
 	yamuxFlagFIN    = 4
-	// maxCoalesce bounds one merged write: a 32 KiB body chunk with its
+	// maxCoalesce bounds one merged write: a 64 KiB body chunk with its
 	// framing and what is held fits, so a streamed chunk leaves in one
 	// write, not as a separate 12-byte header record.
-	maxCoalesce = 48 << 10
+	maxCoalesce = 96 << 10
 	// holdFor bounds how long a SYN, ACK or FIN waits for company. Long
 	// enough to ride with the next event of a caller at concurrency 1 (a
 	// round trip is about 0.2 ms here), short against any timeout.
@@ -209,8 +209,8 @@ func (c *coalesceConn) Close() error {
 const tlsRecordSize = 16 << 10
 
 // recordBatcher sits between a tls.Conn and its socket. crypto/tls writes
-// each record of a Write with its own syscall, so a 32 KiB frame costs
-// three; while batch runs, recordBatcher gathers them and sends them in
+// each record of a Write with its own syscall, so a 64 KiB frame costs
+// five; while batch runs, recordBatcher gathers them and sends them in
 // one. Other writes (the handshake, alerts, a key update) pass straight
 // through, in order: mu is held across every write to the socket.
 type recordBatcher struct {

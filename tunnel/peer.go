@@ -343,7 +343,7 @@ func (e *endWatcher) Read(p []byte) (int, error) {
 
 // eventReader counts the users of a served stream's events.Reader, and
 // returns its buffer to the pool when the last one is done. Without it
-// every event would allocate a new 32 KiB buffer.
+// every event would allocate a new 64 KiB buffer.
 type eventReader struct {
 	mu   sync.Mutex
 	r    *events.Reader // nil once released

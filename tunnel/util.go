@@ -10,7 +10,7 @@ import (
 )
 
 // copyBufSize is the size of the buffers that copy bodies onto streams.
-const copyBufSize = 32 << 10
+const copyBufSize = 64 << 10
 
 func newBufPool() *sync.Pool {
 	return &sync.Pool{New: func() any {
