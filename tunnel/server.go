@@ -103,19 +103,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // session until it ends.
 func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	remote := conn.RemoteAddr().String()
-	p, err := s.handshake(ctx, conn)
-	if err != nil {
-		_ = conn.Close()
-		if ctx.Err() == nil {
-			s.log.Warn("client refused", "remote", remote, "err", err)
+	p := onOwnStack(func() *peer {
+		p, err := s.handshake(ctx, conn)
+		if err != nil {
+			_ = conn.Close()
+			if ctx.Err() == nil {
+				s.log.Warn("client refused", "remote", remote, "err", err)
+			}
+			return nil
 		}
+		if !s.register(p) {
+			p.close()
+			return nil
+		}
+		p.log.Info("client connected", "version", p.info.Version)
+		return p
+	})
+	if p == nil {
 		return
 	}
-	if !s.register(p) {
-		p.close()
-		return
-	}
-	p.log.Info("client connected", "version", p.info.Version)
 	reason := p.serve()
 	s.unregister(p)
 	p.log.Info("client disconnected", "reason", disconnectReason(reason),
