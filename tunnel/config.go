@@ -60,7 +60,7 @@ type Config struct {
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
 	// acknowledged. yamux allocates 8 bytes per slot on every session,
-	// idle or not. Default 256.
+	// idle or not. Default 64.
 	AcceptBacklog int
 
 	// DefaultTimeout is how long the front end waits for an answer when
@@ -101,7 +101,7 @@ func DefaultConfig() Config {
 		KeepAliveInterval: 15 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		StreamWindow:      1 << 20,
-		AcceptBacklog:     256,
+		AcceptBacklog:     64,
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        time.Hour,
 		BodyIdleTimeout:   60 * time.Second,
