@@ -268,10 +268,13 @@ func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
 				return total, b.err
 			}
 		}
+		// The piece is taken before it is written (its bytes stay valid
+		// until the next read), so that w sees where the body stands:
+		// Ready says whether more is there.
 		buf, _ := b.r.br.Peek(int(min(b.left, uint64(b.r.br.Buffered()))))
+		_, _ = b.r.br.Discard(len(buf))
+		b.left -= uint64(len(buf))
 		k, werr := w.Write(buf)
-		_, _ = b.r.br.Discard(k)
-		b.left -= uint64(k)
 		total += int64(k)
 		if werr != nil {
 			return total, werr
@@ -297,6 +300,32 @@ func (b *BodyReader) nextChunk() {
 func (b *BodyReader) fail(err error) {
 	b.left = 0
 	b.err = truncated(err)
+}
+
+// Ready reports whether more of the body, or its end, is already
+// buffered: the next Read or step of WriteTo returns without waiting for
+// the stream. A relay can hold back a flush while it is (the end of a
+// small body arrives with its data).
+func (b *BodyReader) Ready() bool {
+	if b.err != nil {
+		return true
+	}
+	n := b.r.br.Buffered()
+	if b.left > 0 || n == 0 {
+		return n > 0
+	}
+	c, _ := b.r.br.Peek(n)
+	size, k := binary.Uvarint(c)
+	switch {
+	case k <= 0:
+		return false // the next chunk header is not all here
+	case size > 0:
+		return len(c) > k // some of the next chunk's data
+	default:
+		// The end marker; the trailer must be all here too.
+		tsize, tk := binary.Uvarint(c[k:])
+		return tk > 0 && tsize <= uint64(len(c)-k-tk)
+	}
 }
 
 // Done reports whether the body has been read to its end, complete or not.

@@ -263,6 +263,10 @@ func (b *replyBody) mapErr(err error) error {
 	}
 }
 
+// Ready reports whether more of the body, or its end, has already
+// arrived, so that a relay can hold back a flush (see flushWriter).
+func (b *replyBody) Ready() bool { return !b.ex.done.Load() && b.body.Ready() }
+
 // Close ends the event.
 func (b *replyBody) Close() error {
 	b.ex.finish()

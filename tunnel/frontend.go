@@ -190,7 +190,7 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
 	h.Set("Trailer", HeaderError)
 	w.WriteHeader(resp.Status)
-	if _, err := io.Copy(flushWriter{w: w, rc: http.NewResponseController(w)}, resp.Body); err != nil {
+	if _, err := io.Copy(flushWriter{w: w, rc: http.NewResponseController(w), src: resp.Body}, resp.Body); err != nil {
 		if r.Context().Err() != nil {
 			return 499, "caller_gone"
 		}
@@ -352,15 +352,18 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 }
 
 // flushWriter sends each write to the caller at once, so that a streamed
-// reply arrives as it is produced.
+// reply arrives as it is produced; but not while src has more already
+// there, which the next write brings at once (a small reply then leaves
+// with its end in one write).
 type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w   io.Writer
+	rc  *http.ResponseController
+	src io.Reader
 }
 
 func (f flushWriter) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
-	if err == nil {
+	if r, ok := f.src.(interface{ Ready() bool }); err == nil && !(ok && r.Ready()) {
 		err = f.rc.Flush()
 	}
 	return n, err
