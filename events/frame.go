@@ -328,6 +328,41 @@ func (b *BodyReader) Ready() bool {
 	}
 }
 
+// Whole reports whether the rest of the body and its complete,
+// successful end are already buffered, and if so how many bytes of body
+// are left to read: a relay can then announce the length instead of
+// streaming.
+func (b *BodyReader) Whole() (n int64, ok bool) {
+	switch {
+	case b.err == io.EOF:
+		return 0, true
+	case b.err != nil:
+		return 0, false
+	}
+	c, _ := b.r.br.Peek(b.r.br.Buffered())
+	left := b.left
+	for {
+		if uint64(len(c)) < left {
+			return 0, false
+		}
+		n += int64(left)
+		c = c[left:]
+		size, k := binary.Uvarint(c)
+		if k <= 0 || size > MaxChunkSize {
+			return 0, false
+		}
+		c = c[k:]
+		if size == 0 {
+			// The end marker, then an empty Trailer: no error.
+			if tsize, tk := binary.Uvarint(c); tk > 0 && tsize == 0 {
+				return n, true
+			}
+			return 0, false
+		}
+		left = size
+	}
+}
+
 // Done reports whether the body has been read to its end, complete or not.
 func (b *BodyReader) Done() bool { return b.err != nil }
 

@@ -946,3 +946,39 @@ func TestBodyWriteToReady(t *testing.T) {
 		t.Errorf("Ready at the writes of a streamed body: %v, want false first", rw.ready)
 	}
 }
+
+// TestBodyWhole: Whole gives the length left when the rest of the body
+// and its successful end are buffered, and nothing otherwise.
+func TestBodyWhole(t *testing.T) {
+	frame := func(f func(w *events.Writer)) []byte {
+		var buf bytes.Buffer
+		w := events.NewWriter(&buf)
+		f(w)
+		_ = w.Flush()
+		return buf.Bytes()
+	}
+	ok := frame(func(w *events.Writer) {
+		_ = w.WriteChunk([]byte("hel"))
+		_ = w.WriteChunk([]byte("lo"))
+		_ = w.EndBody("")
+	})
+	failed := frame(func(w *events.Writer) { _ = w.WriteChunk([]byte("hello")); _ = w.EndBody("disk gone") })
+	for _, c := range []struct {
+		name string
+		in   []byte
+		n    int64
+		ok   bool
+	}{
+		{"whole", ok, 4, true}, // after the first byte read
+		{"end cut off", ok[:len(ok)-1], 0, false},
+		{"error trailer", failed, 0, false},
+	} {
+		b := events.NewReader(bytes.NewReader(c.in)).Body()
+		if _, err := b.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := b.Whole(); n != c.n || ok != c.ok {
+			t.Errorf("%s: Whole = %d, %v; want %d, %v", c.name, n, ok, c.n, c.ok)
+		}
+	}
+}

@@ -34,7 +34,8 @@ const (
 	// RestPipe.
 	HeaderReturnCode = "X-Event-Return-Code"
 	// HeaderError is the trailer of a reply whose body ended early: what
-	// went wrong. Every reply declares it; it is set only on failure.
+	// went wrong. Every reply that streams declares it (one that has all
+	// arrived goes out with its Content-Length); it is set only on failure.
 	HeaderError = "X-Restpipe-Error"
 )
 
@@ -188,9 +189,28 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	h.Set(HeaderRequestID, id)
 	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
-	h.Set("Trailer", HeaderError)
+	// A reply that has all arrived (most small ones) goes out with its
+	// length, whole, before its event ends; one still streaming goes out
+	// chunked, with a trailer for an error on the way.
+	whole, ok := resp.Body.(interface{ Whole() (int64, bool) })
+	n, isWhole := int64(0), false
+	if ok && bodyAllowed(resp.Status) {
+		n, isWhole = whole.Whole()
+	}
+	if isWhole {
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+	} else {
+		h.Set("Trailer", HeaderError)
+	}
 	w.WriteHeader(resp.Status)
-	if _, err := io.Copy(flushWriter{w: w, rc: http.NewResponseController(w), src: resp.Body}, resp.Body); err != nil {
+	rc := http.NewResponseController(w)
+	if isWhole {
+		if _, err := io.Copy(w, resp.Body); err == nil {
+			_ = rc.Flush()
+		}
+		return resp.Status, resp.ErrorCode
+	}
+	if _, err := io.Copy(flushWriter{w: w, rc: rc, src: resp.Body}, resp.Body); err != nil {
 		if r.Context().Err() != nil {
 			return 499, "caller_gone"
 		}
@@ -200,6 +220,11 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		return resp.Status, "body_cut_short"
 	}
 	return resp.Status, resp.ErrorCode
+}
+
+// bodyAllowed reports whether a reply of this status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func (f *frontend) pathHint() string {
