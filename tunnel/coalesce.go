@@ -47,10 +47,41 @@ const (
 	holdFor = time.Millisecond
 )
 
-var coalesceBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, maxCoalesce)
-	return &b
-}}
+// smallBuf is the size of the buffers that hold control frames and merge
+// them with a small frame: most writes. Only a large frame takes one of
+// maxCoalesce (pools hold on to what a burst of connections took).
+const smallBuf = 2 << 10
+
+var (
+	smallBufs = sync.Pool{New: func() any {
+		b := make([]byte, 0, smallBuf)
+		return &b
+	}}
+	coalesceBufs = sync.Pool{New: func() any {
+		b := make([]byte, 0, maxCoalesce)
+		return &b
+	}}
+)
+
+// getBuf returns an empty pooled buffer of at least n bytes (n at most
+// maxCoalesce).
+func getBuf(n int) *[]byte {
+	if n <= smallBuf {
+		return smallBufs.Get().(*[]byte)
+	}
+	return coalesceBufs.Get().(*[]byte)
+}
+
+// putBuf returns a buffer from getBuf to its pool.
+func putBuf(bp *[]byte) {
+	*bp = (*bp)[:0]
+	switch c := cap(*bp); {
+	case c == smallBuf:
+		smallBufs.Put(bp)
+	case c >= maxCoalesce:
+		coalesceBufs.Put(bp)
+	}
+}
 
 // coalesceConn is the connection under a yamux session; see above. Its
 // zero value on a net.Conn is ready. The send loop and the hold timer
@@ -64,7 +95,7 @@ type coalesceConn struct {
 	mu      sync.Mutex
 	hdr     [yamuxHeaderSize]byte
 	hdrHeld bool    // hdr is a data header whose body comes next
-	pending *[]byte // held control frames, from coalesceBufs; nil if none
+	pending *[]byte // held control frames, from getBuf; nil if none
 	timer   *time.Timer
 	armed   bool  // timer runs for what is pending
 	err     error // a write of held frames failed: the connection is broken
@@ -101,7 +132,7 @@ func (c *coalesceConn) Write(p []byte) (int, error) {
 // send it.
 func (c *coalesceConn) hold(p []byte) {
 	if c.pending == nil {
-		c.pending = coalesceBufs.Get().(*[]byte)
+		c.pending = getBuf(smallBuf)
 	}
 	*c.pending = append(*c.pending, p...)
 	if !c.armed {
@@ -125,35 +156,44 @@ func (c *coalesceConn) writeHeld(hdr, body []byte) (int, error) {
 	if c.pending != nil {
 		held = len(*c.pending)
 	}
-	if held+len(hdr)+len(body) <= maxCoalesce && (held > 0 || len(hdr) > 0) {
-		bp := c.pending
-		c.pending = nil
-		if bp == nil {
-			bp = coalesceBufs.Get().(*[]byte)
-		}
-		buf := append(append(append((*bp)[:0], (*bp)[:held]...), hdr...), body...)
+	need := held + len(hdr) + len(body)
+	if need <= maxCoalesce && (held > 0 || len(hdr) > 0) {
+		bp := c.takeHeld(need)
+		buf := append(append(*bp, hdr...), body...)
 		n, err := c.write(buf)
-		*bp = buf[:0]
-		coalesceBufs.Put(bp)
+		*bp = buf
+		putBuf(bp)
 		return max(n-held-len(hdr), 0), err
 	}
 	if held > 0 || len(hdr) > 0 {
 		// Too big to merge (a frame over maxCoalesce): what is held and
 		// the header, then the body.
-		bp := c.pending
-		c.pending = nil
-		if bp == nil {
-			bp = coalesceBufs.Get().(*[]byte)
-		}
+		bp := c.takeHeld(held + len(hdr))
 		buf := append(*bp, hdr...)
 		_, err := c.Conn.Write(buf)
-		*bp = buf[:0]
-		coalesceBufs.Put(bp)
+		*bp = buf
+		putBuf(bp)
 		if err != nil {
 			return 0, err
 		}
 	}
 	return c.write(body)
+}
+
+// takeHeld returns a buffer of at least n bytes that starts with the held
+// frames, which it takes.
+func (c *coalesceConn) takeHeld(n int) *[]byte {
+	bp := c.pending
+	c.pending = nil
+	if bp != nil && n <= cap(*bp) {
+		return bp
+	}
+	nb := getBuf(n)
+	if bp != nil {
+		*nb = append(*nb, *bp...)
+		putBuf(bp)
+	}
+	return nb
 }
 
 // write writes p to the connection, its records in one syscall.
@@ -178,8 +218,7 @@ func (c *coalesceConn) flushHeld() {
 	bp := c.pending
 	c.pending = nil
 	_, err := c.Conn.Write(*bp)
-	*bp = (*bp)[:0]
-	coalesceBufs.Put(bp)
+	putBuf(bp)
 	if err != nil {
 		// Nobody waits on this write to hear of it: break the connection,
 		// so that the session's reader fails and the session ends.
@@ -217,7 +256,7 @@ type recordBatcher struct {
 	net.Conn
 	mu       sync.Mutex
 	batching bool
-	buf      *[]byte // from coalesceBufs while batching
+	buf      *[]byte // from getBuf while batching
 }
 
 func (b *recordBatcher) Write(p []byte) (int, error) {
@@ -235,7 +274,7 @@ func (b *recordBatcher) Write(p []byte) (int, error) {
 func (b *recordBatcher) batch(write func() (int, error)) (int, error) {
 	b.mu.Lock()
 	b.batching = true
-	b.buf = coalesceBufs.Get().(*[]byte)
+	b.buf = getBuf(maxCoalesce)
 	b.mu.Unlock()
 	n, err := write()
 	b.mu.Lock()
@@ -248,7 +287,6 @@ func (b *recordBatcher) batch(write func() (int, error)) (int, error) {
 			err, n = werr, 0
 		}
 	}
-	*bp = (*bp)[:0]
-	coalesceBufs.Put(bp)
+	putBuf(bp)
 	return n, err
 }
