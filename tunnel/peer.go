@@ -133,15 +133,18 @@ const watchAfter = 2 * time.Millisecond
 // serveStream serves one event stream: it reads the Request, dispatches
 // it and writes the Reply. It calls done once the event is over for its
 // caller: when the reply has been written (a handler that ignores its
-// deadline may run on after its 504).
+// deadline may run on after its 504), or when it returns early.
 func (p *peer) serveStream(st *yamux.Stream, done func()) {
+	// done runs once: when the reply has been written, or else when this
+	// returns, whatever way it returns.
+	done = sync.OnceFunc(done)
+	defer done()
 	defer st.Close()
 	r := events.NewReader(st)
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
 	if err := r.ReadMessage(&ev); err != nil {
 		r.Release()
-		done()
 		p.log.Debug("read event", "err", err)
 		return
 	}
