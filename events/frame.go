@@ -21,8 +21,8 @@ const (
 	MaxChunkSize = 1 << 20
 	// bufferSize is the size of the buffered reader and writer on a
 	// stream: large enough that a small event is one write, and that a
-	// 32 KiB copy with its chunk header is one flush, not two.
-	bufferSize = 32<<10 + binary.MaxVarintLen64
+	// 64 KiB copy with its chunk header is one flush, not two.
+	bufferSize = 64<<10 + binary.MaxVarintLen64
 )
 
 var (
@@ -268,10 +268,13 @@ func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
 				return total, b.err
 			}
 		}
+		// The piece is taken before it is written (its bytes stay valid
+		// until the next read), so that w sees where the body stands:
+		// Ready says whether more is there.
 		buf, _ := b.r.br.Peek(int(min(b.left, uint64(b.r.br.Buffered()))))
+		_, _ = b.r.br.Discard(len(buf))
+		b.left -= uint64(len(buf))
 		k, werr := w.Write(buf)
-		_, _ = b.r.br.Discard(k)
-		b.left -= uint64(k)
 		total += int64(k)
 		if werr != nil {
 			return total, werr
@@ -297,6 +300,67 @@ func (b *BodyReader) nextChunk() {
 func (b *BodyReader) fail(err error) {
 	b.left = 0
 	b.err = truncated(err)
+}
+
+// Ready reports whether more of the body, or its end, is already
+// buffered: the next Read or step of WriteTo returns without waiting for
+// the stream. A relay can hold back a flush while it is (the end of a
+// small body arrives with its data).
+func (b *BodyReader) Ready() bool {
+	if b.err != nil {
+		return true
+	}
+	n := b.r.br.Buffered()
+	if b.left > 0 || n == 0 {
+		return n > 0
+	}
+	c, _ := b.r.br.Peek(n)
+	size, k := binary.Uvarint(c)
+	switch {
+	case k <= 0:
+		return false // the next chunk header is not all here
+	case size > 0:
+		return len(c) > k // some of the next chunk's data
+	default:
+		// The end marker; the trailer must be all here too.
+		tsize, tk := binary.Uvarint(c[k:])
+		return tk > 0 && tsize <= uint64(len(c)-k-tk)
+	}
+}
+
+// Whole reports whether the rest of the body and its complete,
+// successful end are already buffered, and if so how many bytes of body
+// are left to read: a relay can then announce the length instead of
+// streaming.
+func (b *BodyReader) Whole() (n int64, ok bool) {
+	switch {
+	case b.err == io.EOF:
+		return 0, true
+	case b.err != nil:
+		return 0, false
+	}
+	c, _ := b.r.br.Peek(b.r.br.Buffered())
+	left := b.left
+	for {
+		if uint64(len(c)) < left {
+			return 0, false
+		}
+		n += int64(left)
+		c = c[left:]
+		size, k := binary.Uvarint(c)
+		if k <= 0 || size > MaxChunkSize {
+			return 0, false
+		}
+		c = c[k:]
+		if size == 0 {
+			// The end marker, then an empty Trailer: no error.
+			if tsize, tk := binary.Uvarint(c); tk > 0 && tsize == 0 {
+				return n, true
+			}
+			return 0, false
+		}
+		left = size
+	}
 }
 
 // Done reports whether the body has been read to its end, complete or not.

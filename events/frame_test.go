@@ -843,3 +843,142 @@ func FuzzReadBody(f *testing.F) {
 		checkBody(t, data, func(*events.Reader) error { return nil })
 	})
 }
+
+// TestBodyReady: Ready is true only when the next step of the body (data
+// of a chunk, or its whole end) is already buffered.
+func TestBodyReady(t *testing.T) {
+	frame := func(f func(w *events.Writer)) []byte {
+		var buf bytes.Buffer
+		w := events.NewWriter(&buf)
+		f(w)
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	whole := frame(func(w *events.Writer) { _ = w.WriteChunk([]byte("hello")); _ = w.EndBody("") })
+	b := events.NewReader(bytes.NewReader(whole)).Body()
+	if b.Ready() {
+		t.Error("Ready before anything was read")
+	}
+	p := make([]byte, 2)
+	if _, err := b.Read(p); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Ready() {
+		t.Error("not Ready with the rest of the chunk buffered")
+	}
+	if _, err := io.ReadFull(b, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Ready() {
+		t.Error("not Ready with the end buffered")
+	}
+	if _, err := b.Read(p); err != io.EOF {
+		t.Fatalf("Read at the end = %v, want io.EOF", err)
+	}
+	if !b.Ready() {
+		t.Error("not Ready after the end")
+	}
+
+	// The next chunk's header alone, and the end marker without its whole
+	// trailer, are not enough.
+	next := frame(func(w *events.Writer) { _ = w.WriteChunk([]byte("ab")) })
+	next = append(next, 3) // a header: 3 bytes follow, none here
+	end := frame(func(w *events.Writer) { _ = w.WriteChunk([]byte("ab")); _ = w.EndBody("an error") })
+	for name, in := range map[string][]byte{"header only": next, "part of the trailer": end[:len(end)-2]} {
+		b := events.NewReader(bytes.NewReader(in)).Body()
+		if _, err := io.ReadFull(b, make([]byte, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if b.Ready() {
+			t.Errorf("%s: Ready", name)
+		}
+	}
+}
+
+// readyWriter records the body's Ready at each Write, as a relay that
+// flushes only when nothing more is there would see it.
+type readyWriter struct {
+	b     *events.BodyReader
+	ready []bool
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.ready = append(w.ready, w.b.Ready())
+	return len(p), nil
+}
+
+// TestBodyWriteToReady: during WriteTo's last write of a body whose end
+// is buffered, Ready is true; during a write after which the stream must
+// be waited for, it is false.
+func TestBodyWriteToReady(t *testing.T) {
+	var buf bytes.Buffer
+	w := events.NewWriter(&buf)
+	_ = w.WriteChunk([]byte("hello"))
+	_ = w.EndBody("")
+	_ = w.Flush()
+	b := events.NewReader(bytes.NewReader(buf.Bytes())).Body()
+	rw := &readyWriter{b: b}
+	if _, err := b.WriteTo(rw); err != nil {
+		t.Fatal(err)
+	}
+	if len(rw.ready) != 1 || !rw.ready[0] {
+		t.Errorf("Ready at the writes of a whole small body: %v, want [true]", rw.ready)
+	}
+
+	pr, pw := io.Pipe()
+	go func() {
+		w := events.NewWriter(pw)
+		_ = w.WriteChunk([]byte("first"))
+		_ = w.Flush()
+		_ = w.WriteChunk([]byte("second")) // after the first was relayed
+		_ = w.EndBody("")
+		_ = w.Flush()
+		pw.Close()
+	}()
+	b = events.NewReader(pr).Body()
+	rw = &readyWriter{b: b}
+	if _, err := b.WriteTo(rw); err != nil {
+		t.Fatal(err)
+	}
+	if len(rw.ready) < 2 || rw.ready[0] {
+		t.Errorf("Ready at the writes of a streamed body: %v, want false first", rw.ready)
+	}
+}
+
+// TestBodyWhole: Whole gives the length left when the rest of the body
+// and its successful end are buffered, and nothing otherwise.
+func TestBodyWhole(t *testing.T) {
+	frame := func(f func(w *events.Writer)) []byte {
+		var buf bytes.Buffer
+		w := events.NewWriter(&buf)
+		f(w)
+		_ = w.Flush()
+		return buf.Bytes()
+	}
+	ok := frame(func(w *events.Writer) {
+		_ = w.WriteChunk([]byte("hel"))
+		_ = w.WriteChunk([]byte("lo"))
+		_ = w.EndBody("")
+	})
+	failed := frame(func(w *events.Writer) { _ = w.WriteChunk([]byte("hello")); _ = w.EndBody("disk gone") })
+	for _, c := range []struct {
+		name string
+		in   []byte
+		n    int64
+		ok   bool
+	}{
+		{"whole", ok, 4, true}, // after the first byte read
+		{"end cut off", ok[:len(ok)-1], 0, false},
+		{"error trailer", failed, 0, false},
+	} {
+		b := events.NewReader(bytes.NewReader(c.in)).Body()
+		if _, err := b.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := b.Whole(); n != c.n || ok != c.ok {
+			t.Errorf("%s: Whole = %d, %v; want %d, %v", c.name, n, ok, c.n, c.ok)
+		}
+	}
+}

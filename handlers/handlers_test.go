@@ -573,3 +573,68 @@ func TestTickerCancel(t *testing.T) {
 		t.Fatal("ticker kept waiting after its context ended")
 	}
 }
+
+// TestServe: Serve runs the handler in the caller's goroutine and answers
+// once; at the deadline it answers 504 at once, returns only when the
+// handler has, and closes the late reply.
+func TestServe(t *testing.T) {
+	r := NewRegistry()
+	r.MustHandle("get_ok", func(context.Context, *Request) (any, error) { return map[string]int{"a": 1}, nil })
+	r.MustHandle("get_panic", func(context.Context, *Request) (any, error) { panic("boom") })
+	serve := func(ctx context.Context, name string) []*Reply {
+		var got []*Reply
+		r.Serve(ctx, &Request{Name: name}, func(rep *Reply) { got = append(got, rep) })
+		return got
+	}
+	if got := serve(context.Background(), "get_ok"); len(got) != 1 || got[0].Status != http.StatusOK {
+		t.Fatalf("get_ok answered %d times: %+v", len(got), got)
+	}
+	if got := serve(context.Background(), "get_panic"); len(got) != 1 {
+		t.Fatalf("get_panic answered %d times", len(got))
+	} else {
+		checkError(t, got[0], http.StatusInternalServerError, CodeHandlerError, "panicked")
+	}
+	if got := serve(context.Background(), "get_none"); len(got) != 1 {
+		t.Fatalf("get_none answered %d times", len(got))
+	} else {
+		checkError(t, got[0], http.StatusNotFound, CodeNoHandler, "get_none")
+	}
+
+	release, entered := make(chan struct{}), make(chan struct{})
+	late := newCloser("too late")
+	r.MustHandle("get_block", func(context.Context, *Request) (any, error) {
+		close(entered)
+		<-release
+		return &Reply{Body: late}, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	answered := make(chan *Reply, 2)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		r.Serve(ctx, &Request{Name: "get_block"}, func(rep *Reply) { answered <- rep })
+	}()
+	<-entered
+	select {
+	case rep := <-answered:
+		checkError(t, rep, http.StatusGatewayTimeout, CodeTimeout, "deadline")
+	case <-time.After(waitLimit):
+		t.Fatal("no answer at the deadline")
+	}
+	select {
+	case <-returned:
+		t.Fatal("Serve returned while its handler still ran")
+	default:
+	}
+	close(release)
+	<-returned
+	select {
+	case <-late.closed:
+	default:
+		t.Error("the late reply was not closed")
+	}
+	if len(answered) != 0 {
+		t.Error("answered twice")
+	}
+}

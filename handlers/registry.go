@@ -109,6 +109,65 @@ func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
 	return r.after(ctx, c, req, rep)
 }
 
+// Serve is Dispatch for a caller that can take the reply from another
+// goroutine: it runs the handler in the calling goroutine, so an event
+// costs no goroutine of its own, and calls answer exactly once, with the
+// reply Dispatch would return. When ctx ends before the handler returns,
+// answer gets the error reply (504 at the deadline) at once, from another
+// goroutine, while the handler runs on and its reply is closed unread.
+// Serve returns once the handler has returned and answer has returned.
+func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply)) {
+	c := r.chain()
+	if req.Name == "" {
+		req.Name = Name(req.Method, req.Noun)
+	}
+	r.setRoute(req)
+	rep := r.before(ctx, c, req)
+	var f Func
+	if rep == nil {
+		rep, f = r.lookup(ctx, req)
+	}
+	if rep != nil {
+		answer(r.after(ctx, c, req, rep))
+		return
+	}
+	var once sync.Once
+	answered := make(chan struct{})
+	give := func(rep *Reply) {
+		once.Do(func() {
+			defer close(answered)
+			answer(r.after(ctx, c, req, rep))
+		})
+	}
+	stop := context.AfterFunc(ctx, func() { give(ctxReply(ctx.Err())) })
+	rep = r.call(ctx, f, req)
+	if stop() {
+		give(rep)
+		return
+	}
+	// ctx ended first: its reply went out (or is going out); this one is
+	// nobody's.
+	closeBody(rep)
+	<-answered
+}
+
+// lookup returns the reply of a forward route, a missing handler or an
+// ended ctx; or else the handler to call.
+func (r *Registry) lookup(ctx context.Context, req *Request) (*Reply, Func) {
+	if fw := r.route(req.Noun); fw != nil {
+		return fw.serve(ctx, req), nil
+	}
+	f, ok := r.Lookup(req.Name)
+	if !ok {
+		return ErrorReply(http.StatusNotFound, CodeNoHandler,
+			fmt.Sprintf("no handler %s on this node", req.Name)), nil
+	}
+	if err := ctx.Err(); err != nil {
+		return ctxReply(err), nil
+	}
+	return nil, f
+}
+
 // resolve sets req.Name and req.Route again after a hook changed the
 // noun (from what it was, noun).
 func (r *Registry) resolve(req *Request, noun []string) {
@@ -133,16 +192,9 @@ func (r *Registry) setRoute(req *Request) {
 
 // run runs the forward route or handler req names.
 func (r *Registry) run(ctx context.Context, req *Request) *Reply {
-	if fw := r.route(req.Noun); fw != nil {
-		return fw.serve(ctx, req)
-	}
-	f, ok := r.Lookup(req.Name)
-	if !ok {
-		return ErrorReply(http.StatusNotFound, CodeNoHandler,
-			fmt.Sprintf("no handler %s on this node", req.Name))
-	}
-	if err := ctx.Err(); err != nil {
-		return ctxReply(err)
+	rep, f := r.lookup(ctx, req)
+	if rep != nil {
+		return rep
 	}
 	done := make(chan *Reply, 1)
 	go func() { done <- r.call(ctx, f, req) }()

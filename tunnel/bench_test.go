@@ -20,8 +20,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"runtime/metrics"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,10 +252,13 @@ func BenchmarkStreamTunnel(b *testing.B) {
 	bt := startBenchTunnel(b, nil)
 	b.ReportAllocs()
 	b.SetBytes(benchSize)
+	sc := startSyscalls()
 	b.ResetTimer()
 	for range b.N {
 		bt.upload(b, benchSize)
 	}
+	b.StopTimer()
+	sc.report(b)
 }
 
 // BenchmarkStreamTunnelDownload streams benchSize bytes per iteration from
@@ -262,10 +268,13 @@ func BenchmarkStreamTunnelDownload(b *testing.B) {
 	buf := make([]byte, 32<<10)
 	b.ReportAllocs()
 	b.SetBytes(benchSize)
+	sc := startSyscalls()
 	b.ResetTimer()
 	for range b.N {
 		bt.download(b, benchSize, buf)
 	}
+	b.StopTimer()
+	sc.report(b)
 }
 
 // BenchmarkStreamRawTLS is the baseline: the same bytes over one raw TLS
@@ -343,10 +352,13 @@ func BenchmarkRoundTripSmall(b *testing.B) {
 	url := bt.c.httpURL + "/server/time"
 	roundTrip(b, bt.http, url) // warm the connection up
 	b.ReportAllocs()
+	sc := startSyscalls()
 	b.ResetTimer()
 	for range b.N {
 		roundTrip(b, bt.http, url)
 	}
+	b.StopTimer()
+	sc.report(b)
 }
 
 // BenchmarkRoundTripSmallParallel is BenchmarkRoundTripSmall from
@@ -356,12 +368,59 @@ func BenchmarkRoundTripSmallParallel(b *testing.B) {
 	url := bt.c.httpURL + "/server/time"
 	roundTrip(b, bt.http, url)
 	b.ReportAllocs()
+	sc := startSyscalls()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			roundTrip(b, bt.http, url)
 		}
 	})
+	b.StopTimer()
+	sc.report(b)
+}
+
+// syscalls counts this process's read and write system calls (Linux's
+// /proc/self/io) and the goroutines it started, to report them per
+// operation: both nodes, the caller and the handler all run in the test
+// process, so it is the whole cost.
+type syscalls struct{ r, w, g int64 }
+
+func startSyscalls() syscalls { return readSyscalls() }
+
+func readSyscalls() syscalls {
+	var s syscalls
+	m := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() == metrics.KindUint64 {
+		s.g = int64(m[0].Value.Uint64())
+	}
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return s
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			s.r = n
+		case "syscw":
+			s.w = n
+		}
+	}
+	return s
+}
+
+// report adds reads/op and writes/op to b's results (nothing where
+// /proc/self/io is missing).
+func (s syscalls) report(b *testing.B) {
+	now := readSyscalls()
+	if now.r == 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(now.r-s.r)/float64(b.N), "reads/op")
+	b.ReportMetric(float64(now.w-s.w)/float64(b.N), "writes/op")
+	b.ReportMetric(float64(now.g-s.g)/float64(b.N), "goroutines/op")
 }
 
 func roundTrip(b *testing.B, c *http.Client, url string) {

@@ -263,6 +263,19 @@ func (b *replyBody) mapErr(err error) error {
 	}
 }
 
+// Ready reports whether more of the body, or its end, has already
+// arrived, so that a relay can hold back a flush (see flushWriter).
+func (b *replyBody) Ready() bool { return !b.ex.done.Load() && b.body.Ready() }
+
+// Whole reports whether all the rest of the body has arrived, and its
+// length (see events.BodyReader.Whole).
+func (b *replyBody) Whole() (int64, bool) {
+	if b.ex.done.Load() {
+		return 0, false
+	}
+	return b.body.Whole()
+}
+
 // Close ends the event.
 func (b *replyBody) Close() error {
 	b.ex.finish()

@@ -112,12 +112,18 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) (*peer, error) {
 	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandshakeTimeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 30 * time.Second}, Config: tlsConf}
-	conn, err := d.DialContext(hctx, "tcp", addr)
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(hctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	tc := conn.(*tls.Conn)
+	rb := &recordBatcher{Conn: raw}
+	tc := tls.Client(rb, tlsConf)
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	conn := net.Conn(tc)
 	certs := tc.ConnectionState().PeerCertificates
 	if c.cfg.VerifyPeer != nil {
 		if err := c.cfg.VerifyPeer(certs[0]); err != nil {
@@ -125,7 +131,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
-	sess, err := yamux.Client(&coalesceConn{Conn: tc}, c.ycfg)
+	sess, err := yamux.Client(&coalesceConn{Conn: tc, rb: rb}, c.ycfg)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("yamux: %w", err)

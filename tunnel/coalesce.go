@@ -4,54 +4,289 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"time"
 )
 
 // yamux v0.1.2's send loop (its only writer on the connection) writes each
-// frame as two calls: the 12-byte header, then, for a data frame, the body.
-// Over TLS each call is its own record and syscall, which doubles the cost
-// of every small event. coalesceConn holds a data frame's header and sends
-// it with its body in one write when they fit one TLS record.
+// frame as its own call, and a data frame as two: the 12-byte header, then
+// the body. Over TLS each call is its own record and syscall, and wakes the
+// peer's reader once more. A small event would cost three writes a side:
+// the stream's SYN (or ACK), its data, its FIN.
+//
+// coalesceConn cuts that to about one:
+//   - it holds a data frame's header and sends it with its body in one
+//     write;
+//   - it holds the frames that open and close streams (window updates
+//     flagged SYN, ACK or FIN, header only) and sends them with the next
+//     frame that goes out: a SYN with the request right behind it, an ACK
+//     with the reply, a FIN with the next event's data. A held frame goes
+//     out on its own after holdFor at the latest, so nothing waits on it
+//     longer than that: an ACK whose handler is slow, a FIN that cancels a
+//     handler, the last FIN before the session goes idle.
+//
+// Every other frame (pings, go-aways, plain window updates that let a
+// sender go on) goes out at once, with whatever is held before it.
 //
 // Header layout (yamux spec): version (1), type (1), flags (2), stream id
 // (4), length (4); type 0 is data, and a data frame's body of length bytes
 // follows its header.
 const (
 	yamuxHeaderSize = 12
-	// maxCoalesce keeps a merged write within one TLS record.
-	maxCoalesce = 16 << 10
+	yamuxTypeData   = 0
+	yamuxTypeWindow = 1
+	yamuxFlagSYN    = 1
+	yamuxFlagACK    = 2
+	yamuxFlagFIN    = 4
+	// maxCoalesce bounds one merged write: a 64 KiB body chunk with its
+	// framing and what is held fits, so a streamed chunk leaves in one
+	// write, not as a separate 12-byte header record.
+	maxCoalesce = 96 << 10
+	// holdFor bounds how long a SYN, ACK or FIN waits for company. Long
+	// enough to ride with the next event of a caller at concurrency 1 (a
+	// round trip is about 0.2 ms here), short against any timeout.
+	holdFor = time.Millisecond
 )
 
-var coalesceBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, maxCoalesce)
-	return &b
-}}
+// smallBuf is the size of the buffers that hold control frames and merge
+// them with a small frame: most writes. Only a large frame takes one of
+// maxCoalesce (pools hold on to what a burst of connections took).
+const smallBuf = 2 << 10
 
+var (
+	smallBufs = sync.Pool{New: func() any {
+		b := make([]byte, 0, smallBuf)
+		return &b
+	}}
+	coalesceBufs = sync.Pool{New: func() any {
+		b := make([]byte, 0, maxCoalesce)
+		return &b
+	}}
+)
+
+// getBuf returns an empty pooled buffer of at least n bytes (n at most
+// maxCoalesce).
+func getBuf(n int) *[]byte {
+	if n <= smallBuf {
+		return smallBufs.Get().(*[]byte)
+	}
+	return coalesceBufs.Get().(*[]byte)
+}
+
+// putBuf returns a buffer from getBuf to its pool.
+func putBuf(bp *[]byte) {
+	*bp = (*bp)[:0]
+	switch c := cap(*bp); {
+	case c == smallBuf:
+		smallBufs.Put(bp)
+	case c >= maxCoalesce:
+		coalesceBufs.Put(bp)
+	}
+}
+
+// coalesceConn is the connection under a yamux session; see above. Its
+// zero value on a net.Conn is ready. The send loop and the hold timer
+// both write, so writes are serialised by mu.
 type coalesceConn struct {
 	net.Conn
-	hdr  [yamuxHeaderSize]byte
-	held bool
+	// rb, if set, is the socket under Conn (a tls.Conn): a write of more
+	// than one record goes to the socket in one syscall.
+	rb *recordBatcher
+
+	mu      sync.Mutex
+	hdr     [yamuxHeaderSize]byte
+	hdrHeld bool    // hdr is a data header whose body comes next
+	pending *[]byte // held control frames, from getBuf; nil if none
+	timer   *time.Timer
+	armed   bool  // timer runs for what is pending
+	err     error // a write of held frames failed: the connection is broken
 }
 
 func (c *coalesceConn) Write(p []byte) (int, error) {
-	if c.held {
-		c.held = false
-		if len(p) <= maxCoalesce-yamuxHeaderSize {
-			bp := coalesceBufs.Get().(*[]byte)
-			buf := append(append((*bp)[:0], c.hdr[:]...), p...)
-			n, err := c.Conn.Write(buf)
-			*bp = buf[:0]
-			coalesceBufs.Put(bp)
-			return max(n-yamuxHeaderSize, 0), err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.hdrHeld {
+		c.hdrHeld = false
+		return c.writeHeld(c.hdr[:], p)
+	}
+	if len(p) == yamuxHeaderSize {
+		length := binary.BigEndian.Uint32(p[8:12])
+		flags := binary.BigEndian.Uint16(p[2:4])
+		switch {
+		case p[1] == yamuxTypeData && length > 0:
+			copy(c.hdr[:], p) // its body comes next
+			c.hdrHeld = true
+			return len(p), nil
+		case p[1] == yamuxTypeWindow && flags&(yamuxFlagSYN|yamuxFlagACK|yamuxFlagFIN) != 0 &&
+			(c.pending == nil || len(*c.pending)+len(p) <= yamuxHeaderSize*64):
+			c.hold(p)
+			return len(p), nil
 		}
-		if _, err := c.Conn.Write(c.hdr[:]); err != nil {
+	}
+	return c.writeHeld(nil, p)
+}
+
+// hold adds a control frame to the held ones and makes sure the timer will
+// send it.
+func (c *coalesceConn) hold(p []byte) {
+	if c.pending == nil {
+		c.pending = getBuf(smallBuf)
+	}
+	*c.pending = append(*c.pending, p...)
+	if !c.armed {
+		c.armed = true
+		if c.timer == nil {
+			c.timer = time.AfterFunc(holdFor, c.flushHeld)
+		} else {
+			c.timer.Reset(holdFor)
+		}
+	}
+}
+
+// writeHeld writes what is held, then hdr and body, in one write when they
+// fit, and returns how much of body was written.
+func (c *coalesceConn) writeHeld(hdr, body []byte) (int, error) {
+	if c.armed {
+		c.armed = false
+		c.timer.Stop()
+	}
+	held := 0
+	if c.pending != nil {
+		held = len(*c.pending)
+	}
+	need := held + len(hdr) + len(body)
+	if need <= maxCoalesce && (held > 0 || len(hdr) > 0) {
+		bp := c.takeHeld(need)
+		buf := append(append(*bp, hdr...), body...)
+		n, err := c.write(buf)
+		*bp = buf
+		putBuf(bp)
+		return max(n-held-len(hdr), 0), err
+	}
+	if held > 0 || len(hdr) > 0 {
+		// Too big to merge (a frame over maxCoalesce): what is held and
+		// the header, then the body.
+		bp := c.takeHeld(held + len(hdr))
+		buf := append(*bp, hdr...)
+		_, err := c.Conn.Write(buf)
+		*bp = buf
+		putBuf(bp)
+		if err != nil {
 			return 0, err
 		}
+	}
+	return c.write(body)
+}
+
+// takeHeld returns a buffer of at least n bytes that starts with the held
+// frames, which it takes.
+func (c *coalesceConn) takeHeld(n int) *[]byte {
+	bp := c.pending
+	c.pending = nil
+	if bp != nil && n <= cap(*bp) {
+		return bp
+	}
+	nb := getBuf(n)
+	if bp != nil {
+		*nb = append(*nb, *bp...)
+		putBuf(bp)
+	}
+	return nb
+}
+
+// write writes p to the connection, its records in one syscall.
+func (c *coalesceConn) write(p []byte) (int, error) {
+	if c.rb == nil || len(p) <= tlsRecordSize {
 		return c.Conn.Write(p)
 	}
-	if len(p) == yamuxHeaderSize && p[0] == 0 && p[1] == 0 && binary.BigEndian.Uint32(p[8:12]) > 0 {
-		copy(c.hdr[:], p) // a data header: its body comes next
-		c.held = true
+	return c.rb.batch(func() (int, error) { return c.Conn.Write(p) })
+}
+
+// flushHeld sends the held frames that found no company within holdFor.
+func (c *coalesceConn) flushHeld() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed {
+		return // sent meanwhile, or the timer was re-armed
+	}
+	c.armed = false
+	if c.hdrHeld || c.pending == nil || c.err != nil {
+		return // a data frame is being written: they go with it
+	}
+	bp := c.pending
+	c.pending = nil
+	_, err := c.Conn.Write(*bp)
+	putBuf(bp)
+	if err != nil {
+		// Nobody waits on this write to hear of it: break the connection,
+		// so that the session's reader fails and the session ends.
+		c.err = err
+		_ = c.Conn.Close()
+	}
+}
+
+// Close sends what is held, if the connection can take it at once, and
+// closes the connection.
+func (c *coalesceConn) Close() error {
+	if c.mu.TryLock() {
+		if c.armed {
+			c.armed = false
+			c.timer.Stop()
+		}
+		if c.pending != nil && c.err == nil && !c.hdrHeld {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+			_, _ = c.Conn.Write(*c.pending)
+		}
+		c.mu.Unlock()
+	}
+	return c.Conn.Close()
+}
+
+// tlsRecordSize is the most plaintext one TLS record carries.
+const tlsRecordSize = 16 << 10
+
+// recordBatcher sits between a tls.Conn and its socket. crypto/tls writes
+// each record of a Write with its own syscall, so a 64 KiB frame costs
+// five; while batch runs, recordBatcher gathers them and sends them in
+// one. Other writes (the handshake, alerts, a key update) pass straight
+// through, in order: mu is held across every write to the socket.
+type recordBatcher struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte // from getBuf while batching
+}
+
+func (b *recordBatcher) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batching {
+		*b.buf = append(*b.buf, p...)
 		return len(p), nil
 	}
-	return c.Conn.Write(p)
+	return b.Conn.Write(p)
+}
+
+// batch runs write (a Write to the tls.Conn above) with the records it
+// makes gathered into one socket write.
+func (b *recordBatcher) batch(write func() (int, error)) (int, error) {
+	b.mu.Lock()
+	b.batching = true
+	b.buf = getBuf(maxCoalesce)
+	b.mu.Unlock()
+	n, err := write()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	bp := b.buf
+	b.buf = nil
+	if len(*bp) > 0 {
+		if _, werr := b.Conn.Write(*bp); err == nil && werr != nil {
+			err, n = werr, 0
+		}
+	}
+	putBuf(bp)
+	return n, err
 }

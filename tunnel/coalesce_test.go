@@ -4,38 +4,62 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"sync"
 	"testing"
+	"time"
 )
 
-// recordConn records each Write it gets.
+// recordConn records each Write it gets, and tells wrote of each.
 type recordConn struct {
 	net.Conn
+	mu     sync.Mutex
 	writes [][]byte
+	wrote  chan struct{} // nil: nobody listens
 }
 
 func (r *recordConn) Write(p []byte) (int, error) {
+	r.mu.Lock()
 	r.writes = append(r.writes, append([]byte(nil), p...))
+	r.mu.Unlock()
+	if r.wrote != nil {
+		r.wrote <- struct{}{}
+	}
 	return len(p), nil
 }
 
+func (r *recordConn) Close() error { return nil }
+
 func header(typ byte, length uint32) []byte {
+	return flagged(typ, 0, length)
+}
+
+func flagged(typ byte, flags uint16, length uint32) []byte {
 	h := make([]byte, yamuxHeaderSize)
 	h[1] = typ
+	binary.BigEndian.PutUint16(h[2:4], flags)
 	binary.BigEndian.PutUint32(h[4:8], 7)
 	binary.BigEndian.PutUint32(h[8:12], length)
 	return h
 }
+
+func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 
 func TestCoalesceConn(t *testing.T) {
 	rec := &recordConn{}
 	c := &coalesceConn{Conn: rec}
 	small := bytes.Repeat([]byte("s"), 100)
 	big := bytes.Repeat([]byte("b"), maxCoalesce)
+	chunk := bytes.Repeat([]byte("c"), 32<<10+3) // a streamed chunk
+	syn := flagged(1, yamuxFlagSYN, 1<<20)
+	fin := flagged(1, yamuxFlagFIN, 0)
 	for _, w := range [][]byte{
 		header(0, 100), small, // data frame: one write
 		header(1, 4096),                  // window update: no body, written at once
 		header(0, 0),                     // data frame with no body (a FIN): at once
 		header(0, uint32(len(big))), big, // too big to merge: two writes
+		header(0, uint32(len(chunk))), chunk, // a streamed chunk: one write
+		syn, header(0, 100), small, // SYN held, sent with the data
+		fin, header(2, 0), // FIN held, sent with a ping
 	} {
 		n, err := c.Write(w)
 		if err != nil || n != len(w) {
@@ -48,6 +72,9 @@ func TestCoalesceConn(t *testing.T) {
 		header(0, 0),
 		header(0, uint32(len(big))),
 		big,
+		cat(header(0, uint32(len(chunk))), chunk),
+		cat(syn, header(0, 100), small),
+		cat(fin, header(2, 0)),
 	}
 	if len(rec.writes) != len(want) {
 		t.Fatalf("%d writes, want %d", len(rec.writes), len(want))
@@ -56,5 +83,33 @@ func TestCoalesceConn(t *testing.T) {
 		if !bytes.Equal(rec.writes[i], want[i]) {
 			t.Errorf("write %d: %d bytes, want %d", i, len(rec.writes[i]), len(want[i]))
 		}
+	}
+}
+
+// A held SYN, ACK or FIN that finds no frame to ride with goes out on its
+// own after holdFor.
+func TestCoalesceConnHeldFrameLeavesAlone(t *testing.T) {
+	rec := &recordConn{wrote: make(chan struct{}, 1)}
+	c := &coalesceConn{Conn: rec}
+	ack := flagged(1, yamuxFlagACK, 0)
+	fin := flagged(1, yamuxFlagFIN, 0)
+	start := time.Now()
+	for _, w := range [][]byte{ack, fin} {
+		if n, err := c.Write(w); err != nil || n != len(w) {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	select {
+	case <-rec.wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("held frames never sent")
+	}
+	if d := time.Since(start); d < holdFor {
+		t.Errorf("sent after %v, before holdFor %v", d, holdFor)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.writes) != 1 || !bytes.Equal(rec.writes[0], cat(ack, fin)) {
+		t.Errorf("writes %q, want the ACK and FIN in one", rec.writes)
 	}
 }

@@ -61,7 +61,7 @@ type Config struct {
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
 	// acknowledged. yamux allocates 8 bytes per slot on every session,
-	// idle or not. Default 256.
+	// idle or not. Default 64.
 	AcceptBacklog int
 
 	// DefaultTimeout is how long the front end waits for an answer when
@@ -119,7 +119,7 @@ func DefaultConfig() Config {
 		KeepAliveInterval: 15 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		StreamWindow:      1 << 20,
-		AcceptBacklog:     256,
+		AcceptBacklog:     64,
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        time.Hour,
 		BodyIdleTimeout:   60 * time.Second,
@@ -225,6 +225,12 @@ func (c Config) yamux() *yamux.Config {
 	y.ConnectionWriteTimeout = c.WriteTimeout
 	y.MaxStreamWindowSize = c.StreamWindow
 	y.StreamCloseTimeout = time.Minute
+	// yamux watches every stream it opens for the peer's ACK with a
+	// goroutine and a timer of its own, and closes the whole session if
+	// none comes in time: a goroutine started per event, to detect what
+	// keep-alive already detects (a peer that stopped answering). An
+	// event's own deadline bounds its caller's wait.
+	y.StreamOpenTimeout = 0
 	y.LogOutput = nil
 	y.Logger = slog.NewLogLogger(c.Logger.With("part", "yamux").Handler(), slog.LevelWarn)
 	return y

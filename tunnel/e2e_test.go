@@ -40,6 +40,11 @@ func TestCallsBothWays(t *testing.T) {
 	if r.header.Get("X-Event-Return-Code") != "200" || r.header.Get("X-Request-Id") == "" {
 		t.Errorf("headers: %v", r.header)
 	}
+	// A small reply has all arrived when it is relayed: it goes out with
+	// its length, not chunked.
+	if r.length != int64(len(r.body)) {
+		t.Errorf("Content-Length %d, body of %d bytes", r.length, len(r.body))
+	}
 
 	r = get(t, c.httpURL+"/server/cat//hello%20/world")
 	if m := r.json(t); r.status != 200 || m["result"] != "hello world" {

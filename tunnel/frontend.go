@@ -35,7 +35,8 @@ const (
 	// RestPipe.
 	HeaderReturnCode = "X-Event-Return-Code"
 	// HeaderError is the trailer of a reply whose body ended early: what
-	// went wrong. Every reply declares it; it is set only on failure.
+	// went wrong. Every reply that streams declares it (one that has all
+	// arrived goes out with its Content-Length); it is set only on failure.
 	HeaderError = "X-Restpipe-Error"
 )
 
@@ -211,9 +212,28 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	h.Set(HeaderRequestID, id)
 	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
-	h.Set("Trailer", HeaderError)
+	// A reply that has all arrived (most small ones) goes out with its
+	// length, whole, before its event ends; one still streaming goes out
+	// chunked, with a trailer for an error on the way.
+	whole, ok := resp.Body.(interface{ Whole() (int64, bool) })
+	n, isWhole := int64(0), false
+	if ok && bodyAllowed(resp.Status) {
+		n, isWhole = whole.Whole()
+	}
+	if isWhole {
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+	} else {
+		h.Set("Trailer", HeaderError)
+	}
 	w.WriteHeader(resp.Status)
-	if _, err := io.Copy(flushWriter{w: w, rc: http.NewResponseController(w)}, resp.Body); err != nil {
+	rc := http.NewResponseController(w)
+	if isWhole {
+		if _, err := io.Copy(w, resp.Body); err == nil {
+			_ = rc.Flush()
+		}
+		return resp.Status, resp.ErrorCode
+	}
+	if _, err := io.Copy(flushWriter{w: w, rc: rc, src: resp.Body}, resp.Body); err != nil {
 		if r.Context().Err() != nil {
 			return 499, "caller_gone"
 		}
@@ -223,6 +243,11 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		return resp.Status, "body_cut_short"
 	}
 	return resp.Status, resp.ErrorCode
+}
+
+// bodyAllowed reports whether a reply of this status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func (f *frontend) pathHint() string {
@@ -375,15 +400,18 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 }
 
 // flushWriter sends each write to the caller at once, so that a streamed
-// reply arrives as it is produced.
+// reply arrives as it is produced; but not while src has more already
+// there, which the next write brings at once (a small reply then leaves
+// with its end in one write).
 type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w   io.Writer
+	rc  *http.ResponseController
+	src io.Reader
 }
 
 func (f flushWriter) Write(p []byte) (int, error) {
 	n, err := f.w.Write(p)
-	if err == nil {
+	if r, ok := f.src.(interface{ Ready() bool }); err == nil && !(ok && r.Ready()) {
 		err = f.rc.Flush()
 	}
 	return n, err

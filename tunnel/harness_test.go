@@ -236,6 +236,7 @@ type result struct {
 	status int
 	header http.Header
 	body   string
+	length int64 // Content-Length: -1 for a chunked reply
 }
 
 func (r result) json(t testing.TB) map[string]any {
@@ -265,7 +266,7 @@ func do(t testing.TB, method, url string, body io.Reader, hdr ...string) result 
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", method, url, err)
 	}
-	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b), length: resp.ContentLength}
 }
 
 func get(t testing.TB, url string, hdr ...string) result {

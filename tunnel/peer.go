@@ -89,10 +89,7 @@ func (p *peer) serve() error {
 			_ = st.Close() // draining: no new events
 			continue
 		}
-		go func() {
-			defer p.inflight.done()
-			p.serveStream(st)
-		}()
+		go p.serveStream(st, p.inflight.done)
 	}
 }
 
@@ -130,58 +127,75 @@ func (p *peer) shutdown(ctx context.Context) {
 // close ends the session at once.
 func (p *peer) close() { _ = p.sess.Close() }
 
+// watchAfter is how long a handler runs before its event's stream is
+// watched for the caller giving up (a half-close): a quick handler costs
+// no watching goroutine, a slow one is cancelled this much later at most.
+const watchAfter = 2 * time.Millisecond
+
 // serveStream serves one event stream: it reads the Request, dispatches
-// it and writes the Reply.
-func (p *peer) serveStream(st *yamux.Stream) {
-	relay := false
-	defer func() {
-		if !relay {
-			_ = st.Close()
-		}
-	}()
+// it and writes the Reply. It calls done once the event is over for its
+// caller: when the reply has been written (a handler that ignores its
+// deadline may run on after its 504), or when it returns early.
+func (p *peer) serveStream(st *yamux.Stream, done func()) {
+	// done runs once: when the reply has been written, or else when this
+	// returns, whatever way it returns.
+	done = sync.OnceFunc(done)
+	defer done()
+	defer st.Close()
 	r := events.NewReader(st)
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
 	if err := r.ReadMessage(&ev); err != nil {
+		r.Release()
 		p.log.Debug("read event", "err", err)
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	if ev.ChannelRelay {
+		// Long-lived, and not an event in flight that a shutdown waits for.
+		done()
 		if p.onRelay == nil {
+			r.Release()
 			p.log.Warn("channel relay refused: only clients open them")
 			return
 		}
-		// Long-lived, and not an event in flight that a shutdown waits
-		// for: it goes on in a goroutine of its own.
-		relay = true
-		go p.onRelay(p, st, r)
+		p.onRelay(p, st, r) // until the relay or the session ends
 		return
 	}
 	start := time.Now()
+
+	// The stream's reader (and its pooled buffer) is shared by this
+	// function, the handler's reads of the body and the watcher of the
+	// stream's end; the last of them to finish releases it.
+	er := &eventReader{r: r, refs: 1}
+	defer er.release() // after cancel (deferred below): blocked reads wake first
 
 	// ctx ends when the caller gives up (the sender half-closes), when the
 	// session ends, or when this event is over. Either way, it wakes any
 	// read or write blocked on the stream.
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
-	context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
+	stopWake := context.AfterFunc(ctx, func() { _ = st.SetDeadline(time.Now()) })
 
+	// Once the request body has ended, the stream is watched for its end,
+	// from watchAfter on: the caller half-closes it when it gives up.
 	body := r.Body()
-	watchOnce := sync.OnceFunc(func() {
-		go func() {
-			if err := r.WaitEnd(); err != nil && !errors.Is(err, yamux.ErrTimeout) {
-				p.log.Debug("event stream", "req", ev.Id, "err", err)
-			}
-			cancel()
-		}()
-	})
-	var reqBody io.Reader = &endWatcher{body: body, onEnd: watchOnce}
+	watch := &lazyWatch{f: func() {
+		if !er.acquire() {
+			return
+		}
+		defer er.release()
+		if err := r.WaitEnd(); err != nil && !errors.Is(err, yamux.ErrTimeout) {
+			p.log.Debug("event stream", "req", ev.Id, "err", err)
+		}
+		cancel()
+	}}
+	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watch.start}
 	if body.EndIfEmpty() {
 		if _, err := body.Read(nil); err == io.EOF {
 			reqBody = http.NoBody // else the handler reads the upload's error
 		}
-		watchOnce()
+		watch.start()
 	}
 
 	query, _ := url.ParseQuery(ev.Query)
@@ -216,15 +230,64 @@ func (p *peer) serveStream(st *yamux.Stream) {
 		defer cancelD()
 	}
 
-	rep := p.cfg.Handler.Dispatch(dctx, req)
-	n, err := p.writeReply(st, rep)
-	level := slog.LevelDebug
-	if err != nil && ctx.Err() == nil {
-		level = slog.LevelWarn
+	answer := func(rep *handlers.Reply) {
+		n, err := p.writeReply(st, rep)
+		level := slog.LevelDebug
+		if err != nil && ctx.Err() == nil {
+			level = slog.LevelWarn
+		}
+		p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
+			"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
+			"duration", time.Since(start), "err", err)
+		// The event is over: wake whatever still waits on the stream (the
+		// watcher, a handler that ran past its deadline), here rather than
+		// from a goroutine of ctx's, and cancel the handler's context.
+		watch.stop()
+		if stopWake() {
+			_ = st.SetDeadline(time.Now())
+		}
+		cancel()
+		_ = st.Close()
+		done()
 	}
-	p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
-		"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
-		"duration", time.Since(start), "err", err)
+	if s, ok := p.cfg.Handler.(inlineDispatcher); ok {
+		s.Serve(dctx, req, answer)
+	} else {
+		answer(p.cfg.Handler.Dispatch(dctx, req))
+	}
+}
+
+// inlineDispatcher is a Dispatcher that runs the handler in the calling
+// goroutine and answers from another one only if the deadline passes
+// first (*handlers.Registry): no goroutine per event.
+type inlineDispatcher interface {
+	Serve(ctx context.Context, req *handlers.Request, answer func(*handlers.Reply))
+}
+
+// lazyWatch runs f in a goroutine of its own once start has been called
+// and watchAfter has passed, unless stop came first.
+type lazyWatch struct {
+	f       func()
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func (w *lazyWatch) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t == nil && !w.stopped {
+		w.t = time.AfterFunc(watchAfter, w.f)
+	}
+}
+
+func (w *lazyWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if w.t != nil {
+		w.t.Stop()
+	}
 }
 
 // writeReply writes rep and its body on st.
@@ -270,18 +333,59 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 	return n, nil
 }
 
-// endWatcher calls onEnd once its body has been read to the end.
+// endWatcher is a served event's request body: it calls onEnd once the
+// body has been read to the end, and fails once the event is over and its
+// reader released (a handler that outlives its answer may still read).
 type endWatcher struct {
+	er    *eventReader
 	body  *events.BodyReader
 	onEnd func()
 }
 
+// errEventOver is what a request body read after its event ended returns.
+var errEventOver = errors.New("tunnel: request body read after the event ended")
+
 func (e *endWatcher) Read(p []byte) (int, error) {
+	if !e.er.acquire() {
+		return 0, errEventOver
+	}
+	defer e.er.release()
 	n, err := e.body.Read(p)
 	if err != nil {
 		e.onEnd()
 	}
 	return n, err
+}
+
+// eventReader counts the users of a served stream's events.Reader, and
+// returns its buffer to the pool when the last one is done. Without it
+// every event would allocate a new 64 KiB buffer.
+type eventReader struct {
+	mu   sync.Mutex
+	r    *events.Reader // nil once released
+	refs int
+}
+
+// acquire takes a reference; it fails once the reader is released.
+func (e *eventReader) acquire() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.r == nil {
+		return false
+	}
+	e.refs++
+	return true
+}
+
+// release drops a reference, and the reader with the last one.
+func (e *eventReader) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.refs--
+	if e.refs == 0 && e.r != nil {
+		e.r.Release()
+		e.r = nil
+	}
 }
 
 // inflight counts events under way on a session, and tells when the last

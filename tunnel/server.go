@@ -106,19 +106,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // session until it ends.
 func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	remote := conn.RemoteAddr().String()
-	p, err := s.handshake(ctx, conn)
-	if err != nil {
-		_ = conn.Close()
-		if ctx.Err() == nil {
-			s.log.Warn("client refused", "remote", remote, "err", err)
+	p := onOwnStack(func() *peer {
+		p, err := s.handshake(ctx, conn)
+		if err != nil {
+			_ = conn.Close()
+			if ctx.Err() == nil {
+				s.log.Warn("client refused", "remote", remote, "err", err)
+			}
+			return nil
 		}
+		if !s.register(p) {
+			p.close()
+			return nil
+		}
+		p.log.Info("client connected", "version", p.info.Version)
+		return p
+	})
+	if p == nil {
 		return
 	}
-	if !s.register(p) {
-		p.close()
-		return
-	}
-	p.log.Info("client connected", "version", p.info.Version)
 	reason := p.serve()
 	s.unregister(p)
 	p.log.Info("client disconnected", "reason", disconnectReason(reason),
@@ -129,7 +135,8 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	tc := tls.Server(conn, s.tls)
+	rb := &recordBatcher{Conn: conn}
+	tc := tls.Server(rb, s.tls)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
@@ -146,7 +153,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	sess, err := yamux.Server(&coalesceConn{Conn: tc}, s.ycfg)
+	sess, err := yamux.Server(&coalesceConn{Conn: tc, rb: rb}, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
