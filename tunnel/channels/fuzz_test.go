@@ -1,6 +1,7 @@
 package channels_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/url"
 	"strings"
@@ -47,7 +48,7 @@ func FuzzParsePublish(f *testing.F) {
 		f.Add([]byte(tt.body), tt.prefix, tt.max)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, prefix string, maxMessage int64) {
-		msgs, err := channels.ParsePublish(body, prefix, maxMessage)
+		msgs, dropped, err := channels.ParsePublish(body, prefix, maxMessage)
 		if err != nil {
 			if !errors.Is(err, channels.ErrBadPublish) {
 				t.Fatalf("error %v does not wrap ErrBadPublish", err)
@@ -56,6 +57,9 @@ func FuzzParsePublish(f *testing.F) {
 				t.Fatalf("%d messages returned with error %v", len(msgs), err)
 			}
 			return
+		}
+		if n := itemCount(t, body); len(msgs)+dropped != n {
+			t.Fatalf("%d messages and %d dropped from %d items", len(msgs), dropped, n)
 		}
 		for i, m := range msgs {
 			switch {
@@ -75,4 +79,14 @@ func FuzzParsePublish(f *testing.F) {
 			}
 		}
 	})
+}
+
+// itemCount is how many items a publish body that parsed holds.
+func itemCount(t *testing.T, body []byte) int {
+	t.Helper()
+	var req struct{ Items []json.RawMessage }
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("a body ParsePublish took is not JSON: %v", err)
+	}
+	return len(req.Items)
 }

@@ -191,7 +191,7 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		h.writeBodyError(w, err)
 		return
 	}
-	msgs, err := ParsePublish(body, h.Prefix, h.maxMessage())
+	msgs, dropped, err := ParsePublish(body, h.Prefix, h.maxMessage())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
 		return
@@ -205,7 +205,11 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, publishResult{Published: len(msgs)})
+	res := publishResult{Published: len(msgs), Dropped: dropped}
+	if dropped > 0 {
+		res.Note = "items with an empty content dropped"
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (h *Handler) publish(ctx context.Context, m *Message) error {

@@ -99,26 +99,29 @@ func (f *gripFormat) text() (string, error) {
 // subscribers get, http-stream what Server-Sent Events subscribers get
 // (as is: its publisher writes the SSE framing); an item with one of the
 // two sends it to both kinds. maxMessage bounds each item's content.
-// Items whose content is empty are left out (they are keep-alives).
-func ParsePublish(body []byte, prefix string, maxMessage int64) ([]*Message, error) {
+// Items whose content is empty are left out (they are keep-alives) and
+// counted in dropped.
+func ParsePublish(body []byte, prefix string, maxMessage int64) (msgs []*Message, dropped int, err error) {
 	var req gripRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadPublish, err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrBadPublish, err)
 	}
 	if req.Items == nil {
-		return nil, fmt.Errorf(`%w: no "items"`, ErrBadPublish)
+		return nil, 0, fmt.Errorf(`%w: no "items"`, ErrBadPublish)
 	}
-	out := make([]*Message, 0, len(req.Items))
+	msgs = make([]*Message, 0, len(req.Items))
 	for i, it := range req.Items {
 		m, err := it.message(prefix, maxMessage)
 		if err != nil {
-			return nil, fmt.Errorf("%w: item %d: %v", ErrBadPublish, i, err)
+			return nil, 0, fmt.Errorf("%w: item %d: %v", ErrBadPublish, i, err)
 		}
-		if !m.Empty() {
-			out = append(out, m)
+		if m.Empty() {
+			dropped++
+		} else {
+			msgs = append(msgs, m)
 		}
 	}
-	return out, nil
+	return msgs, dropped, nil
 }
 
 func (it *gripItem) message(prefix string, maxMessage int64) (*Message, error) {

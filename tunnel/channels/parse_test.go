@@ -322,7 +322,7 @@ var parsePublishTests = []struct {
 func TestParsePublish(t *testing.T) {
 	for _, tt := range parsePublishTests {
 		t.Run(tt.name, func(t *testing.T) {
-			msgs, err := channels.ParsePublish([]byte(tt.body), tt.prefix, tt.max)
+			msgs, dropped, err := channels.ParsePublish([]byte(tt.body), tt.prefix, tt.max)
 			if tt.wantErr != "" {
 				if !errors.Is(err, channels.ErrBadPublish) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("ParsePublish = %v, %v; want ErrBadPublish mentioning %q", msgs, err, tt.wantErr)
@@ -341,6 +341,9 @@ func TestParsePublish(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParsePublish =\n%+v\nwant\n%+v", got, tt.want)
+			}
+			if n := itemCount(t, []byte(tt.body)); dropped != n-len(msgs) {
+				t.Fatalf("dropped %d, want %d of %d items", dropped, n-len(msgs), n)
 			}
 		})
 	}
