@@ -237,12 +237,17 @@ type clientRelay struct {
 	st *yamux.Stream
 	q  *frameQueue
 
-	mu   sync.Mutex
-	dead error // why the relay ended; nil while it is up
-	seq  uint64
-	acks map[uint64]func(err error)
-	subs map[string]*relaySub
+	mu      sync.Mutex
+	dead    error // why the relay ended; nil while it is up
+	seq     uint64
+	acks    map[uint64]func(err error)
+	subs    map[string]*relaySub
+	members map[*member]bool // the local subscribers through this relay
 }
+
+// member is a local subscriber through a relay; sub is set, under the
+// relay's mu, once the hub has it.
+type member struct{ sub *channels.Subscriber }
 
 // relaySub is a channel the client subscribed to at the server, for as
 // long as it has local subscribers.
@@ -279,7 +284,7 @@ func (c *Client) relay() (*clientRelay, error) {
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
 	r := &clientRelay{c: c, p: p, st: st, q: newFrameQueue(),
-		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}}
+		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}, members: map[*member]bool{}}
 	c.chRelay = r
 	go func() {
 		if err := writeFrames(st, r.q, c.cfg.WriteTimeout); err != nil {
@@ -327,29 +332,32 @@ func (r *clientRelay) read() {
 }
 
 // fail ends the relay: waiting publishes and subscribes fail with err, and
-// every local subscriber is closed with it (it would miss messages).
+// the local subscribers through it are closed with it (they would miss
+// messages). Those of a newer relay, if any, stay.
 func (r *clientRelay) fail(err error) {
 	c := r.c
 	c.relayMu.Lock()
-	defer c.relayMu.Unlock()
+	if c.chRelay == r {
+		c.chRelay = nil
+	}
+	c.relayMu.Unlock()
 	r.mu.Lock()
 	if r.dead != nil {
 		r.mu.Unlock()
 		return
 	}
 	r.dead = err
-	acks := r.acks
-	r.acks = nil
+	acks, members := r.acks, r.members
+	r.acks, r.members = nil, nil
 	r.mu.Unlock()
-	if c.chRelay == r {
-		c.chRelay = nil
-	}
 	r.q.close(nil)
 	_ = r.st.Close()
 	for _, done := range acks {
 		done(err)
 	}
-	c.hub.CloseAll(err)
+	for m := range members {
+		m.sub.End(err)
+	}
 	r.p.log.Info("channel relay closed", "reason", err)
 }
 
@@ -416,10 +424,15 @@ func (b clientBus) Subscribe(ctx context.Context, channel string) (*channels.Sub
 		r.q.push(&events.ChannelFrame{Kind: events.ChannelFrame_SUBSCRIBE, Seq: seq, Channel: channel}, true)
 	}
 	rs.n++
-	sub, err := b.c.hub.Join(channel, func() { r.leave(channel, rs) })
+	m := &member{}
+	sub, err := b.c.hub.Join(channel, func() { r.leave(channel, rs, m) })
+	if err == nil {
+		m.sub = sub
+		r.members[m] = true
+	}
 	r.mu.Unlock()
 	if err != nil {
-		r.leave(channel, rs)
+		r.leave(channel, rs, m)
 		return nil, err
 	}
 	select {
@@ -437,9 +450,10 @@ func (b clientBus) Subscribe(ctx context.Context, channel string) (*channels.Sub
 
 // leave is called when a local subscriber of channel leaves; the last
 // one unsubscribes the client at the server.
-func (r *clientRelay) leave(channel string, rs *relaySub) {
+func (r *clientRelay) leave(channel string, rs *relaySub, m *member) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	delete(r.members, m) // nil once the relay failed: a no-op
 	rs.n--
 	if rs.n > 0 || r.subs[channel] != rs {
 		return

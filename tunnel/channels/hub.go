@@ -346,11 +346,15 @@ func (s *Subscriber) Err() error {
 
 // Close removes the subscriber from its hub. It may be called more than
 // once, and after the subscriber was dropped.
-func (s *Subscriber) Close() {
+func (s *Subscriber) Close() { s.End(ErrClosed) }
+
+// End removes the subscriber from its hub with err as the reason Next
+// and Err give, unless it had already ended.
+func (s *Subscriber) End(err error) {
 	s.hub.mu.Lock()
 	s.hub.remove(s.Channel, s)
 	s.hub.mu.Unlock()
-	s.drop(ErrClosed)
+	s.drop(err)
 }
 
 // remote adapts a Sink to the hub, remembering its channels.

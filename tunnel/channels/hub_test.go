@@ -316,6 +316,25 @@ func TestSubscriberClose(t *testing.T) {
 	bare.Close()
 }
 
+// End removes a subscriber with a reason of the caller's; the first
+// reason stays.
+func TestSubscriberEnd(t *testing.T) {
+	ctx := testCtx(t)
+	h := channels.NewHub(channels.Options{})
+	s, released := join(t, h, "c")
+	h.Deliver(msg("c", "queued"))
+	why := fmt.Errorf("%w: relay lost", channels.ErrUnavailable)
+	s.End(why)
+	s.End(channels.ErrShutdown)
+	s.Close()
+	if m, err := s.Next(ctx); err != why || m != nil {
+		t.Fatalf("Next after End = %v, %v; want nil, %v", m, err, why)
+	}
+	if got, n := released.Load(), h.Subscribers("c"); got != 1 || n != 0 {
+		t.Fatalf("release called %d times, %d subscribers left; want 1, 0", got, n)
+	}
+}
+
 func TestNextWaitsUntilContextEnds(t *testing.T) {
 	h := channels.NewHub(channels.Options{})
 	s, _ := join(t, h, "c")
