@@ -296,6 +296,19 @@ func ErrorReply(status int, code, msg string) *Reply {
 	return &Reply{Status: status, ContentType: "application/json", Body: bytes.NewReader(b), ErrorCode: code}
 }
 
+// WriteError answers an HTTP request with the error body
+// {"error": msg, "code": code}, the form of every front-end error.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	WriteJSON(w, status, ErrorBody{Error: msg, Code: code})
+}
+
+// WriteJSON answers an HTTP request with status and v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
 func closeBody(rep *Reply) {
 	if rep == nil {
 		return

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,7 +110,7 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 			w.Header().Set("Allow", "GET, HEAD")
 			return writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/clients takes GET")
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"clients": f.clients()})
+		handlers.WriteJSON(w, http.StatusOK, map[string]any{"clients": f.clients()})
 		return http.StatusOK, ""
 	}
 	timeout, err := f.timeout(r.Header.Get(HeaderTimeout))
@@ -386,16 +385,10 @@ func badIDRune(r rune) bool {
 	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:", r))
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
 // writeError writes the error body {"error": msg, "code": code}.
 func writeError(w http.ResponseWriter, status int, code, msg string) (int, string) {
 	w.Header().Set(HeaderReturnCode, strconv.Itoa(status))
-	writeJSON(w, status, handlers.ErrorBody{Error: msg, Code: code})
+	handlers.WriteError(w, status, code, msg)
 	return status, code
 }
 

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -89,7 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	channel, err := ParsePath(p)
 	if err != nil {
-		writeError(w, http.StatusNotFound, handlers.CodeBadPath, err.Error())
+		handlers.WriteError(w, http.StatusNotFound, handlers.CodeBadPath, err.Error())
 		return
 	}
 	switch {
@@ -97,7 +96,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.servePost(w, r, channel)
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest,
+		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest,
 			"channels take GET (WebSocket, Server-Sent Events or the HTML page) and POST (publish)")
 	case isWebSocket(r):
 		h.serveWebSocket(w, r, channel)
@@ -136,7 +135,7 @@ func (h *Handler) checkOrigin(r *http.Request) error {
 // servePost publishes the request body as one message.
 func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, channel string) {
 	if err := h.checkOrigin(r); err != nil {
-		writeError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
+		handlers.WriteError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxMessage()))
@@ -145,19 +144,19 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, channel stri
 		return
 	}
 	if !utf8.Valid(body) {
-		writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, "message is not UTF-8 text")
+		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, "message is not UTF-8 text")
 		return
 	}
 	m := &Message{Channel: channel, Text: string(body)}
 	if m.Empty() {
-		writeJSON(w, http.StatusOK, publishResult{Channel: channel, Dropped: 1, Note: "empty message dropped"})
+		handlers.WriteJSON(w, http.StatusOK, publishResult{Channel: channel, Dropped: 1, Note: "empty message dropped"})
 		return
 	}
 	if err := h.publish(r.Context(), m); err != nil {
 		h.writePublishError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, publishResult{Channel: channel, Published: 1})
+	handlers.WriteJSON(w, http.StatusOK, publishResult{Channel: channel, Published: 1})
 }
 
 // publishResult is the JSON answer to a publish.
@@ -172,16 +171,16 @@ type publishResult struct {
 func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/publish/ takes POST")
+		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/publish/ takes POST")
 		return
 	}
 	if err := h.checkOrigin(r); err != nil {
-		writeError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
+		handlers.WriteError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			writeError(w, http.StatusUnsupportedMediaType, handlers.CodeBadRequest,
+			handlers.WriteError(w, http.StatusUnsupportedMediaType, handlers.CodeBadRequest,
 				fmt.Sprintf("/publish/ takes application/json, not %q", ct))
 			return
 		}
@@ -193,7 +192,7 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	msgs, dropped, err := ParsePublish(body, h.Prefix, h.maxMessage())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
+		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
 		return
 	}
 	for i, m := range msgs {
@@ -209,7 +208,7 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	if dropped > 0 {
 		res.Note = "items with an empty content dropped"
 	}
-	writeJSON(w, http.StatusOK, res)
+	handlers.WriteJSON(w, http.StatusOK, res)
 }
 
 func (h *Handler) publish(ctx context.Context, m *Message) error {
@@ -221,28 +220,28 @@ func (h *Handler) publish(ctx context.Context, m *Message) error {
 func (h *Handler) writeBodyError(w http.ResponseWriter, err error) {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
+		handlers.WriteError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
 			fmt.Sprintf("message over the limit of %d bytes", tooLarge.Limit))
 		return
 	}
-	writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, "read message: "+err.Error())
+	handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, "read message: "+err.Error())
 }
 
 func (h *Handler) writePublishError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrShutdown):
-		writeError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, "not published: "+err.Error())
+		handlers.WriteError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, "not published: "+err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, "not published in time: "+err.Error())
+		handlers.WriteError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, "not published in time: "+err.Error())
 	default:
-		writeError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, "not published: "+err.Error())
+		handlers.WriteError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, "not published: "+err.Error())
 	}
 }
 
 // subscribe subscribes for an HTTP request, answering the error if any.
 func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request, channel string) *Subscriber {
 	if err := h.checkOrigin(r); err != nil {
-		writeError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
+		handlers.WriteError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.writeTimeout())
@@ -489,15 +488,4 @@ func (h *Handler) servePage(w http.ResponseWriter, r *http.Request, channel stri
 		return
 	}
 	_ = pageTemplate.Execute(w, struct{ Channel string }{channel})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeError writes the front end's error body {"error": msg, "code": code}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, handlers.ErrorBody{Error: msg, Code: code})
 }
