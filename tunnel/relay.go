@@ -30,11 +30,17 @@ const relayQueueBytes = 16 << 20
 // frameQueue holds the frames waiting for a relay's writer.
 type frameQueue struct {
 	mu     sync.Mutex
-	frames []*events.ChannelFrame
+	frames []queuedFrame
 	bytes  int64
 	closed bool
 	last   *events.ChannelFrame // written after the rest, once closed
 	wake   chan struct{}        // one token: frames or close to look at
+}
+
+// queuedFrame is a frame with its size, counted in the queue's bytes.
+type queuedFrame struct {
+	f *events.ChannelFrame
+	n int64
 }
 
 func newFrameQueue() *frameQueue { return &frameQueue{wake: make(chan struct{}, 1)} }
@@ -49,7 +55,7 @@ func (q *frameQueue) push(f *events.ChannelFrame, force bool) bool {
 		q.mu.Unlock()
 		return false
 	}
-	q.frames = append(q.frames, f)
+	q.frames = append(q.frames, queuedFrame{f, n})
 	q.bytes += n
 	q.mu.Unlock()
 	q.signal()
@@ -67,11 +73,10 @@ func (q *frameQueue) close(last *events.ChannelFrame) {
 	q.signal()
 }
 
-// sent tells the queue that f, taken from it, was written.
-func (q *frameQueue) sent(f *events.ChannelFrame) {
-	n := int64(proto.Size(f))
+// sent tells the queue that qf, taken from it, was written.
+func (q *frameQueue) sent(qf queuedFrame) {
 	q.mu.Lock()
-	q.bytes -= n
+	q.bytes -= qf.n
 	q.mu.Unlock()
 }
 
@@ -91,7 +96,7 @@ func (q *frameQueue) signal() {
 // take waits for frames and returns them all; after close, it returns the
 // last frame (if any) and done. The frames count against the queue's
 // bound until sent is called for each.
-func (q *frameQueue) take() (frames []*events.ChannelFrame, done bool) {
+func (q *frameQueue) take() (frames []queuedFrame, done bool) {
 	for {
 		q.mu.Lock()
 		if q.closed {
@@ -99,7 +104,7 @@ func (q *frameQueue) take() (frames []*events.ChannelFrame, done bool) {
 			q.last = nil
 			q.mu.Unlock()
 			if last != nil {
-				return []*events.ChannelFrame{last}, true
+				return []queuedFrame{{f: last}}, true
 			}
 			return nil, true
 		}
@@ -124,15 +129,15 @@ func writeFrames(st *yamux.Stream, q *frameQueue, timeout time.Duration) error {
 	defer st.Close()
 	for {
 		frames, done := q.take()
-		for _, f := range frames {
+		for _, qf := range frames {
 			if !done && q.isClosed() {
 				break
 			}
 			_ = st.SetWriteDeadline(time.Now().Add(timeout))
-			if err := w.WriteMessage(f); err != nil {
+			if err := w.WriteMessage(qf.f); err != nil {
 				return err
 			}
-			q.sent(f)
+			q.sent(qf)
 		}
 		if len(frames) > 0 {
 			_ = st.SetWriteDeadline(time.Now().Add(timeout))
@@ -159,7 +164,6 @@ func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message
 type serverRelay struct {
 	p      *peer
 	hub    *channels.Hub
-	st     *yamux.Stream
 	q      *frameQueue
 	maxMsg int64
 	once   sync.Once // Drop's
@@ -180,7 +184,7 @@ func (r *serverRelay) Drop(err error) {
 
 // serveRelay serves a client's relay stream until it or the session ends.
 func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
-	r := &serverRelay{p: p, hub: s.hub, st: st, q: newFrameQueue(), maxMsg: s.cfg.ChannelMaxMessage}
+	r := &serverRelay{p: p, hub: s.hub, q: newFrameQueue(), maxMsg: s.cfg.ChannelMaxMessage}
 	p.log.Debug("channel relay opened")
 	wrote := make(chan error, 1)
 	go func() { wrote <- writeFrames(st, r.q, s.cfg.WriteTimeout) }()

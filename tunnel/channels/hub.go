@@ -154,11 +154,16 @@ func (h *Hub) Detach(channel string, s Sink) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r := h.remotes[s]; r != nil && r.channels[channel] {
-		delete(r.channels, channel)
-		h.remove(channel, r)
-		if len(r.channels) == 0 {
-			delete(h.remotes, s)
-		}
+		h.detach(channel, r)
+	}
+}
+
+// detach removes r from channel, and forgets r once it has no channel.
+func (h *Hub) detach(channel string, r *remote) {
+	delete(r.channels, channel)
+	h.remove(channel, r)
+	if len(r.channels) == 0 {
+		delete(h.remotes, r.s)
 	}
 }
 
@@ -212,12 +217,10 @@ func (h *Hub) Deliver(m *Message) int {
 		}
 	}
 	for _, s := range slow {
-		h.remove(m.Channel, s)
 		if r, ok := s.(*remote); ok {
-			delete(r.channels, m.Channel)
-			if len(r.channels) == 0 {
-				delete(h.remotes, r.s)
-			}
+			h.detach(m.Channel, r)
+		} else {
+			h.remove(m.Channel, s)
 		}
 	}
 	h.mu.Unlock()
