@@ -253,17 +253,7 @@ func TestPostPublish(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := do(t, ctx, tt.method, srv.URL+tt.path, nil, tt.body)
-			if tt.want != nil {
-				if resp.StatusCode != tt.status {
-					t.Fatalf("status = %s (%s), want %d", resp.Status, body, tt.status)
-				}
-				checkJSON(t, resp, body, tt.want)
-			} else {
-				checkError(t, resp, body, tt.status, tt.code)
-			}
-			if got := resp.Header.Get("Allow"); got != tt.allow {
-				t.Errorf("Allow = %q, want %q", got, tt.allow)
-			}
+			checkAnswer(t, resp, body, tt.status, tt.want, tt.code, tt.allow)
 			if tt.got != "" {
 				if m := next(t, ctx, sub); m.Text != tt.got {
 					t.Errorf("subscriber got %q, want %q", m.Text, tt.got)
@@ -794,17 +784,7 @@ func TestGRIPPublish(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := do(t, ctx, tt.method, srv.URL+tt.path, tt.hdr, tt.body)
-			if tt.want != nil {
-				if resp.StatusCode != tt.status {
-					t.Fatalf("status = %s (%s), want %d", resp.Status, body, tt.status)
-				}
-				checkJSON(t, resp, body, tt.want)
-			} else {
-				checkError(t, resp, body, tt.status, tt.code)
-			}
-			if got := resp.Header.Get("Allow"); got != tt.allow {
-				t.Errorf("Allow = %q, want %q", got, tt.allow)
-			}
+			checkAnswer(t, resp, body, tt.status, tt.want, tt.code, tt.allow)
 			for _, want := range tt.got {
 				if m := next(t, ctx, news); m.Text != want || m.Channel != "app:news" {
 					t.Errorf("subscriber got %q on %q, want %q on app:news", m.Text, m.Channel, want)
@@ -918,5 +898,22 @@ func TestWebSocketBadMessageWhileReceiving(t *testing.T) {
 		if ce := (websocket.CloseError{}); !errors.As(err, &ce) || ce.Code != websocket.StatusInvalidFramePayloadData {
 			t.Fatalf("round %d: connection ended with %v, want close status 1007", round, err)
 		}
+	}
+}
+
+// checkAnswer checks a table case's answer: the JSON want if set, else an
+// error of status and code; and its Allow header.
+func checkAnswer(t *testing.T, resp *http.Response, body []byte, status int, want map[string]any, code, allow string) {
+	t.Helper()
+	if want != nil {
+		if resp.StatusCode != status {
+			t.Fatalf("status = %s (%s), want %d", resp.Status, body, status)
+		}
+		checkJSON(t, resp, body, want)
+	} else {
+		checkError(t, resp, body, status, code)
+	}
+	if got := resp.Header.Get("Allow"); got != allow {
+		t.Errorf("Allow = %q, want %q", got, allow)
 	}
 }
