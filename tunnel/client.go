@@ -131,7 +131,8 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
-	sess, err := yamux.Client(&coalesceConn{Conn: tc, rb: rb}, c.ycfg)
+	cc := &coalesceConn{Conn: tc, rb: rb, gate: newAcceptGate()}
+	sess, err := yamux.Client(cc, c.ycfg)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("yamux: %w", err)
@@ -147,7 +148,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&c.cfg, tc, sess, certs[0], info, c.bufs), nil
+	return newPeer(&c.cfg, cc, sess, certs[0], info, c.bufs), nil
 }
 
 // runSession serves p until its session ends or ctx ends (then it drains
@@ -166,7 +167,9 @@ func (c *Client) runSession(ctx context.Context, p *peer) error {
 		defer cancel()
 		p.shutdown(sctx)
 	})
-	reason := p.serve()
+	ended := make(chan error, 1)
+	p.start(func(reason error) { ended <- reason })
+	reason := <-ended
 	if !stop() {
 		<-drained
 	}

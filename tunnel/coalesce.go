@@ -88,6 +88,9 @@ func putBuf(bp *[]byte) {
 // both write, so writes are serialised by mu.
 type coalesceConn struct {
 	net.Conn
+	// gate, if set, counts the streams the peer opens (see acceptGate).
+	gate *acceptGate
+
 	// rb, if set, is the socket under Conn (a tls.Conn): a write of more
 	// than one record goes to the socket in one syscall.
 	rb *recordBatcher
@@ -99,6 +102,32 @@ type coalesceConn struct {
 	timer   *time.Timer
 	armed   bool  // timer runs for what is pending
 	err     error // a write of held frames failed: the connection is broken
+
+	endMu  sync.Mutex
+	closed bool
+	onEnd  func() // see whenClosed
+}
+
+// Read reads what the session reads, and shows it to the gate.
+func (c *coalesceConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.gate != nil && n > 0 {
+		c.gate.scan(p[:n])
+	}
+	return n, err
+}
+
+// whenClosed has f called, on a goroutine of its own, once the connection
+// is closed: yamux closes it when the session ends, whatever the reason.
+// If it is closed already, f is called at once.
+func (c *coalesceConn) whenClosed(f func()) {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if c.closed {
+		go f()
+		return
+	}
+	c.onEnd = f
 }
 
 func (c *coalesceConn) Write(p []byte) (int, error) {
@@ -227,9 +256,16 @@ func (c *coalesceConn) flushHeld() {
 	}
 }
 
-// Close sends what is held, if the connection can take it at once, and
-// closes the connection.
+// Close sends what is held, if the connection can take it at once,
+// closes the connection, and calls the whenClosed function.
 func (c *coalesceConn) Close() error {
+	c.endMu.Lock()
+	first, onEnd := !c.closed, c.onEnd
+	c.closed = true
+	c.endMu.Unlock()
+	if first && onEnd != nil {
+		defer func() { go onEnd() }()
+	}
 	if c.mu.TryLock() {
 		if c.armed {
 			c.armed = false

@@ -1,12 +1,14 @@
 package tunnel_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,5 +369,43 @@ func TestKeepAliveAfterUnreadBody(t *testing.T) {
 		if want := fmt.Sprintf("{\"result\":\"n%d\"}\n", i); resp.StatusCode != 200 || string(b) != want {
 			t.Fatalf("GET after POST %d: %d %q, want %q", i, resp.StatusCode, b, want)
 		}
+	}
+}
+
+// TestIdleSessionWaitsForNoStream checks that once events are over, no
+// goroutine waits for the next stream on either node (acceptGate): an idle
+// session costs yamux's reader and writer only.
+func TestIdleSessionWaitsForNoStream(t *testing.T) {
+	_, s, c := pair(t)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		url := c.httpURL + "/server/time"
+		if i%2 == 1 {
+			url = s.httpURL + "/client/c1/time"
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := get(t, url); r.status != http.StatusOK {
+				t.Errorf("GET %s: %d %s", url, r.status, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var dump []byte
+	waitFor(t, ctx, func() bool {
+		dump = make([]byte, 1<<20)
+		dump = dump[:runtime.Stack(dump, true)]
+		return !bytes.Contains(dump, []byte("AcceptStream"))
+	}, "no goroutine in AcceptStream")
+
+	// And the next event still gets through, both ways.
+	if r := get(t, c.httpURL+"/server/time"); r.status != http.StatusOK {
+		t.Errorf("after idle: client->server: %d %s", r.status, r.body)
+	}
+	if r := get(t, s.httpURL+"/client/c1/time"); r.status != http.StatusOK {
+		t.Errorf("after idle: server->client: %d %s", r.status, r.body)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -39,7 +38,7 @@ type peer struct {
 	log  *slog.Logger
 	info PeerInfo
 	leaf *x509.Certificate // the peer's certificate
-	conn net.Conn
+	cc   *coalesceConn     // under sess
 	sess *yamux.Session
 
 	// ctx ends when the session ends; it parents every event's context.
@@ -53,14 +52,14 @@ type peer struct {
 	onRelay func(p *peer, st *yamux.Stream, r *events.Reader)
 }
 
-func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
+func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &peer{
 		leaf:   leaf,
 		cfg:    cfg,
 		log:    cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
 		info:   info,
-		conn:   conn,
+		cc:     cc,
 		sess:   sess,
 		ctx:    ctx,
 		cancel: cancel,
@@ -68,28 +67,59 @@ func newPeer(cfg *Config, conn net.Conn, sess *yamux.Session, leaf *x509.Certifi
 	}
 }
 
-// serve accepts and serves the peer's event streams until the session
-// ends, and returns why it ended.
-func (p *peer) serve() error {
-	defer p.cancel()
+// start serves the peer's streams from now on and keeps the session
+// alive. Once the session has ended, whatever the reason, onEnd is called
+// (on a goroutine of its own) with why. No goroutine waits for streams
+// while none comes (see acceptGate).
+func (p *peer) start(onEnd func(reason error)) {
 	// Keep-alive: a timer, not a goroutine per session (yamux's own
 	// keep-alive loop costs a 4 KiB stack on every idle session).
 	p.ka = time.AfterFunc(time.Duration(math.MaxInt64), p.keepAlive)
 	p.ka.Reset(p.cfg.KeepAliveInterval) // after p.ka is set, for keepAlive to see it
-	defer p.ka.Stop()
+	p.cc.whenClosed(func() {
+		p.cancel()
+		p.ka.Stop()
+		onEnd(p.endReason())
+	})
+	p.cc.gate.open(func() { go p.acceptStreams() })
+}
+
+// acceptStreams takes the streams the gate counted until none is left,
+// and serves the last one itself: at one event at a time, the goroutine
+// the gate starts is the one that serves the event.
+func (p *peer) acceptStreams() {
 	for {
 		st, err := p.sess.AcceptStream()
 		if err != nil {
-			if p.kaFailed.Load() {
-				return yamux.ErrKeepAliveTimeout
-			}
+			return // the session is over
+		}
+		last := p.cc.gate.accepted()
+		switch {
+		case !p.inflight.add():
+			_ = st.Close() // draining: no new events
+		case last:
+			p.serveStream(st, p.inflight.done)
+		default:
+			go p.serveStream(st, p.inflight.done)
+		}
+		if last {
+			return
+		}
+	}
+}
+
+// endReason says why the session, which has ended, ended. It closes the
+// streams the peer opened that were not accepted.
+func (p *peer) endReason() error {
+	if p.kaFailed.Load() {
+		return yamux.ErrKeepAliveTimeout
+	}
+	for {
+		st, err := p.sess.AcceptStream()
+		if err != nil {
 			return err
 		}
-		if !p.inflight.add() {
-			_ = st.Close() // draining: no new events
-			continue
-		}
-		go p.serveStream(st, p.inflight.done)
+		_ = st.Close()
 	}
 }
 

@@ -91,44 +91,41 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			break
 		}
 		tempDelay = 0
-		s.conns.Add(1)
-		go func() {
-			defer s.conns.Done()
-			s.handleConn(ctx, conn)
-		}()
+		s.conns.Add(1) // done when the session ends, or the handshake fails
+		go s.handleConn(ctx, conn)
 	}
 	s.shutdown()
 	s.conns.Wait()
 	return acceptErr
 }
 
-// handleConn runs one client connection: handshake, hello, then the
-// session until it ends.
+// handleConn runs the handshake and the hello of one client connection,
+// then registers the client and starts its session. The goroutine ends
+// there: the session runs on yamux's goroutines, and the stack the
+// handshake grew (tens of KiB) goes with it.
 func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	remote := conn.RemoteAddr().String()
-	p := onOwnStack(func() *peer {
-		p, err := s.handshake(ctx, conn)
-		if err != nil {
-			_ = conn.Close()
-			if ctx.Err() == nil {
-				s.log.Warn("client refused", "remote", remote, "err", err)
-			}
-			return nil
+	p, err := s.handshake(ctx, conn)
+	if err != nil {
+		_ = conn.Close()
+		if ctx.Err() == nil {
+			s.log.Warn("client refused", "remote", remote, "err", err)
 		}
-		if !s.register(p) {
-			p.close()
-			return nil
-		}
-		p.log.Info("client connected", "version", p.info.Version)
-		return p
-	})
-	if p == nil {
+		s.conns.Done()
 		return
 	}
-	reason := p.serve()
-	s.unregister(p)
-	p.log.Info("client disconnected", "reason", disconnectReason(reason),
-		"connected_for", time.Since(p.info.ConnectedSince).Round(time.Millisecond))
+	if !s.register(p) {
+		p.close()
+		s.conns.Done()
+		return
+	}
+	p.log.Info("client connected", "version", p.info.Version)
+	p.start(func(reason error) {
+		s.unregister(p)
+		p.log.Info("client disconnected", "reason", disconnectReason(reason),
+			"connected_for", time.Since(p.info.ConnectedSince).Round(time.Millisecond))
+		s.conns.Done()
+	})
 }
 
 // handshake runs TLS and the hello exchange, bounded by HandshakeTimeout.
@@ -153,7 +150,8 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	sess, err := yamux.Server(&coalesceConn{Conn: tc, rb: rb}, s.ycfg)
+	cc := &coalesceConn{Conn: tc, rb: rb, gate: newAcceptGate()}
+	sess, err := yamux.Server(cc, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
@@ -162,13 +160,14 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		_ = sess.Close()
 		return nil, fmt.Errorf("hello from %q: %w", name, err)
 	}
+	cc.gate.accepted() // the hello's stream
 	info := PeerInfo{
 		Name:           name,
 		RemoteAddr:     conn.RemoteAddr().String(),
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	p := newPeer(&s.cfg, tc, sess, certs[0], info, s.bufs)
+	p := newPeer(&s.cfg, cc, sess, certs[0], info, s.bufs)
 	p.onRelay = s.serveRelay
 	return p, nil
 }

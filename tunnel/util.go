@@ -21,17 +21,6 @@ func newBufPool() *sync.Pool {
 
 var errTooManyFiles = syscall.EMFILE
 
-// onOwnStack runs f on a goroutine of its own and returns its result. A
-// TLS handshake (and a log line) grows its goroutine's stack to tens of
-// KiB, and a stack shrinks back only by halves, at garbage collections:
-// run on the goroutine that then serves the session for hours, that
-// stack would stay, for every idle client.
-func onOwnStack[T any](f func() T) T {
-	ch := make(chan T, 1)
-	go func() { ch <- f() }()
-	return <-ch
-}
-
 // disconnectReason says in words why a session ended.
 func disconnectReason(err error) string {
 	switch {

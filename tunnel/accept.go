@@ -1,0 +1,88 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+)
+
+// acceptGate lets a session go without a goroutine waiting in
+// yamux.Session.AcceptStream while nobody opens a stream, which is most
+// of an idle client's life: on a server with thousands of clients that
+// goroutine is a 2 KiB stack and a scheduler entry per client.
+//
+// The gate reads the session's incoming frames as they pass through
+// coalesceConn.Read, before yamux handles them, and counts the frames
+// that open a stream (SYN). When the count of streams opened and not yet
+// accepted goes from zero to one, it starts an acceptor goroutine
+// (peer.acceptStreams); the acceptor takes streams until the count is
+// back to zero and then ends, serving the last stream itself.
+//
+// A stream yamux refuses (it was going away, or its accept backlog was
+// full) stays counted: the acceptor then waits in AcceptStream, as a
+// session without the gate would, until the next stream or the session's
+// end. The count never says zero while a stream waits to be accepted.
+//
+// Until open is called the gate is held, as by an acceptor that does not
+// end (pending starts at one): the server's hello takes the first stream
+// itself.
+type acceptGate struct {
+	// pending is the streams opened and not yet accepted, plus one while
+	// an acceptor runs or the gate is held.
+	pending atomic.Int64
+	// start runs an acceptor; set by open, before the gate opens.
+	start func()
+
+	// The frame scanner; only the session's reader touches it.
+	hdr  [yamuxHeaderSize]byte
+	have int    // bytes of hdr read so far
+	skip uint32 // bytes of a data frame's body still to pass
+}
+
+func newAcceptGate() *acceptGate {
+	g := &acceptGate{}
+	g.pending.Store(1)
+	return g
+}
+
+// scan follows p, the next bytes the session reads, frame by frame (see
+// the header layout in coalesce.go), and counts the streams opened.
+func (g *acceptGate) scan(p []byte) {
+	var syns int64
+	for len(p) > 0 {
+		if g.skip > 0 {
+			k := min(uint32(len(p)), g.skip)
+			p, g.skip = p[k:], g.skip-k
+			continue
+		}
+		k := copy(g.hdr[g.have:], p)
+		p, g.have = p[k:], g.have+k
+		if g.have < yamuxHeaderSize {
+			break
+		}
+		g.have = 0
+		typ, flags := g.hdr[1], binary.BigEndian.Uint16(g.hdr[2:4])
+		if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&yamuxFlagSYN != 0 {
+			syns++
+		}
+		if typ == yamuxTypeData {
+			g.skip = binary.BigEndian.Uint32(g.hdr[8:12])
+		}
+	}
+	if syns > 0 && g.pending.Add(syns) == syns {
+		g.start()
+	}
+}
+
+// accepted counts a stream taken from the session and reports whether
+// the acceptor that took it is done (nothing else is pending).
+func (g *acceptGate) accepted() bool { return g.pending.Add(-1) == 0 }
+
+// open sets how acceptors start and releases the gate: from now on the
+// gate starts one whenever a stream comes, and at once if streams came
+// while it was held.
+func (g *acceptGate) open(start func()) {
+	g.start = start
+	if !g.accepted() {
+		start()
+	}
+}
