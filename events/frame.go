@@ -23,6 +23,8 @@ const (
 	// stream: large enough that a small event is one write, and that a
 	// 64 KiB copy with its chunk header is one flush, not two.
 	bufferSize = 64<<10 + binary.MaxVarintLen64
+	// flushSize is the most body one flush of the buffer carries.
+	flushSize = bufferSize - binary.MaxVarintLen64
 )
 
 var (
@@ -135,9 +137,13 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 	}
 	for {
 		k, err := src.Read(buf)
-		if k > 0 {
-			n += int64(k)
-			if werr := w.WriteChunk(buf[:k]); werr != nil {
+		// A big read goes out as pieces that each fill the buffer once:
+		// one write to the stream each, however big buf is.
+		for p := buf[:k]; len(p) > 0; {
+			piece := p[:min(len(p), flushSize)]
+			p = p[len(piece):]
+			n += int64(len(piece))
+			if werr := w.WriteChunk(piece); werr != nil {
 				return n, nil, werr
 			}
 			if werr := w.bw.Flush(); werr != nil {

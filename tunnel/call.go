@@ -146,9 +146,9 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 
 // upload streams the request body after the header.
 func (ex *exchange) upload(w *events.Writer, body io.Reader) {
-	buf := ex.p.bufs.Get().(*[]byte)
+	buf := relayBufs.Get().(*[]byte)
 	_, srcErr, dstErr := w.CopyBody(body, *buf)
-	ex.p.bufs.Put(buf)
+	relayBufs.Put(buf)
 	w.Release()
 	ex.mu.Lock()
 	ex.upErr = srcErr
@@ -262,10 +262,6 @@ func (b *replyBody) mapErr(err error) error {
 		return b.ex.classify(err)
 	}
 }
-
-// Ready reports whether more of the body, or its end, has already
-// arrived, so that a relay can hold back a flush (see flushWriter).
-func (b *replyBody) Ready() bool { return !b.ex.done.Load() && b.body.Ready() }
 
 // Whole reports whether all the rest of the body has arrived, and its
 // length (see events.BodyReader.Whole).

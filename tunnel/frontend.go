@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -232,7 +233,10 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		}
 		return resp.Status, resp.ErrorCode
 	}
-	if _, err := io.Copy(flushWriter{w: w, rc: rc, src: resp.Body}, resp.Body); err != nil {
+	fw := newFlushWriter(w, rc)
+	_, err := io.Copy(fw, resp.Body)
+	fw.release()
+	if err != nil {
 		if r.Context().Err() != nil {
 			return 499, "caller_gone"
 		}
@@ -392,22 +396,81 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 	return status, code
 }
 
-// flushWriter sends each write to the caller at once, so that a streamed
-// reply arrives as it is produced; but not while src has more already
-// there, which the next write brings at once (a small reply then leaves
-// with its end in one write).
+// flushWriter relays a streamed reply to the caller. net/http sends each
+// write of a chunked reply as two or three syscalls, whatever its size,
+// so writes are gathered, up to relayBufSize, while the stream flows; and
+// when it pauses, what was gathered goes out relayDelay later at most.
+// The stream's pieces (64 KiB frames, often less) would otherwise each
+// cost three syscalls on the caller's connection.
 type flushWriter struct {
-	w   io.Writer
-	rc  *http.ResponseController
-	src io.Reader
+	mu    sync.Mutex // serialises writes and the timer's flush
+	bw    *bufio.Writer
+	rc    *http.ResponseController
+	timer *time.Timer
+	armed bool
+	done  bool
+	err   error // a flush by the timer failed
 }
 
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if r, ok := f.src.(interface{ Ready() bool }); err == nil && !(ok && r.Ready()) {
-		err = f.rc.Flush()
+// relayDelay bounds how long a streamed reply's bytes wait to be sent.
+const relayDelay = time.Millisecond
+
+var relayWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, relayBufSize) }}
+
+func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController) *flushWriter {
+	bw := relayWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	f := &flushWriter{bw: bw, rc: rc}
+	f.timer = time.AfterFunc(time.Duration(1<<62), f.flushLate)
+	return f
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return 0, f.err
+	}
+	n, err := f.bw.Write(p)
+	if err == nil && f.bw.Buffered() > 0 && !f.armed {
+		f.armed = true
+		f.timer.Reset(relayDelay)
 	}
 	return n, err
+}
+
+// flushLate sends what the stream left waiting.
+func (f *flushWriter) flushLate() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed = false
+	if f.done || f.err != nil {
+		return
+	}
+	if err := f.flush(); err != nil {
+		f.err = err
+	}
+}
+
+func (f *flushWriter) flush() error {
+	if err := f.bw.Flush(); err != nil {
+		return err
+	}
+	return f.rc.Flush()
+}
+
+// release sends what is still gathered and returns the buffer to its
+// pool; the timer will not touch the reply after it.
+func (f *flushWriter) release() {
+	f.timer.Stop()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done = true
+	if f.err == nil && f.bw.Buffered() > 0 {
+		_ = f.flush()
+	}
+	f.bw.Reset(nil)
+	relayWriters.Put(f.bw)
 }
 
 // frontBody is a front-end request body: it enforces the size limit and

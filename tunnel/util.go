@@ -12,6 +12,19 @@ import (
 // copyBufSize is the size of the buffers that copy bodies onto streams.
 const copyBufSize = 64 << 10
 
+// relayBufSize is the size of the buffers that relay a streamed body
+// between a front end's caller and a stream: the bigger the reads and
+// writes on the caller's connection, the fewer syscalls per byte. The
+// stream itself is still written in frames of 64 KiB or less (see
+// events.Writer.CopyBody).
+const relayBufSize = 256 << 10
+
+// relayBufs holds buffers of relayBufSize.
+var relayBufs = sync.Pool{New: func() any {
+	b := make([]byte, relayBufSize)
+	return &b
+}}
+
 func newBufPool() *sync.Pool {
 	return &sync.Pool{New: func() any {
 		b := make([]byte, copyBufSize)
