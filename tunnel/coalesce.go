@@ -185,6 +185,22 @@ func (c *coalesceConn) writeHeld(hdr, body []byte) (int, error) {
 	if c.pending != nil {
 		held = len(*c.pending)
 	}
+	if c.rb != nil && len(body) > tlsRecordSize && (held > 0 || len(hdr) > 0) {
+		// A big body is not copied to sit behind its header: the header
+		// goes in a TLS record of its own, and the records of both leave
+		// in one syscall.
+		bp := c.takeHeld(held + len(hdr))
+		buf := append(*bp, hdr...)
+		n, err := c.rb.batch(func() (int, error) {
+			if _, err := c.Conn.Write(buf); err != nil {
+				return 0, err
+			}
+			return c.Conn.Write(body)
+		})
+		*bp = buf
+		putBuf(bp)
+		return n, err
+	}
 	need := held + len(hdr) + len(body)
 	if need <= maxCoalesce && (held > 0 || len(hdr) > 0) {
 		bp := c.takeHeld(need)
