@@ -57,6 +57,17 @@ func readMemStatus(pid string) (memStatus, error) {
 	return m, nil
 }
 
+// cpuSeconds is the CPU time, user and system, this process has used;
+// 0 if it cannot be read.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: a node
 // with thousands of tunnel connections needs a descriptor for each. It
 // returns the soft limit in force afterwards.

@@ -66,6 +66,8 @@ type nodeStats struct {
 	// Connected is, on a server, the clients connected to it; on a
 	// clients node, its clients connected to the server.
 	Connected int `json:"connected"`
+	// CPUSeconds is the CPU time (user and system) the process has used.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // nodeConfig is what a node is told on its command line.
@@ -363,6 +365,7 @@ func statsHandler(connected func() int) http.Handler {
 			HWMKiB:     mem.HWMKiB,
 			Goroutines: runtime.NumGoroutine(),
 			Connected:  connected(),
+			CPUSeconds: cpuSeconds(),
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
