@@ -88,8 +88,10 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := requestID(r.Header.Get(HeaderRequestID))
 	w.Header().Set(HeaderRequestID, id)
 	status, code := f.serve(w, r, id)
-	f.log.Debug("front end", "req", id, "method", r.Method, "path", r.URL.EscapedPath(),
-		"status", status, "code", code, "duration", time.Since(start))
+	if f.log.Enabled(r.Context(), slog.LevelDebug) { // its arguments cost allocations
+		f.log.Debug("front end", "req", id, "method", r.Method, "path", r.URL.EscapedPath(),
+			"status", status, "code", code, "duration", time.Since(start))
+	}
 }
 
 // serve answers one front-end request and returns the status and error

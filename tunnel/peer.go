@@ -266,9 +266,11 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		if err != nil && ctx.Err() == nil {
 			level = slog.LevelWarn
 		}
-		p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
-			"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
-			"duration", time.Since(start), "err", err)
+		if p.log.Enabled(ctx, level) { // its arguments cost allocations
+			p.log.Log(ctx, level, "event served", "req", ev.Id, "handler", req.Name,
+				"status", rep.Status, "code", rep.ErrorCode, "bytes", n,
+				"duration", time.Since(start), "err", err)
+		}
 		// The event is over: wake whatever still waits on the stream (the
 		// watcher, a handler that ran past its deadline), here rather than
 		// from a goroutine of ctx's, and cancel the handler's context.
