@@ -76,3 +76,43 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 		t.Fatalf("%d acceptors for a stream that came during the hello, want 1", starts)
 	}
 }
+
+// FuzzAcceptGateScan feeds the gate what a peer may send, cut into reads
+// at arbitrary places: it must not panic, and it must count the same
+// streams as a reading of the whole at once, frame by frame.
+func FuzzAcceptGateScan(f *testing.F) {
+	syn := flagged(yamuxTypeWindow, yamuxFlagSYN, 0)
+	f.Add(cat(syn, flagged(yamuxTypeData, yamuxFlagSYN, 3), []byte("abc"), header(2, 1)), uint8(5))
+	f.Add(cat(flagged(yamuxTypeData, 0, 1<<31), syn), uint8(1))
+	f.Add([]byte{0, 0, 0}, uint8(0))
+	f.Fuzz(func(t *testing.T, stream []byte, cut uint8) {
+		// The reference: whole frames, read in one go.
+		var want int64
+		for p := stream; len(p) >= yamuxHeaderSize; {
+			h := p[:yamuxHeaderSize]
+			p = p[yamuxHeaderSize:]
+			typ, flags := h[1], uint16(h[2])<<8|uint16(h[3])
+			if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&yamuxFlagSYN != 0 {
+				want++
+			}
+			if typ == yamuxTypeData {
+				n := uint64(h[8])<<24 | uint64(h[9])<<16 | uint64(h[10])<<8 | uint64(h[11])
+				if n >= uint64(len(p)) {
+					break
+				}
+				p = p[n:]
+			}
+		}
+		g := newAcceptGate()
+		g.open(func() {})
+		size := int(cut)%64 + 1
+		for p := stream; len(p) > 0; {
+			n := min(size, len(p))
+			g.scan(p[:n])
+			p = p[n:]
+		}
+		if got := g.pending.Load(); got != want {
+			t.Fatalf("reads of %d bytes: %d streams counted, want %d", size, got, want)
+		}
+	})
+}
