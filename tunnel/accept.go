@@ -14,8 +14,9 @@ import (
 // coalesceConn.Read, before yamux handles them, and counts the frames
 // that open a stream (SYN). When the count of streams opened and not yet
 // accepted goes from zero to one, it starts an acceptor goroutine
-// (peer.acceptStreams); the acceptor takes streams until the count is
-// back to zero and then ends, serving the last stream itself.
+// (peer.acceptStreams) when the session next reads; the acceptor takes
+// streams until the count is back to zero and then ends, serving the last
+// stream itself.
 //
 // A stream yamux refuses (it was going away, or its accept backlog was
 // full) stays counted: the acceptor then waits in AcceptStream, as a
@@ -33,9 +34,10 @@ type acceptGate struct {
 	start func()
 
 	// The frame scanner; only the session's reader touches it.
-	hdr  [yamuxHeaderSize]byte
-	have int    // bytes of hdr read so far
-	skip uint32 // bytes of a data frame's body still to pass
+	hdr      [yamuxHeaderSize]byte
+	have     int    // bytes of hdr read so far
+	skip     uint32 // bytes of a data frame's body still to pass
+	startDue bool   // an acceptor is to start at the next read
 }
 
 func newAcceptGate() *acceptGate {
@@ -69,6 +71,17 @@ func (g *acceptGate) scan(p []byte) {
 		}
 	}
 	if syns > 0 && g.pending.Add(syns) == syns {
+		g.startDue = true
+	}
+}
+
+// beforeRead starts the acceptor that scan found due, now that yamux has
+// handled the bytes scan saw and asks for more: the streams are waiting
+// in its accept queue, so the acceptor takes its first one without
+// blocking, and it runs on this thread as soon as the reader waits.
+func (g *acceptGate) beforeRead() {
+	if g.startDue {
+		g.startDue = false
 		g.start()
 	}
 }

@@ -26,9 +26,11 @@ func TestAcceptGateScan(t *testing.T) {
 		g.open(func() { starts++ })
 		for p := stream; len(p) > 0; {
 			n := min(size, len(p))
+			g.beforeRead()
 			g.scan(p[:n])
 			p = p[n:]
 		}
+		g.beforeRead()
 		if got := g.pending.Load(); got != want {
 			t.Fatalf("reads of %d bytes: %d streams pending, want %d", size, got, want)
 		}
@@ -50,7 +52,12 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 		t.Fatal("acceptor started with nothing pending")
 	}
 	g.scan(cat(syn, syn))
+	if starts != 0 {
+		t.Fatal("acceptor started before yamux has handled the frames (at the next read)")
+	}
+	g.beforeRead()
 	g.scan(syn)
+	g.beforeRead()
 	if starts != 1 {
 		t.Fatalf("%d acceptors for one busy spell, want 1", starts)
 	}
@@ -61,6 +68,7 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 		t.Fatal("acceptor not told it is done after the last stream")
 	}
 	g.scan(syn)
+	g.beforeRead()
 	if starts != 2 {
 		t.Fatalf("no new acceptor for a stream after an idle spell (%d starts)", starts)
 	}

@@ -110,6 +110,9 @@ type coalesceConn struct {
 
 // Read reads what the session reads, and shows it to the gate.
 func (c *coalesceConn) Read(p []byte) (int, error) {
+	if c.gate != nil {
+		c.gate.beforeRead()
+	}
 	n, err := c.Conn.Read(p)
 	if c.gate != nil && n > 0 {
 		c.gate.scan(p[:n])
