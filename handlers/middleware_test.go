@@ -189,11 +189,14 @@ func authService(t *testing.T, answer func(w http.ResponseWriter, r *http.Reques
 }
 
 func TestExternalAuth(t *testing.T) {
-	var seen http.Header
+	// seen is written by the auth service's handlers, which may still run
+	// (the slow one) when the next request comes: no order between them.
+	var seen atomic.Pointer[http.Header]
 	block := make(chan struct{})
 	t.Cleanup(func() { close(block) })
 	svc, calls := authService(t, func(w http.ResponseWriter, r *http.Request) {
-		seen = r.Header.Clone()
+		h := r.Header.Clone()
+		seen.Store(&h)
 		switch r.Header.Get(HeaderOriginalURI) {
 		case "/secret":
 			w.WriteHeader(http.StatusForbidden)
@@ -237,7 +240,7 @@ func TestExternalAuth(t *testing.T) {
 	}
 	for k, v := range map[string]string{HeaderOriginalURI: "/open", HeaderOriginalMethod: "GET", HeaderPeer: "c1",
 		"X-Request-Id": "req-9", "Authorization": "Bearer t"} {
-		if got := seen.Get(k); got != v {
+		if got := seen.Load().Get(k); got != v {
 			t.Errorf("auth service saw %s %q, want %q", k, got, v)
 		}
 	}
