@@ -25,6 +25,9 @@ const (
 	bufferSize = 64<<10 + binary.MaxVarintLen64
 	// flushSize is the most body one flush of the buffer carries.
 	flushSize = bufferSize - binary.MaxVarintLen64
+	// directChunk is the smallest piece of a copied body that is written
+	// without going through the buffer.
+	directChunk = 16 << 10
 )
 
 var (
@@ -45,6 +48,7 @@ func (e *BodyError) Error() string { return "body ended early: " + e.Msg }
 // concurrent use: one writer per stream.
 type Writer struct {
 	bw  *bufio.Writer
+	dst io.Writer // what bw writes to
 	hdr [binary.MaxVarintLen64]byte
 }
 
@@ -58,7 +62,7 @@ var (
 func NewWriter(w io.Writer) *Writer {
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(w)
-	return &Writer{bw: bw}
+	return &Writer{bw: bw, dst: w}
 }
 
 // Release returns the Writer's buffer to the pool. The Writer must not be
@@ -67,7 +71,7 @@ func (w *Writer) Release() {
 	if w.bw != nil {
 		w.bw.Reset(nil)
 		writerPool.Put(w.bw)
-		w.bw = nil
+		w.bw, w.dst = nil, nil
 	}
 }
 
@@ -135,20 +139,32 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 		}
 		return n, err, w.Flush()
 	}
+	// A big piece skips the buffer: its chunk header is put in front of it
+	// in buf (in room kept free for it, or over bytes already written) and
+	// both go out in one write, so the piece is not copied on the way.
+	room := 0
+	if len(buf) >= directChunk+binary.MaxVarintLen64 {
+		room = binary.MaxVarintLen64
+	}
 	for {
-		k, err := src.Read(buf)
-		// A big read goes out as pieces that each fill the buffer once:
-		// one write to the stream each, however big buf is.
-		for p := buf[:k]; len(p) > 0; {
-			piece := p[:min(len(p), flushSize)]
-			p = p[len(piece):]
+		k, err := src.Read(buf[room:])
+		// A big read goes out as pieces of at most flushSize: one write
+		// to the stream each, however big buf is.
+		for off := room; off < room+k; {
+			piece := buf[off:min(room+k, off+flushSize)]
 			n += int64(len(piece))
-			if werr := w.WriteChunk(piece); werr != nil {
+			var werr error
+			if room > 0 && len(piece) >= directChunk && w.bw.Buffered() == 0 {
+				h := binary.PutUvarint(w.hdr[:], uint64(len(piece)))
+				copy(buf[off-h:off], w.hdr[:h])
+				_, werr = w.dst.Write(buf[off-h : off+len(piece)])
+			} else if werr = w.WriteChunk(piece); werr == nil {
+				werr = w.bw.Flush()
+			}
+			if werr != nil {
 				return n, nil, werr
 			}
-			if werr := w.bw.Flush(); werr != nil {
-				return n, nil, werr
-			}
+			off += len(piece)
 		}
 		if err == io.EOF {
 			break

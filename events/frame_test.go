@@ -250,6 +250,88 @@ func TestCopyBodyFlushesEachRead(t *testing.T) {
 	}
 }
 
+// sizedReads yields data in reads of the given sizes, in turn, and has no
+// Len: CopyBody takes its streaming path.
+type sizedReads struct {
+	data  []byte
+	sizes []int
+	i     int
+}
+
+func (r *sizedReads) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(r.data), r.sizes[r.i%len(r.sizes)])
+	r.i++
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// writeLog keeps a copy of every write, as a stream that must not be
+// handed a buffer to keep would.
+type writeLog struct{ writes [][]byte }
+
+func (l *writeLog) Write(p []byte) (int, error) {
+	l.writes = append(l.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// TestCopyBodyBigReads: big reads go out without the buffer, with their
+// chunk header in front of them in the copy buffer: the body comes out
+// whole and in order behind the message written before it, whatever the
+// sizes of the reads and of the copy buffer.
+func TestCopyBodyBigReads(t *testing.T) {
+	body := make([]byte, 700<<10)
+	for i := range body {
+		body[i] = byte(i * 7 / 5)
+	}
+	for _, tc := range []struct {
+		name  string
+		buf   int
+		sizes []int
+	}{
+		{"big reads, big buffer", 256 << 10, []int{256 << 10}},
+		{"mixed reads", 256 << 10, []int{100, 40 << 10, 16 << 10, 200 << 10, 1, 70 << 10}},
+		{"buffer just big enough", 16<<10 + binary.MaxVarintLen64, []int{64 << 10}},
+		{"buffer one byte short", 16<<10 + binary.MaxVarintLen64 - 1, []int{64 << 10}},
+		{"small buffer", 4 << 10, []int{64 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log writeLog
+			w := events.NewWriter(&log)
+			if err := w.WriteMessage(&events.Reply{Status: 200}); err != nil {
+				t.Fatal(err)
+			}
+			n, srcErr, dstErr := w.CopyBody(&sizedReads{data: body, sizes: tc.sizes}, make([]byte, tc.buf))
+			if n != int64(len(body)) || srcErr != nil || dstErr != nil {
+				t.Fatalf("CopyBody = %d, %v, %v; want %d, nil, nil", n, srcErr, dstErr, len(body))
+			}
+			w.Release()
+			var stream []byte
+			for _, p := range log.writes {
+				if len(p) > 64<<10+binary.MaxVarintLen64 {
+					t.Errorf("a write of %d bytes: more than one 64 KiB piece", len(p))
+				}
+				stream = append(stream, p...)
+			}
+			r := events.NewReader(bytes.NewReader(stream))
+			var rep events.Reply
+			if err := r.ReadMessage(&rep); err != nil || rep.Status != 200 {
+				t.Fatalf("message before the body: %v %v", &rep, err)
+			}
+			got, err := io.ReadAll(r.Body())
+			if err != nil {
+				t.Fatalf("body: %v", err)
+			}
+			if !bytes.Equal(got, body) {
+				t.Fatalf("body: %d bytes came out, %d went in, or not the same", len(got), len(body))
+			}
+		})
+	}
+}
+
 // TestCopyBodySourceError: a producer that fails ends the body with its
 // error, which the reader sees as a *BodyError after the data.
 func TestCopyBodySourceError(t *testing.T) {
