@@ -45,8 +45,9 @@ target it is held to.
      without TLS (another child process; 256 idle connections kept).
   2. streaming: -stream-size bytes POSTed through post_echo on the server
      and back (client node -> server node -> client node), while they are
-     read back and checked: MB/s each way, and the peak RSS (VmHWM) of
-     the server and client node processes. Baseline: the same bytes echoed
+     read back and checked: MB/s each way, the CPU seconds every process
+     (this one included) spent per GiB, and the peak RSS (VmHWM) of the
+     server and client node processes. Baseline: the same bytes echoed
      over one mutually authenticated TLS 1.3 loopback connection to a
      child echo process.
   3. scale: -clients idle clients (tunnel.Client instances, at most
