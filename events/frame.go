@@ -115,7 +115,10 @@ func (w *Writer) Flush() error { return w.bw.Flush() }
 // CopyBody frames everything src yields as a body, flushing after each
 // read so that a slow producer's output leaves at once, and ends it. A read
 // error other than io.EOF ends the body with that error in the trailer and
-// is returned; a write error is returned as is. buf is the copy buffer.
+// is returned; a write error is returned as is. buf is the copy buffer: a
+// read of 16 KiB or more goes to the stream in one write, so its size
+// bounds the writes (the frames) too; smaller reads go through the
+// Writer's buffer.
 func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr error) {
 	if m, ok := src.(interface{ Len() int }); ok && m.Len() <= len(buf) {
 		// A body already in memory (bytes.Reader, strings.Reader) goes out
@@ -148,13 +151,17 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 	}
 	for {
 		k, err := src.Read(buf[room:])
-		// A big read goes out as pieces of at most flushSize: one write
-		// to the stream each, however big buf is.
+		// A read goes out in one write to the stream (one frame) when it
+		// can skip the buffer, as pieces of at most flushSize otherwise.
 		for off := room; off < room+k; {
+			direct := room > 0 && room+k-off >= directChunk && w.bw.Buffered() == 0
 			piece := buf[off:min(room+k, off+flushSize)]
+			if direct {
+				piece = buf[off : room+k]
+			}
 			n += int64(len(piece))
 			var werr error
-			if room > 0 && len(piece) >= directChunk && w.bw.Buffered() == 0 {
+			if direct {
 				h := binary.PutUvarint(w.hdr[:], uint64(len(piece)))
 				copy(buf[off-h:off], w.hdr[:h])
 				_, werr = w.dst.Write(buf[off-h : off+len(piece)])

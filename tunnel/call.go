@@ -146,9 +146,9 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 
 // upload streams the request body after the header.
 func (ex *exchange) upload(w *events.Writer, body io.Reader) {
-	buf := relayBufs.Get().(*[]byte)
+	buf := ex.p.sendBufs.Get().(*[]byte)
 	_, srcErr, dstErr := w.CopyBody(body, *buf)
-	relayBufs.Put(buf)
+	ex.p.sendBufs.Put(buf)
 	w.Release()
 	ex.mu.Lock()
 	ex.upErr = srcErr

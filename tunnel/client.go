@@ -148,7 +148,9 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&c.cfg, cc, sess, certs[0], info, c.bufs), nil
+	p := newPeer(&c.cfg, cc, sess, certs[0], info, c.bufs)
+	p.sendBufs = &relayBufs
+	return p, nil
 }
 
 // runSession serves p until its session ends or ctx ends (then it drains

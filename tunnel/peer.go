@@ -45,7 +45,13 @@ type peer struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	inflight inflight
-	bufs     *sync.Pool
+	bufs     *sync.Pool // copy buffers, copyBufSize
+	// sendBufs holds the buffers that copy a body onto a stream, a frame
+	// per read (events.Writer.CopyBody), and yamux keeps a send buffer as
+	// big as the biggest frame for the session's life: relayBufs on a
+	// client, which has one session, bufs on a server, which has one per
+	// client.
+	sendBufs *sync.Pool
 	ka       *time.Timer // the next keep-alive ping
 	kaFailed atomic.Bool // a ping went unanswered and closed the session
 	// onRelay serves the peer's channel relay stream (set on a server).
@@ -55,15 +61,16 @@ type peer struct {
 func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &peer{
-		leaf:   leaf,
-		cfg:    cfg,
-		log:    cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
-		info:   info,
-		cc:     cc,
-		sess:   sess,
-		ctx:    ctx,
-		cancel: cancel,
-		bufs:   bufs,
+		leaf:     leaf,
+		cfg:      cfg,
+		log:      cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
+		info:     info,
+		cc:       cc,
+		sess:     sess,
+		ctx:      ctx,
+		cancel:   cancel,
+		bufs:     bufs,
+		sendBufs: bufs,
 	}
 }
 
@@ -353,8 +360,8 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 		}
 		return 0, w.Flush()
 	}
-	buf := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(buf)
+	buf := p.sendBufs.Get().(*[]byte)
+	defer p.sendBufs.Put(buf)
 	n, srcErr, dstErr := w.CopyBody(rep.Body, *buf)
 	if dstErr != nil {
 		return n, fmt.Errorf("write reply body: %w", dstErr)

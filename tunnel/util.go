@@ -14,9 +14,9 @@ const copyBufSize = 64 << 10
 
 // relayBufSize is the size of the buffers that relay a streamed body
 // between a front end's caller and a stream: the bigger the reads and
-// writes on the caller's connection, the fewer syscalls per byte. The
-// stream itself is still written in frames of 64 KiB or less (see
-// events.Writer.CopyBody).
+// writes on the caller's connection, the fewer syscalls per byte, and
+// (events.Writer.CopyBody writes a big read as one frame) the fewer
+// frames.
 const relayBufSize = 256 << 10
 
 // relayBufs holds buffers of relayBufSize.
