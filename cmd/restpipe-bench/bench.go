@@ -383,6 +383,10 @@ func (b *bench) scale(ctx context.Context) error {
 	b.note("server RSS per idle client is measured after debug.FreeOSMemory in the server (%s before it); "+
 		"RSS %s with no client, %s with %d; the client processes hold %s per client",
 		fmtKiB(perClientRaw), fmtKiB(float64(before.RSSKiB)), fmtKiB(float64(after.RSSKiB)), n, fmtKiB(float64(clientKiB)/float64(n)))
+	per := func(a, b uint64) string { return fmtKiB((float64(a) - float64(b)) / 1024 / float64(n)) }
+	b.note("of the server's memory per idle client: live heap %s, free space in heap spans in use %s, goroutine stacks %s",
+		per(after.HeapAlloc, before.HeapAlloc), per(after.HeapInuse-after.HeapAlloc, before.HeapInuse-before.HeapAlloc),
+		per(after.StackInuse, before.StackInuse))
 	b.add(row{Section: sec, Name: "server goroutines per idle client", Value: goroutines, Unit: "goroutines", Shown: fmt.Sprintf("%.1f", goroutines)})
 	b.add(row{Section: sec, Name: "time to connect them all", Value: connectTime.Seconds(), Unit: "s", Shown: fmtDur(connectTime)})
 	r := row{Section: sec, Name: "all back after a server restart", Value: restart.Seconds(), Unit: "s", Shown: fmtDur(restart),

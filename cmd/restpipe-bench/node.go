@@ -68,6 +68,11 @@ type nodeStats struct {
 	Connected int `json:"connected"`
 	// CPUSeconds is the CPU time (user and system) the process has used.
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// From runtime.MemStats: live heap objects, heap spans in use (live
+	// objects and the free space between them), goroutine stacks.
+	HeapAlloc  uint64 `json:"heap_alloc"`
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
 }
 
 // nodeConfig is what a node is told on its command line.
@@ -367,6 +372,9 @@ func statsHandler(connected func() int) http.Handler {
 			Connected:  connected(),
 			CPUSeconds: cpuSeconds(),
 		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st.HeapAlloc, st.HeapInuse, st.StackInuse = ms.HeapAlloc, ms.HeapInuse, ms.StackInuse
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	})
