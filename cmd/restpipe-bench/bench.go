@@ -211,11 +211,7 @@ func (b *bench) stream(ctx context.Context) error {
 	if _, err := echoHTTP(ctx, url, min(size, 1<<20)); err != nil {
 		return fmt.Errorf("stream warm-up: %w", err)
 	}
-	srv0, err := srv.stats(ctx, false)
-	if err != nil {
-		return err
-	}
-	cl0, err := cl.stats(ctx, false)
+	st0, err := allStats(ctx, srv, cl)
 	if err != nil {
 		return err
 	}
@@ -225,14 +221,11 @@ func (b *bench) stream(ctx context.Context) error {
 		return cl.errorf("stream through the tunnel: %v", err)
 	}
 	selfTun := cpuSeconds() - self0
-	srvSt, err := srv.stats(ctx, false)
+	st1, err := allStats(ctx, srv, cl)
 	if err != nil {
 		return err
 	}
-	clSt, err := cl.stats(ctx, false)
-	if err != nil {
-		return err
-	}
+	srv0, cl0, srvSt, clSt := st0[0], st0[1], st1[0], st1[1]
 	b.progress("stream    restpipe  %s echoed in %s", fmtBytes(size), fmtDur(tunTime))
 
 	echo, err := b.fleet.start(ctx, "tlsecho", roleTLSEcho, "-dir", b.dir)
@@ -296,6 +289,19 @@ func (b *bench) stream(ctx context.Context) error {
 			Ratio: float64(n.st.HWMKiB) / float64(echoSt.HWMKiB), Target: "< 64 MiB", Met: met(n.st.HWMKiB < limitKiB)})
 	}
 	return nil
+}
+
+// allStats asks each node for its stats (no GC first), in order.
+func allStats(ctx context.Context, nodes ...*child) ([]nodeStats, error) {
+	out := make([]nodeStats, len(nodes))
+	for i, c := range nodes {
+		st, err := c.stats(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = st
+	}
+	return out, nil
 }
 
 // startClients starts n clients of the server at addr, in nodes of at
