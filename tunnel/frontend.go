@@ -400,10 +400,11 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 
 // flushWriter relays a streamed reply to the caller. net/http sends each
 // write of a chunked reply as two or three syscalls, whatever its size,
-// so writes are gathered, up to relayBufSize, while the stream flows; and
-// when it pauses, what was gathered goes out relayDelay later at most.
-// The stream's pieces (64 KiB frames, often less) would otherwise each
-// cost three syscalls on the caller's connection.
+// so writes are gathered, up to relayBufSize: what is gathered goes out
+// when the buffer is full, or relayDelay after its first byte came,
+// whichever is first, so no byte waits longer than that. The stream's
+// pieces (a frame, 64 KiB or less) would otherwise each cost three
+// syscalls on the caller's connection.
 type flushWriter struct {
 	mu    sync.Mutex // serialises writes and the timer's flush
 	bw    *bufio.Writer
