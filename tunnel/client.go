@@ -25,6 +25,7 @@ type Client struct {
 	log  *slog.Logger
 	ycfg *yamux.Config
 	bufs *sync.Pool
+	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
 
 	hub *channels.Hub // this node's channel subscribers
 
@@ -43,11 +44,13 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	bufs := newBufPool()
 	return &Client{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		ycfg:      cfg.yamux(),
-		bufs:      newBufPool(),
+		bufs:      bufs,
+		send:      cfg.sendBufs(relayBufSize, bufs),
 		hub:       channels.NewHub(cfg.hubOptions()),
 		connected: make(chan struct{}),
 	}, nil
@@ -148,9 +151,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	p := newPeer(&c.cfg, cc, sess, certs[0], info, c.bufs)
-	p.sendBufs = &relayBufs
-	return p, nil
+	return newPeer(&c.cfg, cc, sess, certs[0], info, c.bufs, c.send), nil
 }
 
 // runSession serves p until its session ends or ctx ends (then it drains

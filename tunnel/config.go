@@ -1,12 +1,14 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -58,6 +60,15 @@ type Config struct {
 	// stream's throughput is at most StreamWindow / RTT, and a stream
 	// whose reader is slow holds at most this much. Default 1 MiB.
 	StreamWindow uint32
+	// MaxFrame is the largest frame, in bytes, a body is copied onto a
+	// stream in: each read of the body goes out as one frame. Bigger
+	// frames cost less CPU per byte streamed (256 KiB instead of 64 KiB:
+	// about a tenth less, both nodes and the caller together), but yamux
+	// keeps a send buffer as big as the biggest frame a session has sent
+	// for the session's life. 0, the default, means 256 KiB on a client
+	// (one session) and 64 KiB on a server (one session per client).
+	// From 16 KiB to 1 MiB.
+	MaxFrame int
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
 	// acknowledged. yamux allocates 8 bytes per slot on every session,
@@ -185,6 +196,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("tunnel: config has no CA")
 	case c.ReconnectMax < c.ReconnectMin:
 		return c, fmt.Errorf("tunnel: ReconnectMax %v is below ReconnectMin %v", c.ReconnectMax, c.ReconnectMin)
+	case c.MaxFrame != 0 && (c.MaxFrame < minFrame || c.MaxFrame > maxFrame):
+		return c, fmt.Errorf("tunnel: MaxFrame %d is not 0 or between %d and %d", c.MaxFrame, minFrame, maxFrame)
 	case c.MaxBodyBytes < 0:
 		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.ChannelQueue < 0 || c.ChannelQueueBytes < 0:
@@ -204,6 +217,28 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: %w", err)
 	}
 	return c, nil
+}
+
+// Bounds of Config.MaxFrame.
+const (
+	minFrame = 16 << 10
+	maxFrame = 1 << 20
+)
+
+// sendBufs returns the pool of copy buffers of cfg.MaxFrame bytes, or of
+// def bytes when it is 0; own is a pool of copyBufSize ones to reuse.
+func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
+	size := cmp.Or(c.MaxFrame, def)
+	switch size {
+	case copyBufSize:
+		return own
+	case relayBufSize:
+		return &relayBufs
+	}
+	return &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}}
 }
 
 // maxChannelMessage caps ChannelMaxMessage: a relay frame holds a message

@@ -47,10 +47,9 @@ type peer struct {
 	inflight inflight
 	bufs     *sync.Pool // copy buffers, copyBufSize
 	// sendBufs holds the buffers that copy a body onto a stream, a frame
-	// per read (events.Writer.CopyBody), and yamux keeps a send buffer as
-	// big as the biggest frame for the session's life: relayBufs on a
-	// client, which has one session, bufs on a server, which has one per
-	// client.
+	// per read (events.Writer.CopyBody): Config.MaxFrame big, as yamux
+	// keeps a send buffer as big as the biggest frame for the session's
+	// life.
 	sendBufs *sync.Pool
 	ka       *time.Timer // the next keep-alive ping
 	kaFailed atomic.Bool // a ping went unanswered and closed the session
@@ -58,7 +57,7 @@ type peer struct {
 	onRelay func(p *peer, st *yamux.Stream, r *events.Reader)
 }
 
-func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs *sync.Pool) *peer {
+func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs, sendBufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &peer{
 		leaf:     leaf,
@@ -70,7 +69,7 @@ func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Cert
 		ctx:      ctx,
 		cancel:   cancel,
 		bufs:     bufs,
-		sendBufs: bufs,
+		sendBufs: sendBufs,
 	}
 }
 

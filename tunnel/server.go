@@ -27,6 +27,7 @@ type Server struct {
 	tls  *tls.Config
 	ycfg *yamux.Config // shared by every session
 	bufs *sync.Pool
+	send *sync.Pool    // copy buffers of Config.MaxFrame (see peer.sendBufs)
 	hub  *channels.Hub // this node's channel subscribers and clients' relays
 
 	mu      sync.Mutex
@@ -41,12 +42,14 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	bufs := newBufPool()
 	return &Server{
 		cfg:   cfg,
 		log:   cfg.Logger,
 		tls:   cfg.serverTLS(),
 		ycfg:  cfg.yamux(),
-		bufs:  newBufPool(),
+		bufs:  bufs,
+		send:  cfg.sendBufs(copyBufSize, bufs),
 		hub:   channels.NewHub(cfg.hubOptions()),
 		peers: map[string]*peer{},
 	}, nil
@@ -167,7 +170,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	p := newPeer(&s.cfg, cc, sess, certs[0], info, s.bufs)
+	p := newPeer(&s.cfg, cc, sess, certs[0], info, s.bufs, s.send)
 	p.onRelay = s.serveRelay
 	return p, nil
 }

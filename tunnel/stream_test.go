@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/restpipe/restpipe/handlers"
+	"github.com/restpipe/restpipe/tunnel"
 )
 
 // randomReader yields n deterministic pseudo-random bytes.
@@ -82,6 +83,29 @@ func TestStreamedEcho(t *testing.T) {
 	}
 	t.Run("client to server", func(t *testing.T) { echoThrough(t, c.httpURL+"/server/echo", size) })
 	t.Run("server to client", func(t *testing.T) { echoThrough(t, s.httpURL+"/client/c1/echo", size) })
+}
+
+// TestMaxFrame: bodies stream whole both ways with the smallest frames
+// allowed, and a MaxFrame out of bounds is refused.
+func TestMaxFrame(t *testing.T) {
+	p := newPKI(t)
+	small := func(c *tunnel.Config) { c.MaxFrame = 16 << 10 }
+	s := startServer(t, p, small)
+	c := startClient(t, p, "c1", s.tunnelAddr, small)
+	waitConnected(t, c, s)
+	t.Run("client to server", func(t *testing.T) { echoThrough(t, c.httpURL+"/server/echo", 8<<20) })
+	t.Run("server to client", func(t *testing.T) { echoThrough(t, s.httpURL+"/client/c1/echo", 8<<20) })
+
+	for _, bad := range []int{1 << 10, 16<<10 - 1, 1<<20 + 1, -1} {
+		cfg := nodeConfig(t, p.server, nil)
+		cfg.MaxFrame = bad
+		if _, err := tunnel.NewServer(cfg); err == nil || !strings.Contains(err.Error(), "MaxFrame") {
+			t.Errorf("NewServer with MaxFrame %d: %v, want an error about MaxFrame", bad, err)
+		}
+		if _, err := tunnel.NewClient(cfg); err == nil || !strings.Contains(err.Error(), "MaxFrame") {
+			t.Errorf("NewClient with MaxFrame %d: %v, want an error about MaxFrame", bad, err)
+		}
+	}
 }
 
 // TestRepliesStreamAsProduced: a Server-Sent Events reply reaches the

@@ -218,6 +218,8 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"client", "stray"}, 2, "stray"},
 		{[]string{"client", "--server", "127.0.0.1:1", "--window", "100", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
 		{[]string{"client", "--server", "127.0.0.1:1", "--window", "lots"}, 2, "KiB, MiB or GiB"},
+		{[]string{"client", "--server", "127.0.0.1:1", "--max-frame", "4KiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "16KiB to 1MiB"},
+		{[]string{"server", "--max-frame", "2MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-frame 2MiB"},
 		{[]string{"server", "--timeout", "soon"}, 2, "invalid value"},
 		{[]string{"server", "--origin", "[bad", "--cert", crt, "--key", key, "--ca", ca}, 2, "--origin"},
 		{[]string{"server", "--channel-max-message", "1MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
