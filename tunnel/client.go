@@ -120,7 +120,8 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	rb := &recordBatcher{Conn: raw}
+	idle := newIdleReader(raw)
+	rb := &recordBatcher{Conn: idle}
 	tc := tls.Client(rb, tlsConf)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = raw.Close()
@@ -134,12 +135,14 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
-	cc := &coalesceConn{Conn: tc, rb: rb, gate: newAcceptGate()}
+	cc := &coalesceConn{Conn: tc, rb: rb, idle: idle, gate: newAcceptGate()}
+	idle.start()
 	sess, err := yamux.Client(cc, c.ycfg)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
+	cc.sess.Store(sess)
 	h, err := clientHello(hctx, sess, &c.cfg)
 	if err != nil {
 		_ = sess.Close()

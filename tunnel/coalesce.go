@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // yamux v0.1.2's send loop (its only writer on the connection) writes each
@@ -94,6 +97,12 @@ type coalesceConn struct {
 	// rb, if set, is the socket under Conn (a tls.Conn): a write of more
 	// than one record goes to the socket in one syscall.
 	rb *recordBatcher
+	// idle, if set, is the socket under rb: while the session has no
+	// stream open, Read waits for it here, on a small stack, rather than
+	// inside Conn (see idleReader).
+	idle *idleReader
+	// sess is the session over this connection, once yamux has made it.
+	sess atomic.Pointer[yamux.Session]
 
 	mu      sync.Mutex
 	hdr     [yamuxHeaderSize]byte
@@ -113,11 +122,26 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 	if c.gate != nil {
 		c.gate.beforeRead()
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.idle != nil && c.idle.started && c.idleSession() {
+		n, err = c.idle.readFrom(c.Conn, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if c.gate != nil && n > 0 {
 		c.gate.scan(p[:n])
 	}
 	return n, err
+}
+
+// idleSession reports whether the session has no stream open: the next
+// frame may be a long way off. With a stream open (an event, a relay, a
+// transfer) the next one is usually near, and waiting on a small stack
+// would cost each frame two more syscalls.
+func (c *coalesceConn) idleSession() bool {
+	s := c.sess.Load()
+	return s != nil && s.NumStreams() == 0
 }
 
 // whenClosed has f called, on a goroutine of its own, once the connection

@@ -374,9 +374,17 @@ func TestKeepAliveAfterUnreadBody(t *testing.T) {
 
 // TestIdleSessionWaitsForNoStream checks that once events are over, no
 // goroutine waits for the next stream on either node (acceptGate): an idle
-// session costs yamux's reader and writer only.
+// session costs yamux's reader and writer only, and the reader waits on a
+// small stack (idleReader).
 func TestIdleSessionWaitsForNoStream(t *testing.T) {
-	_, s, c := pair(t)
+	// A reader decides where to wait when it parks: one that parked while
+	// the last event's stream was still closing waits where it is until
+	// the next frame. Pings every 50 ms bring that frame soon.
+	p := newPKI(t)
+	pings := func(c *tunnel.Config) { c.KeepAliveInterval = 50 * time.Millisecond }
+	s := startServer(t, p, pings)
+	c := startClient(t, p, "c1", s.tunnelAddr, pings)
+	waitConnected(t, c, s)
 	var wg sync.WaitGroup
 	for i := range 40 {
 		url := c.httpURL + "/server/time"
@@ -400,6 +408,13 @@ func TestIdleSessionWaitsForNoStream(t *testing.T) {
 		dump = dump[:runtime.Stack(dump, true)]
 		return !bytes.Contains(dump, []byte("AcceptStream"))
 	}, "no goroutine in AcceptStream")
+	// With no stream open, each side's reader waits for the socket near
+	// the top of its stack (idleReader), not inside crypto/tls.
+	waitFor(t, ctx, func() bool {
+		dump = make([]byte, 1<<20)
+		dump = dump[:runtime.Stack(dump, true)]
+		return bytes.Count(dump, []byte("(*idleReader).waitReadable")) == 2
+	}, "both session readers waiting in idleReader.waitReadable")
 
 	// And the next event still gets through, both ways.
 	if r := get(t, c.httpURL+"/server/time"); r.status != http.StatusOK {

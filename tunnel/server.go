@@ -135,7 +135,8 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	rb := &recordBatcher{Conn: conn}
+	idle := newIdleReader(conn)
+	rb := &recordBatcher{Conn: idle}
 	tc := tls.Server(rb, s.tls)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
@@ -153,11 +154,13 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	cc := &coalesceConn{Conn: tc, rb: rb, gate: newAcceptGate()}
+	cc := &coalesceConn{Conn: tc, rb: rb, idle: idle, gate: newAcceptGate()}
+	idle.start()
 	sess, err := yamux.Server(cc, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
+	cc.sess.Store(sess)
 	h, err := serverHello(hctx, sess, &s.cfg, name, refusal)
 	if err != nil {
 		_ = sess.Close()
