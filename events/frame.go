@@ -155,10 +155,11 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 		// can skip the buffer, as pieces of at most flushSize otherwise.
 		for off := room; off < room+k; {
 			direct := room > 0 && room+k-off >= directChunk && w.bw.Buffered() == 0
-			piece := buf[off:min(room+k, off+flushSize)]
+			end := min(room+k, off+flushSize)
 			if direct {
-				piece = buf[off : room+k]
+				end = room + k
 			}
+			piece := buf[off:end]
 			n += int64(len(piece))
 			var werr error
 			if direct {

@@ -44,7 +44,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	bufs := newBufPool()
+	bufs := newBufPool(copyBufSize)
 	return &Client{
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -233,12 +233,9 @@ func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
 	case copyBufSize:
 		return own
 	case relayBufSize:
-		return &relayBufs
+		return relayBufs
 	}
-	return &sync.Pool{New: func() any {
-		b := make([]byte, size)
-		return &b
-	}}
+	return newBufPool(size)
 }
 
 // maxChannelMessage caps ChannelMaxMessage: a relay frame holds a message

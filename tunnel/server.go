@@ -42,7 +42,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	bufs := newBufPool()
+	bufs := newBufPool(copyBufSize)
 	return &Server{
 		cfg:   cfg,
 		log:   cfg.Logger,

@@ -20,14 +20,12 @@ const copyBufSize = 64 << 10
 const relayBufSize = 256 << 10
 
 // relayBufs holds buffers of relayBufSize.
-var relayBufs = sync.Pool{New: func() any {
-	b := make([]byte, relayBufSize)
-	return &b
-}}
+var relayBufs = newBufPool(relayBufSize)
 
-func newBufPool() *sync.Pool {
+// newBufPool returns a pool of *[]byte buffers of size bytes.
+func newBufPool(size int) *sync.Pool {
 	return &sync.Pool{New: func() any {
-		b := make([]byte, copyBufSize)
+		b := make([]byte, size)
 		return &b
 	}}
 }
