@@ -140,6 +140,9 @@ const (
 	CodeBodyTimeout = "body_timeout"
 	// CodeUpstreamUnavailable: a forward route's service is down (502).
 	CodeUpstreamUnavailable = "upstream_unavailable"
+	// CodeMisdirected: the request's Host is not a name of the front end
+	// (421), as with DNS rebinding.
+	CodeMisdirected = "misdirected"
 )
 
 // Name derives a handler name from an HTTP method and noun segments:

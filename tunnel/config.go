@@ -15,6 +15,7 @@ import (
 
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
 // Dispatcher answers the events a peer sends. *handlers.Registry is one.
@@ -109,9 +110,19 @@ type Config struct {
 	// ChannelPrefix is put before the channel of every item published
 	// with GRIP's POST /publish/ on this node's front end.
 	ChannelPrefix string
-	// Origins are the web origins whose pages may use the front end's
-	// channels besides its own (see channels.Handler.Origins).
+	// Origins are the web origins whose pages may call the front end
+	// besides its own, on every path: patterns as webguard.New takes them
+	// ("*.example.com", "https://app.example.com"). A request from a page
+	// of any other origin is refused (403 forbidden). Default none.
 	Origins []string
+	// HTTPHosts are the Host names the front end answers to besides its
+	// own: the address a connection came in on, localhost, 127.0.0.1 and
+	// [::1], each with the front end's port. A name without a port
+	// ("tunnel.internal") stands for it with the front end's port, one
+	// with a port ("proxy.internal:8443") for exactly that. Any other Host
+	// is refused (421 misdirected), which defeats DNS rebinding; a front
+	// end on a UNIX socket does not check Host. Default none.
+	HTTPHosts []string
 
 	// ReconnectMin and ReconnectMax bound the client's jittered
 	// exponential backoff between connection attempts. It never gives up.
@@ -210,8 +221,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: ChannelQueueBytes %d is below twice ChannelMaxMessage (%d) plus 1 KiB",
 			c.ChannelQueueBytes, c.ChannelMaxMessage)
 	}
-	if err := channels.CheckOrigins(c.Origins); err != nil {
+	if err := webguard.CheckOrigins(c.Origins); err != nil {
 		return c, fmt.Errorf("tunnel: %w", err)
+	}
+	if err := webguard.CheckHosts(c.HTTPHosts); err != nil {
+		return c, fmt.Errorf("tunnel: HTTPHosts: %w", err)
 	}
 	if err := yamux.VerifyConfig(c.yamux()); err != nil {
 		return c, fmt.Errorf("tunnel: %w", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
 // Headers the front end reads and writes.
@@ -52,12 +53,25 @@ type frontend struct {
 	// subscribers, closed when the front end shuts down.
 	channels *channels.Handler
 	hub      *channels.Hub
+	// guard refuses, before anything else, a Host that is not the front
+	// end's and a request from a page of another origin.
+	guard *webguard.Policy
+}
+
+// newGuard is the front end's Host and Origin policy.
+func newGuard(cfg *Config) *webguard.Policy {
+	g, err := webguard.New(cfg.HTTPHosts, cfg.Origins)
+	if err != nil {
+		// Config.withDefaults checked both lists: not reached. The empty
+		// policy is the strictest.
+		return &webguard.Policy{}
+	}
+	return g
 }
 
 func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channels.Handler {
 	return &channels.Handler{
 		Bus:          bus,
-		Origins:      cfg.Origins,
 		Prefix:       cfg.ChannelPrefix,
 		MaxMessage:   cfg.ChannelMaxMessage,
 		WriteTimeout: cfg.WriteTimeout,
@@ -70,7 +84,7 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 // calls client <name>, "GET /clients" lists the connected clients.
 func (s *Server) Frontend() http.Handler {
 	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients,
-		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub}
+		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub, guard: newGuard(&s.cfg)}
 }
 
 // Frontend returns the client node's front end: "/server/<noun>" calls
@@ -80,7 +94,7 @@ func (c *Client) Frontend() http.Handler {
 		return c.Call(ctx, ev, body)
 	}
 	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call,
-		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), hub: c.hub}
+		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), hub: c.hub, guard: newGuard(&c.cfg)}
 }
 
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +111,16 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve answers one front-end request and returns the status and error
 // code it answered, for the log.
 func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int, string) {
+	// Before any dispatch: every path (RPC, /clients, channels, forward
+	// routes and their WebSocket upgrades) is refused to a rebound or
+	// foreign page alike.
+	if err := f.guard.Check(r); err != nil {
+		status, code := webguard.Status(err)
+		f.log.Info("front end: browser request refused", "req", id, "method", r.Method,
+			"path", r.URL.EscapedPath(), "host", r.Host, "origin", r.Header.Get("Origin"),
+			"fetch_site", r.Header.Get("Sec-Fetch-Site"), "status", status, "err", err)
+		return writeError(w, status, code, err.Error())
+	}
 	if channels.Is(r.URL.EscapedPath()) {
 		f.channels.ServeHTTP(w, r)
 		return 0, "channels"

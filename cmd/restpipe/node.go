@@ -18,7 +18,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
-	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
 func protocolVersion() int { return events.ProtocolVersion }
@@ -44,6 +44,7 @@ type nodeFlags struct {
 	authTimeout     time.Duration
 	authTTL         time.Duration
 	origins         stringList
+	httpHosts       stringList
 	channelPrefix   string
 	channelQueue    int
 	channelMaxMsg   byteSize
@@ -73,7 +74,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
 	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
 	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision per peer and path (0: no cache)")
-	fs.Var(&n.origins, "origin", "a web origin `PATTERN` whose pages may use /channels/ besides the front end's own: a host glob (\"*.example.com\") or scheme://host (repeatable)")
+	fs.Var(&n.origins, "origin", "a web origin `PATTERN` whose pages may call the front end (every path) besides its own: a host glob (\"*.example.com\") or scheme://host (repeatable)")
+	fs.Var(&n.httpHosts, "http-host", "a Host `NAME` the front end answers to besides its address, localhost, 127.0.0.1 and [::1]: NAME (with the front end's port) or NAME:PORT; any other Host gets 421 (repeatable)")
 	fs.StringVar(&n.channelPrefix, "channel-prefix", "", "a `PREFIX` put before the channel of every item published with GRIP's POST /publish/ on this node")
 	d := tunnel.DefaultConfig()
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
@@ -136,8 +138,11 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if n.channelQueue <= 0 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
 		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be positive, --channel-max-message from 1 byte to 256KiB"}
 	}
-	if err := channels.CheckOrigins(n.origins); err != nil {
+	if err := webguard.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
+	}
+	if err := webguard.CheckHosts(n.httpHosts); err != nil {
+		return nil, tunnel.Config{}, nil, usageError{"--http-host: " + err.Error()}
 	}
 	logger, err := newLogger(env, n.logLevel, n.logFormat)
 	if err != nil {
@@ -200,6 +205,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	cfg.StreamWindow = uint32(n.window)
 	cfg.MaxFrame = int(n.maxFrame)
 	cfg.Origins = n.origins
+	cfg.HTTPHosts = frontendHosts(n.http, n.httpHosts)
 	cfg.ChannelPrefix = n.channelPrefix
 	cfg.ChannelQueue = n.channelQueue
 	cfg.ChannelMaxMessage = int64(n.channelMaxMsg)
@@ -272,6 +278,17 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 		return nil, fmt.Errorf("front end: listen %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// frontendHosts are the front end's extra Host names: --http-host, and
+// the host of --http when it is a name (--http myhost.lan:8080), which
+// the listener only knows as an address.
+func frontendHosts(httpAddr string, given []string) []string {
+	host, _, err := net.SplitHostPort(httpAddr)
+	if err != nil || host == "" || net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+		return given
+	}
+	return append([]string{host}, given...)
 }
 
 // checkForwardTarget warns when a forward route's service does not answer

@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,18 +23,13 @@ import (
 // Handler serves channels on a front end: "/channels/<name>" (WebSocket
 // and Server-Sent Events subscribers, an HTML page, POST to publish) and
 // GRIP's "POST /publish/". Set Bus; the other fields have defaults.
+//
+// Handler makes no browser checks of its own: serve it behind a
+// webguard.Policy (Policy.Handler), as a node's front end does, so that
+// pages of other origins and rebound pages cannot use the channels.
 type Handler struct {
 	// Bus carries the messages across the tunnel. Required.
 	Bus Bus
-	// Origins are the web origins allowed besides the front end's own
-	// (Origin host equal to Host): patterns matched with path.Match
-	// against the Origin's host, with its port if it has one
-	// ("*.example.com", "app.example.com:8443"), or against
-	// "scheme://host[:port]" when the pattern has a "://". A request with an
-	// Origin header that matches none is refused (403) before it can
-	// subscribe or publish. Requests without Origin (not from a browser)
-	// are not checked.
-	Origins []string
 	// Prefix is put before the channel name of every GRIP publish item.
 	Prefix string
 	// MaxMessage bounds one message, in bytes. Default 64 KiB.
@@ -55,16 +48,6 @@ type Handler struct {
 func Is(escapedPath string) bool {
 	return strings.HasPrefix(escapedPath, PathPrefix) || escapedPath == "/channels" ||
 		escapedPath == PublishPath || escapedPath == "/publish"
-}
-
-// CheckOrigins checks that every pattern is a valid path.Match pattern.
-func CheckOrigins(patterns []string) error {
-	for _, p := range patterns {
-		if _, err := path.Match(p, ""); err != nil {
-			return fmt.Errorf("origin pattern %q: %w", p, err)
-		}
-	}
-	return nil
 }
 
 func (h *Handler) maxMessage() int64 { return cmp.Or(h.MaxMessage, 64<<10) }
@@ -107,37 +90,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// checkOrigin refuses a browser request from an origin not allowed.
-func (h *Handler) checkOrigin(r *http.Request) error {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return nil
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("origin %q is not a URL with a host", origin)
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return nil
-	}
-	for _, p := range h.Origins {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
-			return nil
-		}
-	}
-	return fmt.Errorf("origin %q is not allowed (see --origin)", origin)
-}
-
 // servePost publishes the request body as one message.
 func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, channel string) {
-	if err := h.checkOrigin(r); err != nil {
-		handlers.WriteError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxMessage()))
 	if err != nil {
 		h.writeBodyError(w, err)
@@ -172,10 +126,6 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/publish/ takes POST")
-		return
-	}
-	if err := h.checkOrigin(r); err != nil {
-		handlers.WriteError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -240,10 +190,6 @@ func (h *Handler) writePublishError(w http.ResponseWriter, err error) {
 
 // subscribe subscribes for an HTTP request, answering the error if any.
 func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request, channel string) *Subscriber {
-	if err := h.checkOrigin(r); err != nil {
-		handlers.WriteError(w, http.StatusForbidden, handlers.CodeForbidden, err.Error())
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.writeTimeout())
 	defer cancel()
 	sub, err := h.Bus.Subscribe(ctx, channel)
@@ -342,7 +288,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 		return
 	}
 	defer sub.Close()
-	// The origin was checked by subscribe, with a JSON answer.
+	// The origin was checked in front of the Handler, with a JSON answer.
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		return // Accept answered the caller
