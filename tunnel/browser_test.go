@@ -119,9 +119,10 @@ type webDriver struct {
 var driverPort = regexp.MustCompile(`started successfully on port (\d+)\.`)
 
 // startBrowser runs chromedriver on a kernel-chosen port and opens a
-// session of headless Chromium with a profile of its own. At cleanup the
+// session of headless Chromium with a profile of its own, and with args
+// added to its command line. At cleanup the
 // session is closed and chromedriver's process group killed.
-func startBrowser(t *testing.T, ctx context.Context) *webDriver {
+func startBrowser(t *testing.T, ctx context.Context, args ...string) *webDriver {
 	t.Helper()
 	profile := t.TempDir() // removed after the cleanup below: the browser is gone
 	out := &driverOutput{port: make(chan string, 1)}
@@ -166,8 +167,8 @@ func startBrowser(t *testing.T, ctx context.Context) *webDriver {
 		"browserName": "chrome",
 		"goog:chromeOptions": map[string]any{
 			"binary": chromiumPath,
-			"args": []string{"--headless=new", "--no-sandbox", "--disable-gpu",
-				"--disable-dev-shm-usage", "--user-data-dir=" + profile},
+			"args": append([]string{"--headless=new", "--no-sandbox", "--disable-gpu",
+				"--disable-dev-shm-usage", "--user-data-dir=" + profile}, args...),
 		},
 	}}}
 	var session struct {
@@ -281,6 +282,12 @@ func (d *webDriver) click(t *testing.T, ctx context.Context, css string) {
 // returns into out.
 func (d *webDriver) execute(ctx context.Context, js string, out any) error {
 	return d.call(ctx, http.MethodPost, "/execute/sync", map[string]any{"script": js, "args": []any{}}, out)
+}
+
+// executeAsync runs js, a function body whose last argument is a
+// callback, in the page and decodes what it passes the callback into out.
+func (d *webDriver) executeAsync(ctx context.Context, js string, out any) error {
+	return d.call(ctx, http.MethodPost, "/execute/async", map[string]any{"script": js, "args": []any{}}, out)
 }
 
 // script runs js in the page and returns what it returns.
