@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type nodeFlags struct {
 	authTTL         time.Duration
 	origins         stringList
 	httpHosts       stringList
+	httpApps        stringList
 	channelPrefix   string
 	channelQueue    int
 	channelMaxMsg   byteSize
@@ -75,6 +77,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
 	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision per peer and path (0: no cache)")
 	fs.Var(&n.origins, "origin", "a web origin `PATTERN` whose pages may call the front end (every path) besides its own: a host glob (\"*.example.com\") or scheme://host (repeatable)")
+	fs.Var(&n.httpApps, "http-app", "a browser-facing app `ADDR=PATH`: a front end of its own on ADDR (host:port or unix:PATH) that serves only PATH (/client/c1/web on a server), at its root, so that the app's pages get an origin without the control API (repeatable)")
 	fs.Var(&n.httpHosts, "http-host", "a Host `NAME` the front end answers to besides its address, localhost, 127.0.0.1 and [::1]: NAME (with the front end's port) or NAME:PORT; any other Host gets 421 (repeatable)")
 	fs.StringVar(&n.channelPrefix, "channel-prefix", "", "a `PREFIX` put before the channel of every item published with GRIP's POST /publish/ on this node")
 	d := tunnel.DefaultConfig()
@@ -143,6 +146,11 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	if err := webguard.CheckHosts(n.httpHosts); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--http-host: " + err.Error()}
+	}
+	for _, app := range n.httpApps {
+		if _, _, err := parseHTTPApp(app, http.NotFoundHandler()); err != nil {
+			return nil, tunnel.Config{}, nil, err
+		}
 	}
 	logger, err := newLogger(env, n.logLevel, n.logFormat)
 	if err != nil {
@@ -280,12 +288,61 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 	return ln, nil
 }
 
+// parseHTTPApp parses --http-app ADDR=PATH into its address and the
+// part of front end h it serves.
+func parseHTTPApp(v string, h http.Handler) (string, http.Handler, error) {
+	addr, prefix, ok := strings.Cut(v, "=")
+	if !ok {
+		return "", nil, usageError{fmt.Sprintf("--http-app %q: want ADDR=PATH, like 127.0.0.1:9090=/client/c1/web", v)}
+	}
+	if err := checkHTTPAddr(addr); err != nil {
+		return "", nil, usageError{fmt.Sprintf("--http-app %q: want host:port or unix:PATH before the =", v)}
+	}
+	app, err := tunnel.Mount(h, prefix)
+	if err != nil {
+		return "", nil, usageError{fmt.Sprintf("--http-app %q: %v", v, err)}
+	}
+	return addr, app, nil
+}
+
+// frontends opens the main front end and each --http-app one, and
+// returns a runner for each; on an error the listeners opened are closed.
+func (n *nodeFlags) frontends(logger *slog.Logger, h http.Handler, cfg tunnel.Config) ([]func(context.Context) error, error) {
+	var lns []net.Listener
+	fail := func(err error) ([]func(context.Context) error, error) {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	ln, err := listenHTTP(n.http, logger)
+	if err != nil {
+		return fail(err)
+	}
+	lns = append(lns, ln)
+	runs := []func(context.Context) error{func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, ln, h, cfg) }}
+	for _, v := range n.httpApps {
+		addr, app, err := parseHTTPApp(v, h)
+		if err != nil {
+			return fail(err)
+		}
+		ln, err := listenHTTP(addr, logger)
+		if err != nil {
+			return fail(err)
+		}
+		lns = append(lns, ln)
+		logger.Info("app front end", "addr", ln.Addr().String(), "serves", v[strings.IndexByte(v, '=')+1:])
+		runs = append(runs, func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, ln, app, cfg) })
+	}
+	return runs, nil
+}
+
 // frontendHosts are the front end's extra Host names: --http-host, and
 // the host of --http when it is a name (--http myhost.lan:8080), which
 // the listener only knows as an address.
 func frontendHosts(httpAddr string, given []string) []string {
 	host, _, err := net.SplitHostPort(httpAddr)
-	if err != nil || host == "" || net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+	if err != nil || strings.HasPrefix(httpAddr, "unix:") || host == "" || net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
 		return given
 	}
 	return append([]string{host}, given...)
@@ -458,7 +515,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("tunnel: listen %s: %w", f.listen, err)
 	}
-	hln, err := listenHTTP(n.http, logger)
+	fronts, err := n.frontends(logger, srv.Frontend(), cfg)
 	if err != nil {
 		tln.Close()
 		return err
@@ -473,9 +530,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 			}
 		}
 	})
-	return runAll(ctx,
-		func(ctx context.Context) error { return srv.Serve(ctx, tln) },
-		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
+	return runAll(ctx, append(fronts, func(ctx context.Context) error { return srv.Serve(ctx, tln) })...)
 }
 
 // quiet is env with usage output silenced, for reparsing on a reload.
@@ -529,7 +584,7 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	hln, err := listenHTTP(n.http, logger)
+	fronts, err := n.frontends(logger, c.Frontend(), cfg)
 	if err != nil {
 		return err
 	}
@@ -539,7 +594,5 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 		fresh, err := parseClientFlags(quiet(env), args)
 		n.reload(logger, reg, &fresh.nodeFlags, err)
 	})
-	return runAll(ctx,
-		func(ctx context.Context) error { return c.Run(ctx, f.server) },
-		func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })
+	return runAll(ctx, append(fronts, func(ctx context.Context) error { return c.Run(ctx, f.server) })...)
 }

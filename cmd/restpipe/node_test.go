@@ -222,6 +222,11 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--max-frame", "2MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-frame 2MiB"},
 		{[]string{"server", "--timeout", "soon"}, 2, "invalid value"},
 		{[]string{"server", "--origin", "[bad", "--cert", crt, "--key", key, "--ca", ca}, 2, "--origin"},
+		{[]string{"server", "--http-host", "http://x", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http-host"},
+		{[]string{"server", "--http-host", "x:0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http-host"},
+		{[]string{"server", "--http-app", "127.0.0.1:0", "--cert", crt, "--key", key, "--ca", ca}, 2, "ADDR=PATH"},
+		{[]string{"server", "--http-app", "127.0.0.1:0=/clients", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http-app"},
+		{[]string{"server", "--http-app", "nohost=/client/c1/web", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http-app"},
 		{[]string{"server", "--channel-max-message", "1MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
 		{[]string{"server", "--channel-queue", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
@@ -305,6 +310,56 @@ func TestForwardFlagsAndConfig(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q, want it to mention %q", tc.args, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// TestHTTPHostSources: --http-host from the command line, the
+// environment and the config file each add a Host name the front end
+// answers to; any other name is 421 misdirected.
+func TestHTTPHostSources(t *testing.T) {
+	d := identities(t)
+	cfgFile := filepath.Join(d, "server.json")
+	if err := os.WriteFile(cfgFile, []byte(`{"http-host": ["from-file.internal", "proxy.internal:8443"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt")}
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		hosts []string // accepted, with the front end's port unless they have one
+	}{
+		{"flag", nil, []string{"--http-host", "from-flag.internal", "--http-host", "[fd00::1]"}, []string{"from-flag.internal", "[fd00::1]"}},
+		{"environment", map[string]string{"RESTPIPE_HTTP_HOST": "from-env.internal other.internal"}, nil, []string{"from-env.internal", "other.internal"}},
+		{"config file", nil, []string{"--config", cfgFile}, []string{"from-file.internal", "proxy.internal:8443"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startNode(t, func(k string) string { return tc.env[k] }, append(append([]string{}, base...), tc.args...)...)
+			addr := srv.log.wait(t, httpAddrRe)
+			port := addr[strings.LastIndexByte(addr, ':')+1:]
+			status := func(host string) int {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/clients", nil)
+				req.Host = host
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			for _, h := range append(tc.hosts, "localhost", "127.0.0.1") {
+				if !strings.Contains(strings.TrimPrefix(h, "[fd00::1]"), ":") {
+					h += ":" + port
+				}
+				if s := status(h); s != http.StatusOK {
+					t.Errorf("Host %s: %d, want 200", h, s)
+				}
+			}
+			if s := status("evil.example:" + port); s != http.StatusMisdirectedRequest {
+				t.Errorf("Host evil.example: %d, want 421", s)
+			}
+		})
 	}
 }
 
@@ -519,5 +574,72 @@ func TestExternalAuthFlag(t *testing.T) {
 	}
 	if status, body := httpGet(t, "http://"+cliHTTP+"/server/cat//a"); status != 403 {
 		t.Errorf("denied: %d %s", status, body)
+	}
+}
+
+// TestHTTPAppFlag: --http-app serves one forward route on a front end of
+// its own, whose pages cannot drive the main front end.
+func TestHTTPAppFlag(t *testing.T) {
+	d := identities(t, "c1")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app saw %s", r.URL.Path)
+	}))
+	defer up.Close()
+	srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--http-app", "127.0.0.1:0=/client/c1/web",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	appAddr := srv.log.wait(t, `msg="app front end".* addr=(127\.0\.0\.1:\d+)`)
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0", "--forward", "web="+up.URL,
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected"`)
+	srv.log.wait(t, `(?s)(msg="front end listening").*msg="front end listening"`) // both
+	mainAddr := ""
+	for _, m := range regexp.MustCompile(`msg="front end listening".* addr=(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(srv.log.String(), -1) {
+		if m[1] != appAddr {
+			mainAddr = m[1]
+		}
+	}
+	if mainAddr == "" {
+		t.Fatalf("no main front end in the log:\n%s", srv.log)
+	}
+	for path, want := range map[string]string{"/": "app saw /", "/clients": "app saw /clients"} {
+		if status, body := httpGet(t, "http://"+appAddr+path); status != 200 || body != want {
+			t.Errorf("app %s: %d %q, want %q", path, status, body, want)
+		}
+	}
+	if status, body := httpGet(t, "http://"+mainAddr+"/client/c1/web/x"); status != 200 || body != "app saw /x" {
+		t.Errorf("main front end: %d %q", status, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+mainAddr+"/clients", nil)
+	req.Header.Set("Origin", "http://"+appAddr)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("the app's page on /clients: %d, want 403", resp.StatusCode)
+	}
+}
+
+// The host of --http, when it is a name, is a Host name of the front end.
+func TestFrontendHosts(t *testing.T) {
+	for _, tc := range []struct {
+		http  string
+		given []string
+		want  string
+	}{
+		{"127.0.0.1:8080", []string{"a"}, "a"},
+		{"localhost:8080", nil, ""},
+		{"[::1]:8080", nil, ""},
+		{":8080", nil, ""},
+		{"unix:/run/x.sock", []string{"a"}, "a"},
+		{"myhost.lan:8080", []string{"a"}, "myhost.lan a"},
+	} {
+		if got := strings.Join(frontendHosts(tc.http, tc.given), " "); got != tc.want {
+			t.Errorf("frontendHosts(%q, %q) = %q, want %q", tc.http, tc.given, got, tc.want)
+		}
 	}
 }
