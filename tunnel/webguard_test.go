@@ -212,8 +212,8 @@ func TestFrontendRefusesForeignOrigin(t *testing.T) {
 		{"Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"},
 		{"Origin", "null"},
 		{"Origin", "http://localhost:1", "Sec-Fetch-Site", "same-site"}, // another port: same site, other origin
-		{"Origin", "http://app.example.com"},                           // allowed only with https
-		{"Sec-Fetch-Site", "cross-site"},                               // a link or an image: no Origin
+		{"Origin", "http://app.example.com"},                            // allowed only with https
+		{"Sec-Fetch-Site", "cross-site"},                                // a link or an image: no Origin
 		{"Sec-Fetch-Site", "same-site"},
 	}
 	for _, tt := range guardedTargets() {
