@@ -82,6 +82,12 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 
 // Frontend returns the server node's front end: "/client/<name>/<noun>"
 // calls client <name>, "GET /clients" lists the connected clients.
+//
+// Every front end refuses, before anything else, a Host that is not one
+// of its names (421) and a request from a page of another web origin
+// (403): see package webguard, Config.HTTPHosts and Config.Origins. Its
+// names come from the local address of each connection, so the checks
+// hold whichever http.Server serves it.
 func (s *Server) Frontend() http.Handler {
 	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients,
 		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub, guard: newGuard(&s.cfg)}

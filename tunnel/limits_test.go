@@ -44,7 +44,7 @@ func TestFrontendLimits(t *testing.T) {
 		}
 		defer conn.Close()
 		start := time.Now()
-		_, _ = conn.Write([]byte("GET /server/time HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+		_, _ = conn.Write([]byte("GET /server/time HTTP/1.1\r\nHost: " + addr + "\r\nX-Slow: "))
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err = io.Copy(io.Discard, conn) // until the front end closes
 		if err != nil {
@@ -109,7 +109,7 @@ func stalledPost(t *testing.T, addr string, length int, during func()) *http.Res
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "POST /server/slurp HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nonly part", length)
+	fmt.Fprintf(conn, "POST /server/slurp HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\nonly part", addr, length)
 	during()
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
