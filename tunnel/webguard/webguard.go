@@ -55,9 +55,22 @@ type Policy struct {
 	patterns []string   // allowed origins, lower case
 }
 
-// hostName is an extra name: host (lower case; an IP in its canonical
-// form, without brackets) and port ("" means the front end's own).
-type hostName struct{ host, port string }
+// hostName is a parsed Host name: a host name (as given: compared
+// without regard to case) or an IP address, and a port ("" when none is
+// given).
+type hostName struct {
+	host string
+	ip   netip.Addr // valid when the host is an IP address
+	port string
+}
+
+// is reports whether h names host n (ports aside).
+func (h hostName) is(n hostName) bool {
+	if h.ip.IsValid() || n.ip.IsValid() {
+		return h.ip == n.ip
+	}
+	return strings.EqualFold(h.host, n.host)
+}
 
 // New returns the policy of a front end that answers to the extra names
 // hosts besides its own, and lets pages of the origins matched by
@@ -109,62 +122,61 @@ func CheckOrigins(patterns []string) error {
 }
 
 func parseName(s string) (hostName, error) {
-	host, port, ok := splitHostPort(s)
+	n, ok := splitHostPort(s)
 	bad := func(why string) (hostName, error) {
 		return hostName{}, fmt.Errorf("host name %q: %s", s, why)
 	}
 	switch {
 	case !ok:
 		return bad(`want NAME or NAME:PORT ("tunnel.internal", "[fd00::1]:8080")`)
-	case port == "0" || port != "" && !validPort(port):
+	case n.port != "" && !validPort(n.port):
 		return bad("bad port")
-	case strings.ContainsAny(host, "/\\@?#%*"):
+	case strings.ContainsAny(n.host, "/\\@?#%*"):
 		return bad("not a host name")
 	}
-	return hostName{host: host, port: port}, nil
+	return n, nil
 }
 
-// splitHostPort splits a Host header or name into its lower-case host
-// (an IP address canonical and unbracketed) and its port, "" if none.
-func splitHostPort(s string) (host, port string, ok bool) {
+// splitHostPort splits a Host header or a name into its host (an IP
+// address parsed, IPv6 in brackets) and its port, "" if none.
+func splitHostPort(s string) (hostName, bool) {
+	var n hostName
 	if s == "" {
-		return "", "", false
+		return n, false
 	}
 	if strings.HasPrefix(s, "[") {
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
-			return "", "", false
+			return n, false
 		}
 		host, rest := s[1:end], s[end+1:]
-		if !strings.Contains(host, ":") {
-			return "", "", false // brackets are for IPv6 only
-		}
 		if rest != "" {
 			var found bool
-			if port, found = strings.CutPrefix(rest, ":"); !found || port == "" {
-				return "", "", false
+			if n.port, found = strings.CutPrefix(rest, ":"); !found || n.port == "" {
+				return n, false
 			}
 		}
 		ip, err := netip.ParseAddr(host)
-		if err != nil {
-			return "", "", false
+		if err != nil || !ip.Is6() {
+			return n, false // brackets are for IPv6 only
 		}
-		return ip.Unmap().String(), port, true
+		n.host, n.ip = host, ip.Unmap().WithZone("")
+		return n, true
 	}
-	host = s
+	n.host = s
 	if i := strings.LastIndexByte(s, ':'); i >= 0 {
-		host, port = s[:i], s[i+1:]
-		if port == "" || strings.Contains(host, ":") {
-			return "", "", false // an empty port, or IPv6 without brackets
+		n.host, n.port = s[:i], s[i+1:]
+		if n.port == "" || strings.Contains(n.host, ":") {
+			return n, false // an empty port, or IPv6 without brackets
 		}
 	}
-	if host == "" || strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-		return "", "", false
+	if n.host == "" || strings.ContainsFunc(n.host, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return n, false
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap().String(), port, true
+	if ip, err := netip.ParseAddr(n.host); err == nil {
+		n.ip = ip.Unmap().WithZone("")
 	}
-	return strings.ToLower(host), port, true
+	return n, true
 }
 
 func validPort(p string) bool {
@@ -172,29 +184,41 @@ func validPort(p string) bool {
 	return err == nil && n > 0 && n < 1<<16 && p[0] != '0' && p[0] != '+'
 }
 
-// names are the Host names a front end answers on one connection, as
-// "host port" keys.
-type names struct {
-	keys []string
-}
+var (
+	loopback4 = netip.MustParseAddr("127.0.0.1")
+	loopback6 = netip.IPv6Loopback()
+)
 
-func (n *names) add(host, port string) { n.keys = append(n.keys, host+" "+port) }
+// names are the Host names a front end answers to on one connection.
+type names struct {
+	tcp   bool       // reached over TCP: the connection's and loopback names count
+	local netip.Addr // the connection's own address, if specified
+	port  string     // the front end's port; "80" when it has none
+	extra []hostName
+}
 
 // has reports whether the Host value hp (or an origin's host) is one of
 // the names; a Host without a port means port 80, HTTP's default.
 func (n *names) has(hp string) bool {
-	host, port, ok := splitHostPort(hp)
+	h, ok := splitHostPort(hp)
 	if !ok {
 		return false
 	}
-	if port == "" {
-		port = "80"
-	} else if !validPort(port) {
+	if h.port == "" {
+		h.port = "80"
+	} else if !validPort(h.port) {
 		return false
 	}
-	key := host + " " + port
-	for _, k := range n.keys {
-		if k == key {
+	if n.tcp && h.port == n.port {
+		if h.ip.IsValid() && (h.ip == n.local || h.ip == loopback4 || h.ip == loopback6) {
+			return true
+		}
+		if !h.ip.IsValid() && strings.EqualFold(h.host, "localhost") {
+			return true
+		}
+	}
+	for _, e := range n.extra {
+		if cmpOr(e.port, n.port) == h.port && e.is(h) {
 			return true
 		}
 	}
@@ -202,32 +226,18 @@ func (n *names) has(hp string) bool {
 }
 
 // names returns the Host names for a connection whose local address is
-// local (nil when unknown, as for a handler called directly), and whether
-// the Host check applies.
-func (p *Policy) names(local net.Addr) (*names, bool) {
-	n := &names{}
-	var port string
-	switch a := local.(type) {
-	case *net.TCPAddr:
-		port = strconv.Itoa(a.Port)
+// local (nil when unknown, as for a handler called directly).
+func (p *Policy) names(local net.Addr) names {
+	n := names{port: "80", extra: p.hosts}
+	// A UNIX socket has no port, and a handler called directly no
+	// address: only the names given count, as they are given.
+	if a, ok := local.(*net.TCPAddr); ok {
+		n.tcp, n.port = true, strconv.Itoa(a.Port)
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsUnspecified() {
-			n.add(ip.Unmap().WithZone("").String(), port)
+			n.local = ip.Unmap().WithZone("")
 		}
-		for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
-			n.add(h, port)
-		}
-	case *net.UnixAddr:
-		port = "80" // no port: only the names given, as they are given
-	default:
-		// Not reached through a network listener (a direct ServeHTTP
-		// call): no Host to check, only the names given count as own.
-		port = "80"
 	}
-	for _, h := range p.hosts {
-		n.add(h.host, cmpOr(h.port, port))
-	}
-	_, isTCP := local.(*net.TCPAddr)
-	return n, isTCP
+	return n
 }
 
 func cmpOr(a, b string) string {
@@ -244,8 +254,8 @@ func (p *Policy) Check(r *http.Request) error {
 		p = &Policy{}
 	}
 	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	own, checkHost := p.names(local)
-	if checkHost && !own.has(r.Host) {
+	own := p.names(local)
+	if own.tcp && !own.has(r.Host) {
 		return fmt.Errorf("%w: Host %q is not a name of this front end (see --http-host)", ErrMisdirected, r.Host)
 	}
 	origins := r.Header.Values("Origin")
@@ -253,7 +263,7 @@ func (p *Policy) Check(r *http.Request) error {
 	case len(origins) > 1:
 		return fmt.Errorf("%w: more than one Origin", ErrForeign)
 	case len(origins) == 1:
-		if p.ownOrigin(own, origins[0]) || p.allowed(origins[0]) {
+		if p.ownOrigin(&own, origins[0]) || p.allowed(origins[0]) {
 			return nil
 		}
 		return fmt.Errorf("%w: origin %q is not allowed (see --origin)", ErrForeign, origins[0])

@@ -214,3 +214,15 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheck: the cost the check adds to every front-end request.
+func BenchmarkCheck(b *testing.B) {
+	p, _ := webguard.New([]string{"tunnel.internal"}, []string{"*.example.com"})
+	r := request(tcp("127.0.0.1:8081"), "127.0.0.1:8081")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Check(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
