@@ -147,6 +147,7 @@ func (r *Registry) before(ctx context.Context, c chain, req *Request) *Reply {
 		if !d.Allow {
 			return denyReply(req, d)
 		}
+		req.vouched = d.Identity
 	}
 	if d.Identity == "" {
 		d.Identity = req.Peer
