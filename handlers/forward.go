@@ -250,7 +250,8 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	return in, nil
 }
 
-// validMethod reports whether m is an HTTP token, as a request line needs.
+// validMethod reports whether m is an HTTP token, as a request line's
+// method and a header's name must be.
 func validMethod(m string) bool {
 	if m == "" {
 		return false

@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -362,4 +363,58 @@ func TestForwardIdentityHeaders(t *testing.T) {
 		t.Fatalf("service saw %d requests", len(seen))
 	}
 	checkVouched(t, "hostile peer", seen[0].header, "evil", "")
+}
+
+// TestAuthRewriteRulesAskedAgain: an auth service's X-Rewrite to a route
+// the rules do not allow the peer is refused; a rewrite to an escaping
+// path is refused as bad_path; the service behind never sees either.
+func TestAuthRewriteRulesAskedAgain(t *testing.T) {
+	_, s, c := pair(t)
+	be := newRecordingBackend(t)
+	if err := c.reg.Forward("files", be.URL+"/files"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.reg.Forward("echo", be.URL+"/echo"); err != nil {
+		t.Fatal(err)
+	}
+	authSvc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get(handlers.HeaderOriginalURI) {
+		case "/rewriteme":
+			w.Header().Set(handlers.HeaderRewrite, "/files/secret.txt")
+		case "/escape":
+			w.Header().Set(handlers.HeaderRewrite, "/echo/../files/secret.txt")
+		case "/time":
+			w.Header().Set(handlers.HeaderRewrite, "/echo/ok")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer authSvc.Close()
+	rules, err := handlers.ParseRules([]string{"server=get_time,get_rewriteme,get_escape,forward:echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := handlers.NewExternalAuth(authSvc.URL, 5*time.Second, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.reg.SetAuth(c.reg.Access(rules, ext))
+	for range 2 { // the second time from the cache
+		r := get(t, s.httpURL+"/client/c1/rewriteme")
+		wantError(t, r, http.StatusForbidden, "forbidden")
+		if !strings.Contains(r.body, "forward:files") {
+			t.Errorf("refusal does not name the rewritten target: %s", r.body)
+		}
+		wantError(t, get(t, s.httpURL+"/client/c1/escape"), http.StatusBadRequest, "bad_path")
+		if seen := be.take(); len(seen) != 0 {
+			t.Fatalf("the service saw %q", seen[0].uri)
+		}
+		if r := get(t, s.httpURL+"/client/c1/time"); r.status != 200 || r.body != "saw /echo/ok" {
+			t.Errorf("allowed rewrite: %d %s", r.status, r.body)
+		}
+		be.take()
+	}
+	var m map[string]any
+	if r := get(t, s.httpURL+"/client/c1/files/x"); r.status != 403 || json.Unmarshal([]byte(r.body), &m) != nil {
+		t.Errorf("direct call to forward:files: %d %s", r.status, r.body)
+	}
 }
