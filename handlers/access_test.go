@@ -97,6 +97,36 @@ func TestExternalAuthCacheKey(t *testing.T) {
 	a.mu.Unlock()
 }
 
+// TestAuthSeesWhatRuns: the auth service is told the path that runs: a
+// handler's noun and arguments, whatever raw path a peer sent with them.
+func TestAuthSeesWhatRuns(t *testing.T) {
+	var uris []string
+	svc, _ := authService(t, func(w http.ResponseWriter, r *http.Request) {
+		uris = append(uris, r.Header.Get(HeaderOriginalURI))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	ext, err := NewExternalAuth(svc.URL, time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRegistry()
+	r.MustHandle("get_admin_x", nopFunc)
+	if err := r.Forward("files", "http://127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	r.SetAuth(ext.Auth)
+	for _, req := range []*Request{
+		{Noun: []string{"admin", "x"}, Args: []string{"a b"}, RawPath: "/../public"},
+		{Noun: []string{"files", "ignored"}, RawPath: "/p%20q/r", RawQuery: "v=1"},
+	} {
+		req.Peer, req.Method, req.Body = "evil", "GET", http.NoBody
+		closeBody(r.Dispatch(context.Background(), req))
+	}
+	if want := []string{"/admin/x//a%20b", "/files/p%20q/r?v=1"}; strings.Join(uris, " ") != strings.Join(want, " ") {
+		t.Errorf("auth service saw %q, want %q", uris, want)
+	}
+}
+
 // TestAccess: rules first, then the service, then the rules again about a
 // rewritten target.
 func TestAccess(t *testing.T) {

@@ -279,14 +279,17 @@ func (a *ExternalAuth) store(k authKey, e authEntry) {
 	a.cache[k] = e
 }
 
-// originalURI is the event's path in noun space, with its query.
+// originalURI is the event's path in noun space, with its query: for a
+// forward route the raw path it forwards, for a handler the noun and
+// arguments it runs with (not RawPath, which a peer writes as it likes
+// and a Pre hook may have left behind).
 func originalURI(req *Request) string {
 	var b strings.Builder
 	if len(req.Noun) > 0 {
 		b.WriteByte('/')
 		b.WriteString(url.PathEscape(req.Noun[0]))
 	}
-	if req.RawPath != "" {
+	if req.Route != "" && req.RawPath != "" {
 		b.WriteString(req.RawPath)
 	} else {
 		for _, n := range req.Noun[min(1, len(req.Noun)):] {
