@@ -128,7 +128,7 @@ func NewExternalAuth(authURL string, timeout, ttl time.Duration, opts ...AuthOpt
 		return nil, errors.New("auth cache key: no header named")
 	}
 	for _, h := range a.keyHdrs {
-		if !validMethod(h) { // a header name is a token too
+		if !isToken(h) {
 			return nil, fmt.Errorf("auth cache key: %q is not a header name", h)
 		}
 	}

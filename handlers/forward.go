@@ -210,7 +210,7 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	if err := checkForwardQuery(req.RawQuery); err != nil {
 		return nil, fmt.Errorf("forward %s: %w", f.route, err)
 	}
-	if !validMethod(req.Method) {
+	if !isToken(req.Method) {
 		return nil, fmt.Errorf("forward %s: bad method %q", f.route, req.Method)
 	}
 	u := forwardURL(f.target, req.RawPath, req.RawQuery)
@@ -250,9 +250,9 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	return in, nil
 }
 
-// validMethod reports whether m is an HTTP token, as a request line's
+// isToken reports whether m is an HTTP token, as a request line's
 // method and a header's name must be.
-func validMethod(m string) bool {
+func isToken(m string) bool {
 	if m == "" {
 		return false
 	}
