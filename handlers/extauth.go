@@ -2,10 +2,15 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +36,8 @@ const (
 
 // ExternalAuth asks an HTTP service whether each event may run, as nginx's
 // auth_request does. For every event it sends a GET to its URL with the
-// event's headers plus X-Original-URI, X-Original-Method, X-Restpipe-Peer
+// event's headers (the forgeable ones already stripped, see
+// stripForgeable) plus X-Original-URI, X-Original-Method, X-Restpipe-Peer
 // and X-Request-Id, and reads the status:
 //
 //	204            allow (only 204: a 200 from a misconfigured service must not allow);
@@ -39,17 +45,24 @@ const (
 //	403            deny (the body, if short, is the reason)
 //	anything else  503 auth_unavailable, as is no answer within the timeout
 //
-// Allow and deny decisions are cached per (peer, method, URI) for the TTL.
+// With a TTL, allow and deny decisions are cached, each for the requests
+// that would send the service the same thing: peer, method, URI and every
+// header but X-Request-Id (or only the headers CacheKey names). The key is
+// a SHA-256 of them, so no credential is kept. At most maxAuthCache
+// decisions are kept.
 type ExternalAuth struct {
-	url    string
-	client *http.Client
-	ttl    time.Duration
+	url      string
+	redacted string // url for logs and errors: no password
+	client   *http.Client
+	ttl      time.Duration
+	keyHdrs  []string // canonical names; nil: all but perRequest
 
 	mu    sync.Mutex
 	cache map[authKey]authEntry
 }
 
-type authKey struct{ peer, method, uri string }
+// authKey is the SHA-256 of what the auth service is sent (authKeyOf).
+type authKey [sha256.Size]byte
 
 type authEntry struct {
 	d        Decision
@@ -60,19 +73,46 @@ type authEntry struct {
 // maxAuthCache bounds the decision cache.
 const maxAuthCache = 10000
 
+// perRequest are headers restpipe sets anew for each request; they are
+// left out of the cache key unless CacheKey names them.
+var perRequest = map[string]bool{"X-Request-Id": true}
+
+// AuthOption configures an ExternalAuth.
+type AuthOption func(*ExternalAuth)
+
+// CacheKey makes a cached decision depend on the named request headers
+// alone (with peer, method and URI), instead of on all of them but
+// X-Request-Id: for services that decide from, say, Authorization and
+// Cookie only, while callers send headers that change with every request
+// (Traceparent). Naming fewer headers than the service reads lets one
+// caller's decision, and identity, go to another.
+func CacheKey(headers ...string) AuthOption {
+	return func(a *ExternalAuth) {
+		a.keyHdrs = []string{}
+		for _, h := range headers {
+			if h = strings.TrimSpace(h); h != "" {
+				a.keyHdrs = append(a.keyHdrs, textproto.CanonicalMIMEHeaderKey(h))
+			}
+		}
+		sort.Strings(a.keyHdrs)
+	}
+}
+
 // NewExternalAuth returns an ExternalAuth that asks authURL, waits at most
 // timeout for each answer, and caches decisions for ttl (0: no cache).
-func NewExternalAuth(authURL string, timeout, ttl time.Duration) (*ExternalAuth, error) {
+func NewExternalAuth(authURL string, timeout, ttl time.Duration, opts ...AuthOption) (*ExternalAuth, error) {
 	u, err := url.Parse(authURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("auth URL %q: want an http:// or https:// URL", authURL)
+		// Not the URL itself: it may hold a password.
+		return nil, errors.New("auth URL: want an http:// or https:// URL")
 	}
 	if timeout <= 0 {
 		return nil, fmt.Errorf("auth timeout %v: must be positive", timeout)
 	}
-	return &ExternalAuth{
-		url: authURL,
-		ttl: ttl,
+	a := &ExternalAuth{
+		url:      authURL,
+		redacted: u.Redacted(),
+		ttl:      ttl,
 		client: &http.Client{
 			Timeout:   timeout,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second},
@@ -80,29 +120,48 @@ func NewExternalAuth(authURL string, timeout, ttl time.Duration) (*ExternalAuth,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		cache: map[authKey]authEntry{},
-	}, nil
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.keyHdrs != nil && len(a.keyHdrs) == 0 {
+		return nil, errors.New("auth cache key: no header named")
+	}
+	for _, h := range a.keyHdrs {
+		if !isToken(h) {
+			return nil, fmt.Errorf("auth cache key: %q is not a header name", h)
+		}
+	}
+	return a, nil
 }
+
+// String is the service's URL with any password replaced by "xxxxx".
+func (a *ExternalAuth) String() string { return a.redacted }
 
 // Auth is the external service as an Auth hook.
 func (a *ExternalAuth) Auth(ctx context.Context, req *Request) (Decision, error) {
-	key := authKey{req.Peer, req.Method, originalURI(req)}
-	if e, ok := a.cached(key); ok {
-		return e.d, applyRewrite(req, e.rewrite)
+	uri := originalURI(req)
+	var key authKey
+	if a.ttl > 0 {
+		key = a.keyOf(req, uri)
+		if e, ok := a.cached(key); ok {
+			return e.d, applyRewrite(req, e.rewrite)
+		}
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url, nil)
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, fmt.Errorf("auth service %s: %w", a.redacted, redactErr(err))
 	}
 	for k, vs := range req.Header {
 		hreq.Header[k] = vs
 	}
-	hreq.Header.Set(HeaderOriginalURI, key.uri)
+	hreq.Header.Set(HeaderOriginalURI, uri)
 	hreq.Header.Set(HeaderOriginalMethod, req.Method)
 	hreq.Header.Set(HeaderPeer, req.Peer)
 	hreq.Header.Set("X-Request-Id", req.ID)
 	resp, err := a.client.Do(hreq)
 	if err != nil {
-		return Decision{}, fmt.Errorf("auth service: %w", err)
+		return Decision{}, fmt.Errorf("auth service %s: %w", a.redacted, redactErr(err))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -116,15 +175,74 @@ func (a *ExternalAuth) Auth(ctx context.Context, req *Request) (Decision, error)
 		if len(reason) > 200 || strings.ContainsAny(reason, "\r\n") {
 			reason = ""
 		}
-		e.d = Deny(strings.TrimSpace("the auth service denied it " + reason))
+		e.d = Deny("the auth service denied it")
+		if reason != "" {
+			e.d = Deny("the auth service denied it: " + reason)
+		}
 	default:
-		return Decision{}, fmt.Errorf("auth service answered %d; only 204 allows and 403 denies", resp.StatusCode)
+		return Decision{}, fmt.Errorf("auth service %s answered %d; only 204 allows and 403 denies", a.redacted, resp.StatusCode)
 	}
 	if err := applyRewrite(req, e.rewrite); err != nil {
 		return Decision{}, err
 	}
-	a.store(key, e)
+	if a.ttl > 0 {
+		a.store(key, e)
+	}
 	return e.d, nil
+}
+
+// keyOf hashes what the auth service would be sent for req, but the
+// per-request headers (or only the CacheKey headers): the decision it
+// gave is valid for exactly the requests with the same key. Every field
+// is length-prefixed, so no two different requests share an encoding.
+func (a *ExternalAuth) keyOf(req *Request, uri string) authKey {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	put(req.Peer)
+	put(req.Method)
+	put(uri)
+	names := a.keyHdrs
+	if names == nil {
+		for k := range req.Header {
+			if !perRequest[textproto.CanonicalMIMEHeaderKey(k)] {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+	}
+	for _, k := range names {
+		vs := req.Header.Values(k)
+		if vs == nil {
+			vs = req.Header[k] // a non-canonical name from a hook
+		}
+		put(textproto.CanonicalMIMEHeaderKey(k))
+		binary.BigEndian.PutUint64(n[:], uint64(len(vs)))
+		h.Write(n[:])
+		for _, v := range vs {
+			put(v)
+		}
+	}
+	var k authKey
+	h.Sum(k[:0])
+	return k
+}
+
+// redactErr replaces an error that names a URL (net/http's *url.Error)
+// with one that names it without its password.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			return &url.Error{Op: ue.Op, URL: u.Redacted(), Err: ue.Err}
+		}
+		return &url.Error{Op: ue.Op, URL: "(the auth URL)", Err: ue.Err}
+	}
+	return err
 }
 
 func (a *ExternalAuth) cached(k authKey) (authEntry, bool) {
@@ -161,14 +279,17 @@ func (a *ExternalAuth) store(k authKey, e authEntry) {
 	a.cache[k] = e
 }
 
-// originalURI is the event's path in noun space, with its query.
+// originalURI is the event's path in noun space, with its query: for a
+// forward route the raw path it forwards, for a handler the noun and
+// arguments it runs with (not RawPath, which a peer writes as it likes
+// and a Pre hook may have left behind).
 func originalURI(req *Request) string {
 	var b strings.Builder
 	if len(req.Noun) > 0 {
 		b.WriteByte('/')
 		b.WriteString(url.PathEscape(req.Noun[0]))
 	}
-	if req.RawPath != "" {
+	if req.Route != "" && req.RawPath != "" {
 		b.WriteString(req.RawPath)
 	} else {
 		for _, n := range req.Noun[min(1, len(req.Noun)):] {

@@ -20,11 +20,26 @@ import (
 // segment is route ("/client/c1/files/a/b" for route "files") is relayed,
 // before any handler lookup, as a real HTTP request to the service at
 // target, with the rest of the path ("/a/b") appended to target's path.
-// Method, query, headers (hop-by-hop removed, X-Forwarded-For, -Host and
-// -Proto added) and body are passed on, streamed; the service's status,
-// headers and streamed body come back. WebSocket and other upgrades work.
-// A service that is down answers 502 upstream_unavailable; one that does
-// not answer before the deadline, 504 timeout.
+// Method, query, headers and body are passed on, streamed; the service's
+// status, headers and streamed body come back. WebSocket and other
+// upgrades work. A service that is down answers 502 upstream_unavailable;
+// one that does not answer before the deadline, 504 timeout.
+//
+// The service only ever sees paths under target's path: a path with a
+// "." or ".." segment, an empty one, an encoded '/' or '\', a control
+// byte or a double encoding is refused with 400 bad_path (see
+// checkForwardPath), here on the node that serves the route.
+//
+// Of the headers, hop-by-hop ones and the forgeable ones (see
+// stripForgeable) are removed; the service gets, set by this node:
+//
+//	X-Restpipe-Peer      the calling node's certificate name
+//	X-Restpipe-Identity  the identity the Auth hook named, if it named one
+//	X-Forwarded-For      the calling node's tunnel address (IP), as this node sees it
+//	X-Forwarded-Proto    "https": the event came over the mTLS tunnel
+//
+// and no X-Forwarded-Host, Forwarded or X-Real-Ip: the caller's address
+// and the Host it used are the calling node's claims.
 func (r *Registry) Forward(route, target string) error {
 	u, err := ParseForwardTarget(target)
 	if err != nil {
@@ -109,9 +124,13 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 	f := &forwarder{route: route, target: target}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.SetXForwarded()
+			// pr.In.URL is already the service's (forwardURL); the proxy
+			// has removed the X-Forwarded-* headers of pr.In.
 			pr.Out.Host = target.Host
+			if host, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+				pr.Out.Header.Set("X-Forwarded-For", host)
+			}
+			pr.Out.Header.Set("X-Forwarded-Proto", "https")
 		},
 		Transport:     tr,
 		FlushInterval: -1, // every write reaches the caller at once
@@ -141,6 +160,9 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 // and headers are in; its body streams on. ctx carries the deadline for
 // that answer; the relay itself lives as long as req.Context().
 func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
+	if err := checkForwardPath(req.RawPath); err != nil {
+		return ErrorReply(http.StatusBadRequest, CodeBadPath, fmt.Sprintf("forward %s: %v", f.route, err))
+	}
 	in, err := f.inbound(req)
 	if err != nil {
 		return ErrorReply(http.StatusBadRequest, CodeBadRequest, err.Error())
@@ -182,17 +204,16 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 	}
 }
 
-// inbound rebuilds the caller's HTTP request from the event.
+// inbound rebuilds the caller's HTTP request from the event, addressed
+// to the service; req.RawPath has passed checkForwardPath.
 func (f *forwarder) inbound(req *Request) (*http.Request, error) {
-	raw := req.RawPath
-	if raw == "" {
-		raw = "/"
+	if err := checkForwardQuery(req.RawQuery); err != nil {
+		return nil, fmt.Errorf("forward %s: %w", f.route, err)
 	}
-	path, err := url.PathUnescape(raw)
-	if err != nil {
-		return nil, fmt.Errorf("forward %s: bad path %q: %v", f.route, raw, err)
+	if !isToken(req.Method) {
+		return nil, fmt.Errorf("forward %s: bad method %q", f.route, req.Method)
 	}
-	u := &url.URL{Path: path, RawPath: raw, RawQuery: req.RawQuery}
+	u := forwardURL(f.target, req.RawPath, req.RawQuery)
 	in := &http.Request{
 		Method:        req.Method,
 		URL:           u,
@@ -203,11 +224,16 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 		Body:          io.NopCloser(req.Body),
 		ContentLength: req.ContentLength,
 		Host:          req.Host,
-		RemoteAddr:    req.CallerAddr,
+		RemoteAddr:    req.RemoteAddr, // the tunnel's: CallerAddr is the peer's claim
 		RequestURI:    u.RequestURI(),
 	}
 	if in.Header == nil {
 		in.Header = http.Header{}
+	}
+	stripForgeable(in.Header) // again: a Pre or Auth hook may have added some
+	in.Header.Set(HeaderPeer, req.Peer)
+	if req.vouched != "" {
+		in.Header.Set(HeaderIdentity, req.vouched)
 	}
 	if req.ContentType != "" {
 		in.Header.Set("Content-Type", req.ContentType)
@@ -222,6 +248,21 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 		in.Header.Set("Upgrade", req.Upgrade)
 	}
 	return in, nil
+}
+
+// isToken reports whether m is an HTTP token, as a request line's
+// method and a header's name must be.
+func isToken(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // replyWriter is the http.ResponseWriter the reverse proxy writes to: its

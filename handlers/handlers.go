@@ -43,7 +43,10 @@ type Request struct {
 	Query url.Values
 	// RawQuery is the query string as the caller sent it, without '?'.
 	RawQuery string
-	// Header holds the caller's end-to-end headers.
+	// Header holds the caller's end-to-end headers, but those anyone could
+	// forge (X-Restpipe-*, X-Forwarded-*, Forwarded, X-Real-Ip,
+	// X-Original-*, and look-alikes with '_'): the receiving node strips
+	// them before any hook runs.
 	Header http.Header
 	// ContentType is the content type of Body, if any.
 	ContentType string
@@ -70,7 +73,8 @@ type Request struct {
 	// unless it said otherwise.
 	Identity string
 
-	ctx context.Context
+	ctx     context.Context
+	vouched string // the identity an Auth hook named, if any
 }
 
 // Context returns the event's context without the answer deadline: it

@@ -140,13 +140,18 @@ func (r *Registry) before(ctx context.Context, c chain, req *Request) *Reply {
 			err = perr // the hook panicked
 		}
 		if err != nil {
+			// The error may name the auth service, its address or what it
+			// said: that stays in this node's log.
+			r.log.Warn("auth: could not decide", "req", req.ID, "peer", req.Peer, "target", req.Target(), "err", err)
 			return ErrorReply(http.StatusServiceUnavailable, CodeAuthUnavailable,
-				fmt.Sprintf("cannot decide whether %q may call %s: %v", req.Peer, req.Target(), err))
+				fmt.Sprintf("cannot decide whether %q may call %s: the auth service could not decide (request %s)",
+					req.Peer, req.Target(), req.ID))
 		}
 		r.resolve(req, noun) // Auth may have rewritten the noun
 		if !d.Allow {
 			return denyReply(req, d)
 		}
+		req.vouched = d.Identity
 	}
 	if d.Identity == "" {
 		d.Identity = req.Peer

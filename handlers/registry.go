@@ -98,10 +98,7 @@ func (r *Registry) Names() []string {
 // ends first, Dispatch answers 504 and lets the handler finish on its own.
 func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
 	c := r.chain()
-	if req.Name == "" {
-		req.Name = Name(req.Method, req.Noun)
-	}
-	r.setRoute(req)
+	r.prepare(req)
 	rep := r.before(ctx, c, req)
 	if rep == nil {
 		rep = r.run(ctx, req)
@@ -118,10 +115,7 @@ func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
 // Serve returns once the handler has returned and answer has returned.
 func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply)) {
 	c := r.chain()
-	if req.Name == "" {
-		req.Name = Name(req.Method, req.Noun)
-	}
-	r.setRoute(req)
+	r.prepare(req)
 	rep := r.before(ctx, c, req)
 	var f Func
 	if rep == nil {
@@ -149,6 +143,17 @@ func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply))
 	// nobody's.
 	closeBody(rep)
 	<-answered
+}
+
+// prepare readies an event for the chain: forgeable headers stripped
+// (see forgeable), its handler name and route set.
+func (r *Registry) prepare(req *Request) {
+	stripForgeable(req.Header)
+	req.vouched = ""
+	if req.Name == "" {
+		req.Name = Name(req.Method, req.Noun)
+	}
+	r.setRoute(req)
 }
 
 // lookup returns the reply of a forward route, a missing handler or an

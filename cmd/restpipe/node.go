@@ -44,6 +44,7 @@ type nodeFlags struct {
 	authURL         string
 	authTimeout     time.Duration
 	authTTL         time.Duration
+	authCacheKey    string
 	origins         stringList
 	httpHosts       stringList
 	httpApps        stringList
@@ -75,7 +76,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.allow, "allow", "an access rule `PEER=TARGET,...`: which peers (glob) may call which handlers or forward:ROUTE (globs) on this node; once any rule exists, the rest is denied (repeatable; SIGHUP reloads)")
 	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
 	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
-	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision per peer and path (0: no cache)")
+	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision, for requests with the same peer, method, path and headers (0: no cache)")
+	fs.StringVar(&n.authCacheKey, "auth-cache-key", "", "`HEADER,...`: the only request headers a cached auth decision depends on (default: all but X-Request-Id); name every header the auth service decides from")
 	fs.Var(&n.origins, "origin", "a web origin `PATTERN` whose pages may call the front end (every path) besides its own: a host glob (\"*.example.com\") or scheme://host (repeatable)")
 	fs.Var(&n.httpApps, "http-app", "a browser-facing app `ADDR=PATH`: a front end of its own on ADDR (host:port or unix:PATH) that serves only PATH (/client/c1/web on a server), at its root, so that the app's pages get an origin without the control API (repeatable)")
 	fs.Var(&n.httpHosts, "http-host", "a Host `NAME` the front end answers to besides its address, localhost, 127.0.0.1 and [::1]: NAME (with the front end's port) or NAME:PORT; any other Host gets 421 (repeatable)")
@@ -87,32 +89,33 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 }
 
 // authHook builds the Auth hook from --allow and --auth-url: the rules,
-// the external service, or both (both must allow); nil if neither is set.
-func (n *nodeFlags) authHook() (handlers.AuthFunc, string, error) {
+// the external service, or both (handlers.Registry.Access); nil if
+// neither is set. The description, for the log, has no password.
+func (n *nodeFlags) authHook(reg *handlers.Registry) (handlers.AuthFunc, string, error) {
 	rules, err := handlers.ParseRules(n.allow)
 	if err != nil {
 		return nil, "", usageError{"--allow: " + err.Error()}
 	}
 	var ext *handlers.ExternalAuth
 	if n.authURL != "" {
-		if ext, err = handlers.NewExternalAuth(n.authURL, n.authTimeout, n.authTTL); err != nil {
-			return nil, "", usageError{"--auth-url: " + err.Error()}
+		var opts []handlers.AuthOption
+		if n.authCacheKey != "" {
+			opts = append(opts, handlers.CacheKey(strings.Split(n.authCacheKey, ",")...))
+		}
+		if ext, err = handlers.NewExternalAuth(n.authURL, n.authTimeout, n.authTTL, opts...); err != nil {
+			return nil, "", usageError{"--auth-url, --auth-cache-key: " + err.Error()}
 		}
 	}
+	desc := "none: every event runs"
 	switch {
 	case rules.Len() > 0 && ext != nil:
-		return func(ctx context.Context, req *handlers.Request) (handlers.Decision, error) {
-			if d, err := rules.Auth(ctx, req); err != nil || !d.Allow {
-				return d, err
-			}
-			return ext.Auth(ctx, req)
-		}, fmt.Sprintf("%d rules, then %s", rules.Len(), n.authURL), nil
+		desc = fmt.Sprintf("%d rules, then %s", rules.Len(), ext)
 	case rules.Len() > 0:
-		return rules.Auth, fmt.Sprintf("%d rules", rules.Len()), nil
+		desc = fmt.Sprintf("%d rules", rules.Len())
 	case ext != nil:
-		return ext.Auth, n.authURL, nil
+		desc = ext.String()
 	}
-	return nil, "none: every event runs", nil
+	return reg.Access(rules, ext), desc, nil
 }
 
 // setup loads the identity and builds the logger, the handler registry
@@ -182,7 +185,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 		}
 		checkForwardTarget(logger, route, target)
 	}
-	auth, authDesc, err := n.authHook()
+	auth, authDesc, err := n.authHook(reg)
 	if err != nil {
 		return nil, tunnel.Config{}, nil, err
 	}
@@ -377,7 +380,7 @@ func (n *nodeFlags) reload(logger *slog.Logger, reg *handlers.Registry, fresh *n
 		logger.Error("reload: settings kept as they were", "err", err)
 		return false
 	}
-	auth, desc, err := fresh.authHook()
+	auth, desc, err := fresh.authHook(reg)
 	if err != nil {
 		logger.Error("reload: access rules kept as they were", "err", err)
 	} else {

@@ -396,7 +396,7 @@ func TestPythonHandlerExample(t *testing.T) {
 	srv.log.wait(t, `msg="client connected"`)
 
 	if status, body := httpGet(t, "http://"+srvHTTP+"/client/c1/py/hello?name=ada"); status != 200 ||
-		!strings.Contains(body, `"greeting": "hello ada, from Python"`) || !strings.Contains(body, `"caller": "127.0.0.1"`) {
+		!strings.Contains(body, `"greeting": "hello ada, from Python"`) || !strings.Contains(body, `"caller": "127.0.0.1"`) || !strings.Contains(body, `"peer": "server"`) {
 		t.Errorf("GET through the python handler: %d %s", status, body)
 	}
 	resp, err := http.Post("http://"+srvHTTP+"/client/c1/py/words", "text/plain", strings.NewReader("count my words"))

@@ -11,7 +11,9 @@ Then, from the server node:
     curl --data 'count my words' 127.0.0.1:8080/client/c1/py/words   # POST /words
 
 The path after the route's noun ("py") is the path this service sees.
-restpipe adds X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto.
+restpipe sets X-Restpipe-Peer (the calling node's certificate name, which
+this service may trust), X-Forwarded-For (that node's tunnel address) and
+X-Forwarded-Proto, after removing any copy the caller sent.
 Only the standard library is used.
 """
 import argparse
@@ -38,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, {
                 "greeting": f"hello {name}, from Python",
                 "caller": self.headers.get("X-Forwarded-For"),
-                "via": self.headers.get("X-Forwarded-Host"),
+                "peer": self.headers.get("X-Restpipe-Peer"),
             })
         else:
             self.reply(404, {"error": f"no {url.path} here", "code": "not_found"})

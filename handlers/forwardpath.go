@@ -1,0 +1,148 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// errBadForwardPath is the cause of every path a forward route refuses.
+var errBadForwardPath = errors.New("path refused")
+
+// checkForwardPath decides whether raw, the escaped path of an event for a
+// forward route after the route's own segment ("/a/b%20c"), may be
+// appended to the route's target path. It runs on the node that serves
+// the route, since the event may come from a hostile peer that wrote raw
+// itself. It refuses, so that no backend can read the path as one outside
+// the target's path or as something else than what restpipe checked:
+//
+//   - anything but "" or a path starting with '/';
+//   - a byte that is not allowed unescaped in a URL path (RFC 3986 pchar
+//     and '/'; '[' and ']' too, as Go's own front end leaves them): no
+//     literal '\', space, control byte, non-ASCII byte, '?' or '#';
+//   - a '%' not followed by two hex digits;
+//   - an empty segment ("//"): path cleaning would merge it;
+//   - a segment that decodes to "." or "..", or to only dots and spaces
+//     ("...", ". .", which Windows file systems shorten), also before a
+//     ';' ("..;x", which Tomcat and Spring read as "..");
+//   - a decoded segment holding '/', '\', a control byte (NUL, CR, LF,
+//     DEL, ...), or a '%' followed by two hex digits (a double encoding
+//     such as %252e%252e or %252F, which a backend that decodes twice
+//     would read as "..", "/");
+//   - a decoded segment that is not UTF-8 (%C0%AE, an overlong '.') or
+//     holds a character that NFKC normalization turns into '.', '/' or
+//     '\' (U+FF0E, U+2025, ...).
+//
+// Every path an honest front end sends under these rules passes unchanged
+// (Go's front end escapes whatever needs it).
+func checkForwardPath(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	if raw[0] != '/' {
+		return fmt.Errorf("%w: %q does not start with /", errBadForwardPath, raw)
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return fmt.Errorf("%w: bad escape in %q", errBadForwardPath, raw)
+			}
+		case !pathByte(c):
+			return fmt.Errorf("%w: byte %q not allowed in %q", errBadForwardPath, c, raw)
+		}
+	}
+	segs := strings.Split(raw[1:], "/")
+	for i, seg := range segs {
+		if seg == "" {
+			if i == len(segs)-1 {
+				break // a trailing slash: "/dir/"
+			}
+			return fmt.Errorf("%w: empty segment (//) in %q", errBadForwardPath, raw)
+		}
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			return fmt.Errorf("%w: %q: %v", errBadForwardPath, raw, err)
+		}
+		if err := checkSegment(dec); err != nil {
+			return fmt.Errorf("%w: %q: %v", errBadForwardPath, raw, err)
+		}
+	}
+	return nil
+}
+
+// lookAlikes are characters that Unicode compatibility normalization
+// (NFKC, which some backends apply to paths) turns into '.', '/' or '\'.
+const lookAlikes = "\u2024\u2025\u2026\ufe52\uff0e\uff0f\uff3c\ufe68"
+
+// checkSegment checks one decoded path segment.
+func checkSegment(dec string) error {
+	name, _, _ := strings.Cut(dec, ";")
+	if name != "" && strings.Trim(name, ". ") == "" && strings.Contains(name, ".") {
+		return fmt.Errorf("dot segment %q", dec)
+	}
+	if !utf8.ValidString(dec) {
+		return fmt.Errorf("segment %q is not UTF-8 (an overlong %%C0%%AE is a dot to some servers)", dec)
+	}
+	if strings.ContainsAny(dec, lookAlikes) {
+		return fmt.Errorf("segment %q holds a look-alike of '.', '/' or '\\'", dec)
+	}
+	for i := 0; i < len(dec); i++ {
+		switch c := dec[i]; {
+		case c == '/' || c == '\\':
+			return fmt.Errorf("encoded %q in a segment", c)
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("control byte %#x in a segment", c)
+		case c == '%' && i+2 < len(dec) && isHex(dec[i+1]) && isHex(dec[i+2]):
+			return fmt.Errorf("double encoding %q in a segment", dec[i:i+3])
+		}
+	}
+	return nil
+}
+
+// pathByte reports whether c may stand unescaped in a path: RFC 3986
+// unreserved, sub-delims, ':', '@', '/', and '[' ']' as Go leaves them.
+func pathByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-._~!$&'()*+,;=:@/[]", c) >= 0
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// checkForwardQuery refuses a raw query that the request line to the
+// service could not carry as it is: a control byte, a space or '#'.
+func checkForwardQuery(q string) error {
+	for i := 0; i < len(q); i++ {
+		if c := q[i]; c <= ' ' || c == 0x7f || c == '#' {
+			return fmt.Errorf("forward route: byte %q not allowed in the query", c)
+		}
+	}
+	return nil
+}
+
+// forwardURL is the URL a checked raw path reaches on target: target's
+// path, then raw, with one '/' between them whether or not target's path
+// ends in one. An empty raw is "/".
+func forwardURL(target *url.URL, raw, query string) *url.URL {
+	if raw == "" {
+		raw = "/"
+	}
+	base := strings.TrimSuffix(target.EscapedPath(), "/")
+	esc := base + raw
+	p, err := url.PathUnescape(esc)
+	if err != nil { // cannot happen for a checked raw and a parsed target
+		p = strings.TrimSuffix(target.Path, "/") + "/"
+		esc = ""
+	}
+	u := *target
+	u.Path, u.RawPath, u.RawQuery = p, esc, query
+	return &u
+}

@@ -1,0 +1,52 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"testing"
+)
+
+func TestForgeable(t *testing.T) {
+	for name, want := range map[string]bool{
+		"X-Restpipe-Peer": true, "X_Restpipe_Peer": true, "x_restpipe_identity": true, "X-RESTPIPE-TIMEOUT": true,
+		"X-Forwarded-For": true, "X_Forwarded_Host": true, "Forwarded": true, "X-Real-Ip": true, "X_REAL_IP": true,
+		"X-Original-Uri": true, "X_Original_Method": true, "X-Original-Url": true, "X-Rewrite-Url": true,
+		"True-Client-Ip": true, "X-Client-Ip": true,
+		"Authorization": false, "Cookie": false, "X-Request-Id": false, "X-Restpipeish": false, "Forwarded-X": false,
+		"User-Agent": false, "X_Custom": false,
+	} {
+		if got := forgeable(name); got != want {
+			t.Errorf("forgeable(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestDispatchStripsForgeable: no hook, handler or route sees a forged
+// identity header.
+func TestDispatchStripsForgeable(t *testing.T) {
+	r := NewRegistry()
+	var seen []http.Header
+	r.Pre(func(_ context.Context, req *Request) (*Reply, error) {
+		seen = append(seen, req.Header.Clone())
+		return nil, nil
+	})
+	r.SetAuth(func(_ context.Context, req *Request) (Decision, error) {
+		seen = append(seen, req.Header.Clone())
+		return Allow(), nil
+	})
+	r.MustHandle("get_x", func(_ context.Context, req *Request) (any, error) {
+		seen = append(seen, req.Header.Clone())
+		return "ok", nil
+	})
+	h := http.Header{"X-Restpipe-Peer": {"admin"}, "X_restpipe_identity": {"root"}, "X-Forwarded-For": {"6.6.6.6"},
+		"Authorization": {"Bearer t"}}
+	rep := r.Dispatch(context.Background(), &Request{Peer: "c1", Method: "GET", Noun: []string{"x"}, Header: h, Body: http.NoBody})
+	if status, _ := statusBody(t, rep); status != 200 || len(seen) != 3 {
+		t.Fatalf("%d, %d hooks saw it", status, len(seen))
+	}
+	for i, s := range seen {
+		if len(s) != 1 || s.Get("Authorization") != "Bearer t" {
+			t.Errorf("hook %d saw %v", i, s)
+		}
+	}
+}
