@@ -99,9 +99,8 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 			err = fmt.Errorf("disconnected: %s", disconnectReason(reason))
 		} else if ctx.Err() != nil {
 			return nil
-		} else if leaf := c.cfg.leaf(); leaf != nil && time.Now().After(leaf.NotAfter) {
-			err = fmt.Errorf("%w (this node's certificate %q serial %s expired at %s)", err,
-				leaf.Subject.CommonName, leaf.SerialNumber.Text(16), leaf.NotAfter.UTC().Format(time.RFC3339))
+		} else {
+			err = c.cfg.withOwnExpiry(err)
 		}
 		failures++
 		delay := b.NextBackOff()

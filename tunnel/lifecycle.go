@@ -169,3 +169,15 @@ func (p *peer) expire() {
 func (p *peer) expired() bool {
 	return p.expiry != nil && !time.Now().Before(p.expires.cert.NotAfter)
 }
+
+// withOwnExpiry adds to err, why a connection failed, that this node's
+// own certificate has expired, when it has: the peer refuses it then, and
+// its TLS alert says little ("bad certificate", or nothing at all).
+func (c *Config) withOwnExpiry(err error) error {
+	leaf := c.Certificate.Leaf
+	if leaf == nil || !time.Now().After(leaf.NotAfter) {
+		return err
+	}
+	return fmt.Errorf("%w (this node's certificate %q serial %s expired at %s)", err,
+		leaf.Subject.CommonName, leaf.SerialNumber.Text(16), leaf.NotAfter.UTC().Format(time.RFC3339))
+}

@@ -1,6 +1,7 @@
 package tunnel_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/restpipe/restpipe/certs"
+	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel"
 )
 
@@ -98,9 +100,14 @@ func TestSessionEndsAtCertExpiry(t *testing.T) {
 			}
 			// And the client is refused from now on.
 			cliLogs.wait(t, `msg="not connected to server"`, "expired")
+			// The node whose certificate expired says so, as the peer's
+			// TLS alert may not.
+			own := `this node's certificate \"` + short.Leaf.Subject.CommonName + `\" serial ` + serial
 			if whose == "client" {
 				srvLogs.wait(t, `msg="client refused"`, "expired")
-				cliLogs.wait(t, `msg="not connected to server"`, `this node's certificate \"c1\" serial `+serial)
+				cliLogs.wait(t, `msg="not connected to server"`, own)
+			} else {
+				srvLogs.wait(t, `msg="client refused"`, own)
 			}
 		})
 	}
@@ -173,4 +180,57 @@ func TestClientReverify(t *testing.T) {
 	cliLogs.wait(t, `msg="session dropped: the server's certificate is no longer accepted"`, "on the test's list")
 	srvLogs.wait(t, `msg="client disconnected"`, `reason="closed by peer: certificate no longer accepted: server \"server\" is on the test's list"`)
 	cliLogs.wait(t, `msg="not connected to server"`, `err="server 127.0.0.1:`, "on the test's list")
+}
+
+// TestReplacedNoticeOnTheWire: the notice a replaced client gets is a
+// stream whose Request has session_close set; a peer that ignores it (one
+// that predates it) is closed by the server anyway, within about a second.
+func TestReplacedNoticeOnTheWire(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	id := p.client(t, "c1")
+	sess := rawSession(t, s.tunnelAddr, id)
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := events.NewWriter(st)
+	if err := w.WriteMessage(&events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var answer events.Hello
+	if err := events.NewReader(st).ReadMessage(&answer); err != nil || answer.Error != "" {
+		t.Fatalf("hello: %v %q", err, answer.Error)
+	}
+	st.Close()
+	waitFor(t, context.Background(), func() bool { return len(s.Clients()) == 1 }, "the server to list c1")
+
+	c := startClientWith(t, id, s.tunnelAddr, nil)
+	notice, err := sess.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = notice.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ev events.Request
+	if err := events.NewReader(notice).ReadMessage(&ev); err != nil {
+		t.Fatal(err)
+	}
+	sc := ev.GetSessionClose()
+	if sc.GetCode() != "replaced" || !strings.HasPrefix(sc.GetReason(), "replaced by another connection with the same identity from 127.0.0.1:") {
+		t.Errorf("notice %v", sc)
+	}
+	// Ignored, as by an old peer: the server closes the session anyway.
+	start := time.Now()
+	select {
+	case <-sess.CloseChan():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replaced session stayed open")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("closed after %v, want about a second", d)
+	}
+	waitConnected(t, c, s)
 }

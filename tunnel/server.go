@@ -112,7 +112,7 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		_ = conn.Close()
 		if ctx.Err() == nil {
-			s.log.Warn("client refused", "remote", remote, "err", err)
+			s.log.Warn("client refused", "remote", remote, "err", s.cfg.withOwnExpiry(err))
 		}
 		s.conns.Done()
 		return
