@@ -378,7 +378,8 @@ func (ca *CA) Issue(req IssueRequest) (*Identity, error) {
 
 // IssueToDir issues an identity (see Issue) and writes it to dir/NAME.crt
 // (0644) and dir/NAME.key (0600). It refuses, with ErrExists, when either
-// file exists, unless force.
+// file exists, unless force. With force, the certificate it replaces stays
+// valid: ReissueToDir revokes it.
 func (ca *CA) IssueToDir(dir string, req IssueRequest, force bool) (certPath, keyPath string, err error) {
 	if err := req.Validate(); err != nil {
 		return "", "", err
@@ -430,4 +431,28 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	}
 	sum := sha256.Sum256(spki.SubjectPublicKey.Bytes)
 	return sum[:20], nil
+}
+
+// ReissueToDir issues an identity for req.Name into dir, replacing
+// dir/NAME.crt and dir/NAME.key as IssueToDir with force does, and first
+// revokes the certificate it replaces: that certificate's serial number
+// goes onto dir/revoked.txt, which nodes given that list refuse. Without
+// it, whoever holds the old certificate could go on connecting as NAME.
+// revoked is the certificate revoked, nil when dir/NAME.crt is missing,
+// unreadable or not signed by this CA (nothing to revoke). If the
+// revocation cannot be written, nothing is issued.
+func (ca *CA) ReissueToDir(dir string, req IssueRequest) (certPath, keyPath string, revoked *x509.Certificate, err error) {
+	if err := req.Validate(); err != nil {
+		return "", "", nil, err
+	}
+	_, old, rerr := readCerts("certificate", filepath.Join(dir, req.Name+".crt"))
+	if rerr == nil && old.CheckSignatureFrom(ca.Cert) == nil {
+		list := filepath.Join(dir, RevokedFile)
+		if err := RevokeCert(list, old); err != nil {
+			return "", "", nil, fmt.Errorf("revoke the certificate %s replaces (serial %s): %w", req.Name, old.SerialNumber.Text(16), err)
+		}
+		revoked = old
+	}
+	certPath, keyPath, err = ca.IssueToDir(dir, req, true)
+	return certPath, keyPath, revoked, err
 }

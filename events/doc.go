@@ -52,6 +52,14 @@
 // only when it gives up on the event: the caller went away or its deadline
 // passed. A receiver that reads end-of-stream after the request body
 // cancels the handler's context.
+//
+// # Session close notice
+//
+//	sender   -> receiver   Request{session_close: SessionClose{code, reason}}, then FIN
+//
+// Either side may send it just before it ends the session, so that the
+// other side's log says why (see SessionClose); the receiver closes the
+// session. A peer that predates it answers with a 404 Reply.
 package events
 
 // ProtocolVersion is the version of the framing and messages above. Both

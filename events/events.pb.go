@@ -82,7 +82,7 @@ func (x ChannelFrame_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChannelFrame_Kind.Descriptor instead.
 func (ChannelFrame_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{5, 0}
+	return file_events_events_proto_rawDescGZIP(), []int{6, 0}
 }
 
 // Hello is the first message each side writes on the first stream of a
@@ -251,7 +251,15 @@ type Request struct {
 	// channel_relay marks the stream as the session's channel relay: after
 	// this Request, both directions carry ChannelFrame messages until the
 	// session ends. Only a client opens one, at most one per session.
-	ChannelRelay  bool `protobuf:"varint,14,opt,name=channel_relay,json=channelRelay,proto3" json:"channel_relay,omitempty"`
+	ChannelRelay bool `protobuf:"varint,14,opt,name=channel_relay,json=channelRelay,proto3" json:"channel_relay,omitempty"`
+	// session_close, when set, makes the stream a notice: the sender is
+	// ending the session, and says why, so that the receiver's log can (a
+	// client replaced by another connection with its identity, a certificate
+	// that expired or is no longer accepted). Nothing else in the Request
+	// counts. The receiver closes the session; the sender closes it too once
+	// the receiver has, or after a second. A peer that predates the field
+	// answers it as an event (404 no_handler), which the sender ignores.
+	SessionClose  *SessionClose `protobuf:"bytes,240,opt,name=session_close,json=sessionClose,proto3" json:"session_close,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +392,72 @@ func (x *Request) GetChannelRelay() bool {
 	return false
 }
 
+func (x *Request) GetSessionClose() *SessionClose {
+	if x != nil {
+		return x.SessionClose
+	}
+	return nil
+}
+
+// SessionClose is why a node ends a session (see Request.session_close).
+type SessionClose struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is the reason in one word: "replaced" (another connection with
+	// the same identity took the session; a client then waits longer before
+	// it reconnects), "expired" (a certificate's NotAfter passed),
+	// "refused" (a certificate is no longer accepted: revoked). Other words
+	// may come; a receiver treats an unknown one as "closed by peer".
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// reason is the sentence for the receiver's log.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionClose) Reset() {
+	*x = SessionClose{}
+	mi := &file_events_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionClose) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionClose) ProtoMessage() {}
+
+func (x *SessionClose) ProtoReflect() protoreflect.Message {
+	mi := &file_events_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionClose.ProtoReflect.Descriptor instead.
+func (*SessionClose) Descriptor() ([]byte, []int) {
+	return file_events_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SessionClose) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *SessionClose) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Reply answers a Request: it is the first message the receiver writes.
 type Reply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -402,7 +476,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_events_events_proto_msgTypes[3]
+	mi := &file_events_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +488,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[3]
+	mi := &file_events_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +501,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{3}
+	return file_events_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Reply) GetStatus() int32 {
@@ -469,7 +543,7 @@ type Trailer struct {
 
 func (x *Trailer) Reset() {
 	*x = Trailer{}
-	mi := &file_events_events_proto_msgTypes[4]
+	mi := &file_events_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +555,7 @@ func (x *Trailer) String() string {
 func (*Trailer) ProtoMessage() {}
 
 func (x *Trailer) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[4]
+	mi := &file_events_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +568,7 @@ func (x *Trailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trailer.ProtoReflect.Descriptor instead.
 func (*Trailer) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{4}
+	return file_events_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Trailer) GetError() string {
@@ -534,7 +608,7 @@ type ChannelFrame struct {
 
 func (x *ChannelFrame) Reset() {
 	*x = ChannelFrame{}
-	mi := &file_events_events_proto_msgTypes[5]
+	mi := &file_events_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +620,7 @@ func (x *ChannelFrame) String() string {
 func (*ChannelFrame) ProtoMessage() {}
 
 func (x *ChannelFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_events_events_proto_msgTypes[5]
+	mi := &file_events_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +633,7 @@ func (x *ChannelFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelFrame.ProtoReflect.Descriptor instead.
 func (*ChannelFrame) Descriptor() ([]byte, []int) {
-	return file_events_events_proto_rawDescGZIP(), []int{5}
+	return file_events_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChannelFrame) GetKind() ChannelFrame_Kind {
@@ -623,7 +697,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\x9d\x03\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xe5\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -641,7 +715,11 @@ const file_events_events_proto_rawDesc = "" +
 	"\x04host\x18\v \x01(\tR\x04host\x12%\n" +
 	"\x0econtent_length\x18\f \x01(\x03R\rcontentLength\x12\x18\n" +
 	"\aupgrade\x18\r \x01(\tR\aupgrade\x12#\n" +
-	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\"\x97\x01\n" +
+	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\x12F\n" +
+	"\rsession_close\x18\xf0\x01 \x01(\v2 .restpipe.events.v1.SessionCloseR\fsessionClose\":\n" +
+	"\fSessionClose\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x97\x01\n" +
 	"\x05Reply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x124\n" +
@@ -680,25 +758,27 @@ func file_events_events_proto_rawDescGZIP() []byte {
 }
 
 var file_events_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_events_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_events_events_proto_goTypes = []any{
 	(ChannelFrame_Kind)(0), // 0: restpipe.events.v1.ChannelFrame.Kind
 	(*Hello)(nil),          // 1: restpipe.events.v1.Hello
 	(*Header)(nil),         // 2: restpipe.events.v1.Header
 	(*Request)(nil),        // 3: restpipe.events.v1.Request
-	(*Reply)(nil),          // 4: restpipe.events.v1.Reply
-	(*Trailer)(nil),        // 5: restpipe.events.v1.Trailer
-	(*ChannelFrame)(nil),   // 6: restpipe.events.v1.ChannelFrame
+	(*SessionClose)(nil),   // 4: restpipe.events.v1.SessionClose
+	(*Reply)(nil),          // 5: restpipe.events.v1.Reply
+	(*Trailer)(nil),        // 6: restpipe.events.v1.Trailer
+	(*ChannelFrame)(nil),   // 7: restpipe.events.v1.ChannelFrame
 }
 var file_events_events_proto_depIdxs = []int32{
 	2, // 0: restpipe.events.v1.Request.headers:type_name -> restpipe.events.v1.Header
-	2, // 1: restpipe.events.v1.Reply.headers:type_name -> restpipe.events.v1.Header
-	0, // 2: restpipe.events.v1.ChannelFrame.kind:type_name -> restpipe.events.v1.ChannelFrame.Kind
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 1: restpipe.events.v1.Request.session_close:type_name -> restpipe.events.v1.SessionClose
+	2, // 2: restpipe.events.v1.Reply.headers:type_name -> restpipe.events.v1.Header
+	0, // 3: restpipe.events.v1.ChannelFrame.kind:type_name -> restpipe.events.v1.ChannelFrame.Kind
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }
@@ -712,7 +792,7 @@ func file_events_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_events_events_proto_rawDesc), len(file_events_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,6 +84,7 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 	)
 	failures := 0 // since the last connection
 	for {
+		replaced := false
 		p, err := c.connect(ctx, addr, tlsConf)
 		if err == nil {
 			failures = 0
@@ -93,12 +95,20 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 			if time.Since(p.info.ConnectedSince) >= c.cfg.StableAfter {
 				b.Reset()
 			}
+			replaced = errors.Is(reason, ErrReplaced)
 			err = fmt.Errorf("disconnected: %s", disconnectReason(reason))
 		} else if ctx.Err() != nil {
 			return nil
+		} else {
+			err = c.cfg.withOwnExpiry(err)
 		}
 		failures++
 		delay := b.NextBackOff()
+		if replaced {
+			// Another client holds this identity: let it be rather than
+			// take the session back at once (the server reports the two).
+			delay = max(delay, c.cfg.ReconnectMax)
+		}
 		c.log.Warn("not connected to server", "server", addr, "err", err,
 			"failures", failures, "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
@@ -154,7 +164,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&c.cfg, cc, sess, certs[0], info, c.bufs, c.send), nil
+	return newPeer(&c.cfg, cc, sess, "server", verifiedChain(tc), info, c.bufs, c.send), nil
 }
 
 // runSession serves p until its session ends or ctx ends (then it drains
@@ -192,6 +202,25 @@ func (c *Client) runSession(ctx context.Context, p *peer) error {
 		p.log.Info("disconnected from server: shutting down")
 	}
 	return reason
+}
+
+// Reverify asks Config.VerifyPeer again about the server's certificate
+// (after a revocation list was reloaded, say) and, if it now refuses it,
+// ends the session, telling the server why. The reconnection that follows
+// is refused at the handshake, with the reason logged. It reports whether
+// it ended the session.
+func (c *Client) Reverify() bool {
+	p := c.peer()
+	if c.cfg.VerifyPeer == nil || p == nil {
+		return false
+	}
+	err := c.cfg.VerifyPeer(p.leaf)
+	if err == nil {
+		return false
+	}
+	p.log.Warn("session dropped: the server's certificate is no longer accepted", "err", err)
+	go p.endWith(codeRefused, fmt.Errorf("%w: %v", ErrNoLongerAccepted, err))
+	return true
 }
 
 func (c *Client) peer() *peer {

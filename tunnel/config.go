@@ -43,9 +43,14 @@ type Config struct {
 	// Version is the software version sent in the hello, for logs.
 	Version string
 	// VerifyPeer, if set, is asked about the peer's certificate after the
-	// TLS handshake has verified it (and, on a server, again by
-	// Server.Reverify); an error refuses or drops the peer. Revocation
-	// lists plug in here.
+	// TLS handshake has verified it, and again by Server.Reverify and
+	// Client.Reverify; an error refuses or drops the peer. Revocation
+	// lists plug in here (certs.RevocationFile.Check). It may be called
+	// from several goroutines at once.
+	//
+	// Whatever VerifyPeer says, a session ends when the first of the
+	// certificates it rests on expires: this node's, the peer's, or the
+	// CA's that verified the peer.
 	VerifyPeer func(leaf *x509.Certificate) error
 
 	// HandshakeTimeout bounds TCP connect, the TLS handshake and the hello
@@ -126,7 +131,10 @@ type Config struct {
 
 	// ReconnectMin and ReconnectMax bound the client's jittered
 	// exponential backoff between connection attempts. It never gives up.
-	// Defaults 500 ms and 30 s.
+	// A client whose session the server ended because another connection
+	// with the same identity replaced it waits at least ReconnectMax
+	// before it tries again, so that two clients sharing one identity do
+	// not fight over it. Defaults 500 ms and 30 s.
 	ReconnectMin, ReconnectMax time.Duration
 	// StableAfter is how long a connection must have stayed up for the
 	// backoff to start again from ReconnectMin. Default 30 s.
@@ -196,6 +204,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Certificate.Leaf == nil {
+		c.Certificate.Leaf = c.leaf() // parsed once, not at every session
 	}
 	if c.Handler == nil {
 		c.Handler = handlers.NewRegistry()

@@ -18,3 +18,18 @@ var (
 	// ErrRefused: the server refused the session in the hello exchange.
 	ErrRefused = errors.New("session refused")
 )
+
+// Why a node ended a session on purpose (the reason its log, and the
+// peer's, gives). Test them with errors.Is on the reason a session ended
+// with.
+var (
+	// ErrReplaced: another connection with the same identity took the
+	// session's place on the server.
+	ErrReplaced = errors.New("replaced by another connection with the same identity")
+	// ErrCertExpired: a certificate the session rests on (either node's,
+	// or the CA's) passed its NotAfter.
+	ErrCertExpired = errors.New("certificate expired")
+	// ErrNoLongerAccepted: Config.VerifyPeer now refuses the peer's
+	// certificate (a revocation list was reloaded, say).
+	ErrNoLongerAccepted = errors.New("certificate no longer accepted")
+)

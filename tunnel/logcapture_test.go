@@ -57,6 +57,13 @@ func (c *logCapture) wait(t testing.TB, parts ...string) string {
 	}
 }
 
+// all returns the log so far.
+func (c *logCapture) all() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
 func containsAll(s string, parts []string) bool {
 	for _, p := range parts {
 		if !strings.Contains(s, p) {

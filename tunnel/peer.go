@@ -34,12 +34,14 @@ type PeerInfo struct {
 
 // peer is one live session with the node at the other end.
 type peer struct {
-	cfg  *Config
-	log  *slog.Logger
-	info PeerInfo
-	leaf *x509.Certificate // the peer's certificate
-	cc   *coalesceConn     // under sess
-	sess *yamux.Session
+	cfg   *Config
+	log   *slog.Logger
+	info  PeerInfo
+	role  string              // what the peer is to this node: "client" or "server"
+	leaf  *x509.Certificate   // the peer's certificate
+	chain []*x509.Certificate // the peer's verified chain, leaf first
+	cc    *coalesceConn       // under sess
+	sess  *yamux.Session
 
 	// ctx ends when the session ends; it parents every event's context.
 	ctx      context.Context
@@ -52,15 +54,28 @@ type peer struct {
 	// life.
 	sendBufs *sync.Pool
 	ka       *time.Timer // the next keep-alive ping
-	kaFailed atomic.Bool // a ping went unanswered and closed the session
+	// why is why the session ends, when this node ended it on purpose or
+	// the peer said why (see lifecycle.go); the first reason counts.
+	why atomic.Pointer[error]
+	// expiry ends the session when expires, the first of its
+	// certificates to expire, does (see watchExpiry).
+	expiry  *time.Timer
+	expires expiring
+	// replaced is the address of the session this one replaced, if any
+	// (on a server).
+	replaced string
 	// onRelay serves the peer's channel relay stream (set on a server).
 	onRelay func(p *peer, st *yamux.Stream, r *events.Reader)
 }
 
-func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Certificate, info PeerInfo, bufs, sendBufs *sync.Pool) *peer {
+// newPeer makes the peer of a session; role is what the peer is ("client"
+// or "server"), chain its verified certificate chain, leaf first.
+func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, role string, chain []*x509.Certificate, info PeerInfo, bufs, sendBufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &peer{
-		leaf:     leaf,
+		role:     role,
+		leaf:     chain[0],
+		chain:    chain,
 		cfg:      cfg,
 		log:      cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
 		info:     info,
@@ -78,6 +93,7 @@ func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, leaf *x509.Cert
 // (on a goroutine of its own) with why. No goroutine waits for streams
 // while none comes (see acceptGate).
 func (p *peer) start(onEnd func(reason error)) {
+	p.watchExpiry() // before keepAlive may look at it
 	// Keep-alive: a timer, not a goroutine per session (yamux's own
 	// keep-alive loop costs a 4 KiB stack on every idle session).
 	p.ka = time.AfterFunc(time.Duration(math.MaxInt64), p.keepAlive)
@@ -85,6 +101,7 @@ func (p *peer) start(onEnd func(reason error)) {
 	p.cc.whenClosed(func() {
 		p.cancel()
 		p.ka.Stop()
+		p.expiry.Stop()
 		onEnd(p.endReason())
 	})
 	p.cc.gate.open(func() { go p.acceptStreams() })
@@ -117,12 +134,12 @@ func (p *peer) acceptStreams() {
 // endReason says why the session, which has ended, ended. It closes the
 // streams the peer opened that were not accepted.
 func (p *peer) endReason() error {
-	if p.kaFailed.Load() {
-		return yamux.ErrKeepAliveTimeout
-	}
 	for {
 		st, err := p.sess.AcceptStream()
 		if err != nil {
+			if why := p.why.Load(); why != nil {
+				return *why
+			}
 			return err
 		}
 		_ = st.Close()
@@ -137,9 +154,12 @@ func (p *peer) keepAlive() {
 	if p.sess.IsClosed() {
 		return
 	}
+	if p.expired() {
+		p.expiry.Reset(0) // the wall clock went forward past the end
+	}
 	if _, err := p.sess.Ping(); err != nil {
 		if !errors.Is(err, yamux.ErrSessionShutdown) && !p.sess.IsClosed() {
-			p.kaFailed.Store(true)
+			p.setWhy(yamux.ErrKeepAliveTimeout)
 			p.log.Warn("keep-alive failed: closing the session", "err", err)
 			_ = p.sess.Close()
 		}
@@ -187,6 +207,12 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
+	if ev.SessionClose != nil {
+		done()
+		r.Release()
+		p.noticed(ev.SessionClose)
+		return
+	}
 	if ev.ChannelRelay {
 		// Long-lived, and not an event in flight that a shutdown waits for.
 		done()

@@ -112,7 +112,7 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		_ = conn.Close()
 		if ctx.Err() == nil {
-			s.log.Warn("client refused", "remote", remote, "err", err)
+			s.log.Warn("client refused", "remote", remote, "err", s.cfg.withOwnExpiry(err))
 		}
 		s.conns.Done()
 		return
@@ -173,7 +173,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	p := newPeer(&s.cfg, cc, sess, certs[0], info, s.bufs, s.send)
+	p := newPeer(&s.cfg, cc, sess, "client", verifiedChain(tc), info, s.bufs, s.send)
 	p.onRelay = s.serveRelay
 	return p, nil
 }
@@ -188,12 +188,39 @@ func (s *Server) register(p *peer) bool {
 	}
 	old := s.peers[p.info.Name]
 	s.peers[p.info.Name] = p
+	if old != nil {
+		p.replaced = old.info.RemoteAddr
+	}
 	s.mu.Unlock()
 	if old != nil {
-		old.log.Info("client replaced by a new connection with the same name", "new_remote", p.info.RemoteAddr)
-		old.close()
+		s.replace(old, p)
 	}
 	return true
+}
+
+// shareWindow is how recently a session must have replaced another for
+// its own replacement to mean that two live clients share one identity
+// and keep taking the session from each other. A session is replaced
+// only when its client connects again while it still looks alive, which
+// an honest client does once after its link went half-open; a replaced
+// client waits ReconnectMax (30 s by default) before it tries again.
+const shareWindow = 5 * time.Minute
+
+// replace closes old, whose place p took, telling its client why; and
+// reports two clients that keep replacing each other.
+func (s *Server) replace(old, p *peer) {
+	s.log.Warn("client replaced by a new connection with the same identity", "peer", p.info.Name,
+		"old_remote", old.info.RemoteAddr, "old_serial", old.leaf.SerialNumber.Text(16),
+		"new_remote", p.info.RemoteAddr, "new_serial", p.leaf.SerialNumber.Text(16))
+	if old.replaced != "" && time.Since(old.info.ConnectedSince) < shareWindow {
+		s.log.Error("two live clients share one identity: they keep replacing each other; give each its own (restpipe ca issue)",
+			"peer", p.info.Name, "remote_a", old.info.RemoteAddr, "serial_a", old.leaf.SerialNumber.Text(16),
+			"remote_b", p.info.RemoteAddr, "serial_b", p.leaf.SerialNumber.Text(16),
+			"replaced_for", time.Since(old.info.ConnectedSince).Round(time.Millisecond))
+	}
+	// The notice waits for the old client to read it: not on the new
+	// client's way in.
+	go old.endWith(codeReplaced, fmt.Errorf("%w from %s", ErrReplaced, p.info.RemoteAddr))
 }
 
 func (s *Server) unregister(p *peer) {
@@ -271,7 +298,7 @@ func (s *Server) Reverify() []string {
 	for _, p := range peers {
 		if err := s.cfg.VerifyPeer(p.leaf); err != nil {
 			p.log.Warn("client dropped: its certificate is no longer accepted", "err", err)
-			p.close()
+			go p.endWith(codeRefused, fmt.Errorf("%w: %v", ErrNoLongerAccepted, err))
 			dropped = append(dropped, p.info.Name)
 		}
 	}

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 )
 
 // serverTLS is the server's TLS config: TLS 1.3 only, a client
@@ -33,4 +34,15 @@ func (c Config) clientTLS(serverName string) *tls.Config {
 		ServerName:         serverName,
 		ClientSessionCache: tls.NewLRUClientSessionCache(4),
 	}
+}
+
+// verifiedChain is the peer's certificate chain as the handshake verified
+// it, the peer's certificate first (its first verified chain, or what the
+// peer sent if none was built).
+func verifiedChain(tc *tls.Conn) []*x509.Certificate {
+	cs := tc.ConnectionState()
+	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
+		return cs.VerifiedChains[0]
+	}
+	return cs.PeerCertificates
 }

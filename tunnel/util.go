@@ -37,6 +37,8 @@ func disconnectReason(err error) string {
 	switch {
 	case err == nil:
 		return "closed"
+	case errors.As(err, new(*peerNotice)):
+		return err.Error()
 	case errors.Is(err, yamux.ErrKeepAliveTimeout):
 		return "keep-alive timeout: peer stopped answering"
 	case errors.Is(err, yamux.ErrSessionShutdown):

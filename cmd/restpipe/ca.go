@@ -123,7 +123,7 @@ func runCAIssue(_ context.Context, env *cliEnv, args []string) error {
 	fs.Var(&hosts, "host", "a `host` name or IP address the node serves as (repeatable; a server needs one)")
 	usage := fs.String("usage", "", "what the certificate is for: server, client or both (default: server with --host, else client)")
 	nDays := fs.Int("days", 365, "how many days the certificate is valid (never past the CA's end)")
-	force := fs.Bool("force", false, "replace an existing NAME.crt and NAME.key")
+	force := fs.Bool("force", false, "replace an existing NAME.crt and NAME.key, revoking the old certificate in DIR/revoked.txt")
 	if err := parseFlags(fs, env, args); err != nil {
 		return err
 	}
@@ -147,7 +147,13 @@ func runCAIssue(_ context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	certPath, keyPath, err := ca.IssueToDir(*dir, req, *force)
+	var certPath, keyPath string
+	var revoked *x509.Certificate
+	if *force {
+		certPath, keyPath, revoked, err = ca.ReissueToDir(*dir, req)
+	} else {
+		certPath, keyPath, err = ca.IssueToDir(*dir, req, false)
+	}
 	if err != nil {
 		return asUsageError(err)
 	}
@@ -164,6 +170,12 @@ func runCAIssue(_ context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(env.stdout, "  certificate: %s\n", certPath)
 	fmt.Fprintf(env.stdout, "  key:         %s (0600)\n", keyPath)
 	fmt.Fprintf(env.stdout, "  CA:          %s\n", caPath)
+	if revoked != nil {
+		list := filepath.Join(*dir, certs.RevokedFile)
+		fmt.Fprintf(env.stdout, "revoked the certificate it replaces: %q serial %s, in %s\n",
+			revoked.Subject.CommonName, revoked.SerialNumber.Text(16), list)
+		fmt.Fprintf(env.stdout, "  nodes given --revoked %s refuse it within a second and drop its sessions\n", list)
+	}
 	return nil
 }
 
@@ -202,7 +214,7 @@ func runCAUninstall(_ context.Context, env *cliEnv, args []string) error {
 }
 
 func runCARevoke(_ context.Context, env *cliEnv, args []string) error {
-	fs := newFlagSet(env, "ca revoke", "revoke a node identity: add its certificate's serial number to DIR/revoked.txt, which a server given --revoked refuses (reload it with SIGHUP)",
+	fs := newFlagSet(env, "ca revoke", "revoke a node identity: add its certificate's serial number to DIR/revoked.txt, which nodes given --revoked refuse (they notice a change within a second; SIGHUP reloads at once)",
 		"restpipe ca revoke --dir ./ca --name c1")
 	dir := fs.String("dir", "", "the CA `directory`")
 	name := fs.String("name", "", "the `name` of the identity to revoke (DIR/NAME.crt)")
@@ -230,6 +242,6 @@ func runCARevoke(_ context.Context, env *cliEnv, args []string) error {
 		return asUsageError(err)
 	}
 	fmt.Fprintf(env.stdout, "revoked %q (serial %s) in %s\n", leaf.Subject.CommonName, leaf.SerialNumber.Text(16), list)
-	fmt.Fprintf(env.stdout, "next: start the server with --revoked %s, or send it SIGHUP to reload the list\n", list)
+	fmt.Fprintf(env.stdout, "next: nodes given --revoked %s refuse it within a second and drop its sessions (start them with it, or SIGHUP them to reload at once)\n", list)
 	return nil
 }

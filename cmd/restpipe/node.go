@@ -52,7 +52,10 @@ type nodeFlags struct {
 	channelQueue    int
 	channelMaxMsg   byteSize
 
-	revocations atomic.Pointer[certs.RevocationList] // the list in force
+	revocations atomic.Pointer[certs.RevocationFile] // the list in force, nil for none
+	// reverify drops the sessions whose peer the list in force refuses;
+	// set before the node starts.
+	reverify func()
 }
 
 func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
@@ -72,7 +75,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.maxFrame, "max-frame", "the largest frame a body is sent in, in `bytes` (16KiB to 1MiB; default 256KiB on a client, 64KiB on a server): bigger costs less CPU when streaming, but each session that has sent one keeps a buffer that big")
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are relayed to the local HTTP service at URL (repeatable)")
 	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
-	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused; SIGHUP reloads it")
+	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused, and dropped when it changes (looked at every second; SIGHUP reloads it)")
 	fs.Var(&n.allow, "allow", "an access rule `PEER=TARGET,...`: which peers (glob) may call which handlers or forward:ROUTE (globs) on this node; once any rule exists, the rest is denied (repeatable; SIGHUP reloads)")
 	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
 	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
@@ -195,15 +198,20 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	cfg := tunnel.DefaultConfig()
 	if n.revoked != "" {
-		list, err := certs.LoadRevocationList(n.revoked)
+		rf, err := n.openRevoked(logger, n.revoked)
 		if err != nil {
 			return nil, cfg, nil, err
 		}
-		n.revocations.Store(list)
-		logger.Info("revocation list loaded", "file", n.revoked, "serials", list.Len())
+		n.revocations.Store(rf)
+		logger.Info("revocation list loaded", "file", n.revoked, "serials", rf.List().Len())
 	}
 	// Installed always, so that a reload may add a list later.
-	cfg.VerifyPeer = func(leaf *x509.Certificate) error { return n.revocations.Load().Check(leaf) }
+	cfg.VerifyPeer = func(leaf *x509.Certificate) error {
+		if rf := n.revocations.Load(); rf != nil {
+			return rf.Check(leaf) // looks at the file, at most once a second
+		}
+		return nil
+	}
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
 	cfg.Handler = reg
@@ -371,6 +379,43 @@ func checkForwardTarget(logger *slog.Logger, route, target string) {
 	logger.Info("forward route", "route", route, "target", target)
 }
 
+// openRevoked opens the revocation list at path, kept in step with the
+// file: a change drops the sessions it now refuses; one that does not
+// parse is an error in the log, and the old list stays.
+func (n *nodeFlags) openRevoked(logger *slog.Logger, path string) (*certs.RevocationFile, error) {
+	return certs.OpenRevocationFile(path, certs.RevocationFileOptions{
+		OnChange: func(l *certs.RevocationList) {
+			logger.Info("revocation list changed: reloaded", "file", path, "serials", l.Len())
+			if n.reverify != nil {
+				n.reverify()
+			}
+		},
+		OnError: func(err error) {
+			logger.Error("revocation list changed but cannot be used: the old list stays in force", "file", path, "err", err)
+		},
+	})
+}
+
+// watchRevoked looks at the revocation list's file every second until ctx
+// ends, so that a revocation drops a live session even when nobody
+// connects (a connection's handshake looks too).
+func (n *nodeFlags) watchRevoked(ctx context.Context) {
+	go func() {
+		tick := time.NewTicker(certs.DefaultRevocationInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if rf := n.revocations.Load(); rf != nil {
+					rf.Refresh()
+				}
+			}
+		}
+	}()
+}
+
 // reload applies what can change without a restart from fresh settings
 // (config file, environment and flags read again): access rules, external
 // auth and the revocation list. On an error the old ones stay. It reports
@@ -388,16 +433,25 @@ func (n *nodeFlags) reload(logger *slog.Logger, reg *handlers.Registry, fresh *n
 		logger.Info("reload: access control", "auth", desc)
 	}
 	if fresh.revoked == "" {
-		n.revocations.Store(nil)
+		if old := n.revocations.Swap(nil); old != nil {
+			logger.Warn("reload: no revocation list any more (--revoked not set)", "was", old.Path())
+		}
 		return false
 	}
-	list, err := certs.LoadRevocationList(fresh.revoked)
-	if err != nil {
-		logger.Error("reload: revocation list kept as it was", "err", err)
-		return false
+	rf := n.revocations.Load()
+	if rf != nil && rf.Path() == fresh.revoked {
+		if _, err := rf.Reload(); err != nil {
+			logger.Error("reload: revocation list kept as it was", "file", fresh.revoked, "err", err)
+			return false
+		}
+	} else {
+		if rf, err = n.openRevoked(logger, fresh.revoked); err != nil {
+			logger.Error("reload: revocation list kept as it was", "file", fresh.revoked, "err", err)
+			return false
+		}
+		n.revocations.Store(rf)
 	}
-	n.revocations.Store(list)
-	logger.Info("reload: revocation list", "file", fresh.revoked, "serials", list.Len())
+	logger.Info("reload: revocation list", "file", fresh.revoked, "serials", rf.List().Len())
 	return true
 }
 
@@ -525,12 +579,16 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	logger.Info("server starting", "node", srv.Name(), "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
+	n.reverify = func() {
+		if dropped := srv.Reverify(); len(dropped) > 0 {
+			logger.Warn("dropped revoked clients", "clients", dropped)
+		}
+	}
+	n.watchRevoked(ctx)
 	onReload(ctx, env, func() {
 		fresh, err := parseServerFlags(quiet(env), args)
 		if n.reload(logger, reg, &fresh.nodeFlags, err) {
-			if dropped := srv.Reverify(); len(dropped) > 0 {
-				logger.Warn("reload: dropped revoked clients", "clients", dropped)
-			}
+			n.reverify()
 		}
 	})
 	return runAll(ctx, append(fronts, func(ctx context.Context) error { return srv.Serve(ctx, tln) })...)
@@ -593,9 +651,17 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	logger.Info("client starting", "node", c.Name(), "server", f.server, "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
+	n.reverify = func() {
+		if c.Reverify() {
+			logger.Warn("dropped the server: its certificate is revoked")
+		}
+	}
+	n.watchRevoked(ctx)
 	onReload(ctx, env, func() {
 		fresh, err := parseClientFlags(quiet(env), args)
-		n.reload(logger, reg, &fresh.nodeFlags, err)
+		if n.reload(logger, reg, &fresh.nodeFlags, err) {
+			n.reverify()
+		}
 	})
 	return runAll(ctx, append(fronts, func(ctx context.Context) error { return c.Run(ctx, f.server) })...)
 }
