@@ -40,6 +40,10 @@ const (
 //	anything else  503 auth_unavailable, as is no answer within the timeout
 //
 // Allow and deny decisions are cached per (peer, method, URI) for the TTL.
+//
+// A channel request (see AuthorizeChannel) is sent as X-Original-URI
+// /channels/NAME and X-Original-Method SUBSCRIBE or PUBLISH, with no caller
+// headers: the decision is about the node.
 type ExternalAuth struct {
 	url    string
 	client *http.Client
@@ -163,6 +167,9 @@ func (a *ExternalAuth) store(k authKey, e authEntry) {
 
 // originalURI is the event's path in noun space, with its query.
 func originalURI(req *Request) string {
+	if req.Channel != "" {
+		return channelURI(req.Channel)
+	}
 	var b strings.Builder
 	if len(req.Noun) > 0 {
 		b.WriteByte('/')
