@@ -34,18 +34,23 @@ const (
 	ChannelFrame_ACK              ChannelFrame_Kind = 4
 	ChannelFrame_MESSAGE          ChannelFrame_Kind = 5
 	ChannelFrame_CLOSE            ChannelFrame_Kind = 6
+	// REFUSED, from the server, ends the client's subscription to channel:
+	// the access rules, asked again (on a reload), no longer allow it.
+	// error, status and code say why, as in a refusing ACK.
+	ChannelFrame_REFUSED ChannelFrame_Kind = 220
 )
 
 // Enum value maps for ChannelFrame_Kind.
 var (
 	ChannelFrame_Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "SUBSCRIBE",
-		2: "UNSUBSCRIBE",
-		3: "PUBLISH",
-		4: "ACK",
-		5: "MESSAGE",
-		6: "CLOSE",
+		0:   "KIND_UNSPECIFIED",
+		1:   "SUBSCRIBE",
+		2:   "UNSUBSCRIBE",
+		3:   "PUBLISH",
+		4:   "ACK",
+		5:   "MESSAGE",
+		6:   "CLOSE",
+		220: "REFUSED",
 	}
 	ChannelFrame_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -55,6 +60,7 @@ var (
 		"ACK":              4,
 		"MESSAGE":          5,
 		"CLOSE":            6,
+		"REFUSED":          220,
 	}
 )
 
@@ -670,7 +676,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\"\x1f\n" +
 	"\aTrailer\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"\xe1\x02\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\"\xef\x02\n" +
 	"\fChannelFrame\x129\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.restpipe.events.v1.ChannelFrame.KindR\x04kind\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
@@ -680,7 +686,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x17\n" +
 	"\x06status\x18\xdc\x01 \x01(\x05R\x06status\x12\x13\n" +
-	"\x04code\x18\xdd\x01 \x01(\tR\x04code\"j\n" +
+	"\x04code\x18\xdd\x01 \x01(\tR\x04code\"x\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSUBSCRIBE\x10\x01\x12\x0f\n" +
@@ -688,7 +694,8 @@ const file_events_events_proto_rawDesc = "" +
 	"\aPUBLISH\x10\x03\x12\a\n" +
 	"\x03ACK\x10\x04\x12\v\n" +
 	"\aMESSAGE\x10\x05\x12\t\n" +
-	"\x05CLOSE\x10\x06B%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
+	"\x05CLOSE\x10\x06\x12\f\n" +
+	"\aREFUSED\x10\xdc\x01B%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
 
 var (
 	file_events_events_proto_rawDescOnce sync.Once

@@ -403,3 +403,62 @@ func TestChannelNoRulesAllowsAll(t *testing.T) {
 		t.Fatalf("%q, %v", m, err)
 	}
 }
+
+// When the rules change (a reload), Server.RecheckChannels ends the live
+// subscriptions they no longer allow: the client node's subscribers are
+// closed with the reason, the others stay, and a peer that ignores the
+// news receives nothing more of the channel.
+func TestChannelRulesRecheck(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	setRules := func(specs ...string) {
+		rules, err := handlers.ParseRules(specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.reg.SetAuth(rules.Auth)
+	}
+	setRules("c1=channel:*", "c2=channel:*")
+	c1 := startClient(t, p, "c1", s.tunnelAddr, nil)
+	waitConnected(t, c1, s)
+	ctx := testCtx(t)
+	wsB := subscribeWS(t, ctx, c1.httpURL, "tenantB-orders")
+	sseB := subscribeSSE(t, ctx, c1.httpURL, "tenantB-orders")
+	wsA := subscribeWS(t, ctx, c1.httpURL, "tenantA-x")
+	rp := openRelay(t, s, "c2", p)
+	rp.send(t, &events.ChannelFrame{Kind: events.ChannelFrame_SUBSCRIBE, Seq: 1, Channel: "tenantB-orders"})
+	if f := rp.next(t); f.Kind != events.ChannelFrame_ACK || f.Error != "" {
+		t.Fatalf("c2's subscribe: %v %q", f.Kind, f.Error)
+	}
+
+	setRules("c1=channel:tenantA-*", "c2=channel:tenantA-*")
+	if n := s.RecheckChannels(); n != 2 {
+		t.Fatalf("RecheckChannels ended %d subscriptions, want 2 (c1's and c2's tenantB-orders)", n)
+	}
+	_, err := wsB.next(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation || !strings.Contains(err.Error(), "may not subscribe") {
+		t.Fatalf("WebSocket subscriber of tenantB-orders: %v, want close 1008 saying why", err)
+	}
+	if ev, err := sseB.event(); err != nil || ev["event"] != "close" || !strings.Contains(ev["data"], "may not subscribe") {
+		t.Fatalf("SSE subscriber of tenantB-orders: %v, %v; want a close event saying why", ev, err)
+	}
+	if f := rp.next(t); f.Kind != events.ChannelFrame_REFUSED || f.Channel != "tenantB-orders" || f.Code != "forbidden" {
+		t.Fatalf("c2 got %v %q %q, want REFUSED forbidden", f.Kind, f.Channel, f.Code)
+	}
+	publish(t, s.httpURL, "tenantB-orders", "secret")
+	publish(t, s.httpURL, "tenantA-x", "still here")
+	if m, err := wsA.next(ctx); err != nil || m != "still here" {
+		t.Fatalf("tenantA-x subscriber: %q, %v", m, err)
+	}
+	wantForbidden(t, doRefused(t, http.MethodGet, chanURL(c1.httpURL, "tenantB-orders"), nil, "Accept", "text/event-stream"), "tenantB-orders")
+	// c2 ignored the REFUSED: it gets nothing of tenantB-orders.
+	rp.send(t, &events.ChannelFrame{Kind: events.ChannelFrame_SUBSCRIBE, Seq: 2, Channel: "tenantA-x"})
+	if f := rp.next(t); f.Kind != events.ChannelFrame_ACK || f.Seq != 2 || f.Error != "" {
+		t.Fatalf("c2: %v %d %q, want the ACK of its tenantA-x subscribe", f.Kind, f.Seq, f.Error)
+	}
+	publish(t, s.httpURL, "tenantB-orders", "secret")
+	publish(t, s.httpURL, "tenantA-x", "public")
+	if f := rp.next(t); f.Kind != events.ChannelFrame_MESSAGE || f.Channel != "tenantA-x" {
+		t.Fatalf("c2 got %v %q: the ended subscription still delivers", f.Kind, f.Channel)
+	}
+}

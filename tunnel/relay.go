@@ -186,6 +186,9 @@ type serverRelay struct {
 	maxMsg int64
 	authz  ChannelAuthorizer // nil: every channel allowed
 	once   sync.Once         // Drop's
+	// decide is held while a subscribe is decided and applied, so that a
+	// recheck sees every subscription the rules allowed.
+	decide sync.Mutex
 }
 
 // authorize asks r.authz whether the client may op (subscribe or
@@ -223,6 +226,44 @@ func (r *serverRelay) Drop(err error) {
 	})
 }
 
+// RecheckChannels asks the access rules again about every client node's
+// live channel subscriptions (a subscribe is otherwise asked once, when it
+// is made), and ends those they no longer allow: the client node's
+// subscribers of that channel are closed with the reason (WebSocket 1008,
+// SSE "event: close"). Call it after changing the rules (SetAuth on the
+// Config.Handler), as a reload does. It returns how many it ended.
+func (s *Server) RecheckChannels() int {
+	ended := 0
+	for _, sink := range s.hub.Remotes() {
+		if r, ok := sink.(*serverRelay); ok {
+			ended += r.recheck()
+		}
+	}
+	return ended
+}
+
+// recheck asks r.authz again about r's subscriptions and ends those it
+// refuses now.
+func (r *serverRelay) recheck() int {
+	if r.authz == nil {
+		return 0
+	}
+	r.decide.Lock()
+	defer r.decide.Unlock()
+	ended := 0
+	for _, ch := range r.hub.ChannelsOf(r) {
+		f := &events.ChannelFrame{Kind: events.ChannelFrame_REFUSED, Channel: ch}
+		if r.authorize(f, handlers.ChannelSubscribe, ch) {
+			continue
+		}
+		r.hub.Detach(ch, r)
+		r.q.push(f, true)
+		r.p.log.Info("channel subscription ended: the access rules no longer allow it", "channel", ch, "reason", f.Error)
+		ended++
+	}
+	return ended
+}
+
 // serveRelay serves a client's relay stream until it or the session ends.
 func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
 	r := &serverRelay{p: p, hub: s.hub, q: newFrameQueue(), maxMsg: s.cfg.ChannelMaxMessage}
@@ -250,11 +291,13 @@ func (r *serverRelay) read(rd *events.Reader) error {
 		switch f.Kind {
 		case events.ChannelFrame_SUBSCRIBE:
 			ack := &events.ChannelFrame{Kind: events.ChannelFrame_ACK, Seq: f.Seq}
+			r.decide.Lock()
 			if err := channels.CheckName(f.Channel); err != nil {
 				ack.Error = err.Error()
 			} else if r.authorize(ack, handlers.ChannelSubscribe, f.Channel) {
 				r.hub.Attach(f.Channel, r)
 			}
+			r.decide.Unlock()
 			r.q.push(ack, true)
 		case events.ChannelFrame_UNSUBSCRIBE:
 			r.hub.Detach(f.Channel, r)
@@ -364,6 +407,8 @@ func (r *clientRelay) read() {
 			if done != nil {
 				done(ackError(&f))
 			}
+		case events.ChannelFrame_REFUSED:
+			r.refused(f.Channel, ackError(&f))
 		case events.ChannelFrame_CLOSE:
 			r.fail(fmt.Errorf("%w: the server dropped this node's relay: %s", channels.ErrUnavailable, f.Error))
 			return
@@ -372,6 +417,28 @@ func (r *clientRelay) read() {
 			return
 		}
 	}
+}
+
+// refused ends the local subscribers of channel, whose subscription the
+// server ended with err; the next subscriber asks the server anew.
+func (r *clientRelay) refused(channel string, err error) {
+	if err == nil {
+		err = &handlers.Error{Status: http.StatusForbidden, Code: handlers.CodeForbidden,
+			Msg: "refused by the server: the subscription is no longer allowed"}
+	}
+	var end []*channels.Subscriber
+	r.mu.Lock()
+	delete(r.subs, channel) // the server detached it: no UNSUBSCRIBE
+	for m := range r.members {
+		if m.sub != nil && m.sub.Channel == channel {
+			end = append(end, m.sub)
+		}
+	}
+	r.mu.Unlock()
+	for _, sub := range end {
+		sub.End(err)
+	}
+	r.p.log.Info("channel subscription ended by the server", "channel", channel, "reason", err)
 }
 
 // ackError is the server's answer in an ACK: nil, or why it refused. A

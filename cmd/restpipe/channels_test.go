@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,5 +70,50 @@ func TestChannelRulesFlag(t *testing.T) {
 				t.Errorf("%d %s, want %d holding %s", status, body, tc.status, tc.contains)
 			}
 		})
+	}
+}
+
+// TestChannelRulesReload: a SIGHUP that takes a channel away from c1 ends
+// c1's live subscription of it, with the reason.
+func TestChannelRulesReload(t *testing.T) {
+	d := identities(t, "c1")
+	cfgFile := filepath.Join(d, "server.json")
+	writeCfg := func(allow string) {
+		t.Helper()
+		if err := os.WriteFile(cfgFile, []byte(`{"allow": [`+allow+`]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(`"c1=channel:*"`)
+	reload := make(chan os.Signal, 1)
+	srv := startNodeEnv(t, nil, reload, "server", "--config", cfgFile, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	cli := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cliHTTP := cli.log.wait(t, httpAddrRe)
+	cli.log.wait(t, `msg="connected to server"`)
+	srv.log.wait(t, `msg="client connected"`)
+
+	req, _ := http.NewRequest(http.MethodGet, "http://"+cliHTTP+"/channels/tenantB-orders", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscribe before the reload: %d", resp.StatusCode)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != ": subscribed\n" {
+		t.Fatalf("SSE: %q, %v", line, err)
+	}
+	writeCfg(`"c1=channel:tenantA-*"`)
+	reload <- syscall.SIGHUP
+	srv.log.wait(t, `msg="reload: channel subscriptions the rules no longer allow ended" subscriptions=1`)
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "event: close") || !strings.Contains(string(rest), `may not subscribe to channel "tenantB-orders"`) {
+		t.Fatalf("SSE after the reload: %q, want a close event saying why", rest)
 	}
 }

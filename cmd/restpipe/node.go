@@ -455,6 +455,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 				logger.Warn("reload: dropped revoked clients", "clients", dropped)
 			}
 		}
+		if ended := srv.RecheckChannels(); ended > 0 {
+			logger.Info("reload: channel subscriptions the rules no longer allow ended", "subscriptions", ended)
+		}
 	})
 	return runAll(ctx,
 		func(ctx context.Context) error { return srv.Serve(ctx, tln) },
