@@ -28,6 +28,26 @@ const (
 	targetChannel   = "channel:"
 )
 
+// HeaderChannel, sent to the external auth service with a channel
+// request only, is the channel's name, percent-escaped as one path
+// segment ("news%2Fsport"): it tells a channel decision from an event
+// whose method and URI look the same (a hostile peer may send an event
+// SUBSCRIBE /channels/x). A caller's copy never reaches the service.
+const HeaderChannel = "X-Restpipe-Channel"
+
+// setChannelHeader sets HeaderChannel in h, sent to the external auth
+// for req, or removes a copy the caller sent with an event.
+func setChannelHeader(h http.Header, req *Request) {
+	for k := range h {
+		if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), HeaderChannel) {
+			delete(h, k)
+		}
+	}
+	if req.Channel != "" {
+		h.Set(HeaderChannel, url.PathEscape(req.Channel))
+	}
+}
+
 // channelPathPrefix is where a front end serves channels: what the
 // external auth's X-Original-URI of a channel request starts with.
 const channelPathPrefix = "/channels/"

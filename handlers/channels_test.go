@@ -205,11 +205,11 @@ func TestAuthorizeChannel(t *testing.T) {
 }
 
 func TestExternalAuthChannels(t *testing.T) {
-	type seen struct{ uri, method, peer, auth string }
+	type seen struct{ uri, method, peer, channel string }
 	got := make(chan seen, 10)
 	svc, _ := authService(t, func(w http.ResponseWriter, r *http.Request) {
 		got <- seen{r.Header.Get(HeaderOriginalURI), r.Header.Get(HeaderOriginalMethod),
-			r.Header.Get(HeaderPeer), r.Header.Get("Authorization")}
+			r.Header.Get(HeaderPeer), strings.Join(r.Header.Values(HeaderChannel), ",")}
 		switch uri := r.Header.Get(HeaderOriginalURI); {
 		case strings.HasPrefix(uri, "/channels/tenantA-"):
 			w.WriteHeader(http.StatusNoContent)
@@ -234,10 +234,10 @@ func TestExternalAuthChannels(t *testing.T) {
 		status          int
 		msg             string
 	}{
-		{ChannelSubscribe, "tenantA-x/y z", seen{"/channels/tenantA-x/y%20z", "SUBSCRIBE", "c1", ""}, 0, ""},
-		{ChannelPublish, "tenantA-x", seen{"/channels/tenantA-x", "PUBLISH", "c1", ""}, 0, ""},
-		{ChannelPublish, "tenantB-orders", seen{"/channels/tenantB-orders", "PUBLISH", "c1", ""}, 403, "tenant A only"},
-		{ChannelSubscribe, "rewritten", seen{"/channels/rewritten", "SUBSCRIBE", "c1", ""}, 403, "cannot be rewritten"},
+		{ChannelSubscribe, "tenantA-x/y z", seen{"/channels/tenantA-x/y%20z", "SUBSCRIBE", "c1", "tenantA-x%2Fy%20z"}, 0, ""},
+		{ChannelPublish, "tenantA-x", seen{"/channels/tenantA-x", "PUBLISH", "c1", "tenantA-x"}, 0, ""},
+		{ChannelPublish, "tenantB-orders", seen{"/channels/tenantB-orders", "PUBLISH", "c1", "tenantB-orders"}, 403, "tenant A only"},
+		{ChannelSubscribe, "rewritten", seen{"/channels/rewritten", "SUBSCRIBE", "c1", "rewritten"}, 403, "cannot be rewritten"},
 	} {
 		err := r.AuthorizeChannel(ctx, &Request{Peer: "c1", ID: "r", Method: tc.method, Channel: tc.channel})
 		if s := <-got; s != tc.want {
@@ -251,4 +251,13 @@ func TestExternalAuthChannels(t *testing.T) {
 			t.Errorf("%s %s: %v, want %d holding %q", tc.method, tc.channel, err, tc.status, tc.msg)
 		}
 	}
+	// An event that looks like a channel request, with a forged
+	// X-Restpipe-Channel, reaches the service without it.
+	r.MustHandle("subscribe_channels_tenantA-x", func(context.Context, *Request) (any, error) { return "ran", nil })
+	rep := r.Dispatch(ctx, &Request{Peer: "c1", Method: "SUBSCRIBE", Noun: []string{"channels", "tenantA-x"}, Body: http.NoBody,
+		Header: http.Header{"X-Restpipe-Channel": {"tenantA-x"}, "X_restpipe_channel": {"tenantA-x"}}})
+	if s := <-got; s != (seen{"/channels/tenantA-x", "SUBSCRIBE", "c1", ""}) {
+		t.Errorf("an event SUBSCRIBE /channels/tenantA-x: auth service saw %+v, want no %s", s, HeaderChannel)
+	}
+	closeBody(rep)
 }

@@ -43,7 +43,8 @@ const (
 //
 // A channel request (see AuthorizeChannel) is sent as X-Original-URI
 // /channels/NAME and X-Original-Method SUBSCRIBE or PUBLISH, with no caller
-// headers: the decision is about the node.
+// headers (the decision is about the node) and X-Restpipe-Channel, which
+// an event never carries.
 type ExternalAuth struct {
 	url    string
 	client *http.Client
@@ -104,6 +105,7 @@ func (a *ExternalAuth) Auth(ctx context.Context, req *Request) (Decision, error)
 	hreq.Header.Set(HeaderOriginalMethod, req.Method)
 	hreq.Header.Set(HeaderPeer, req.Peer)
 	hreq.Header.Set("X-Request-Id", req.ID)
+	setChannelHeader(hreq.Header, req)
 	resp, err := a.client.Do(hreq)
 	if err != nil {
 		return Decision{}, fmt.Errorf("auth service: %w", err)
