@@ -34,18 +34,23 @@ const (
 	ChannelFrame_ACK              ChannelFrame_Kind = 4
 	ChannelFrame_MESSAGE          ChannelFrame_Kind = 5
 	ChannelFrame_CLOSE            ChannelFrame_Kind = 6
+	// REFUSED, from the server, ends the client's subscription to channel:
+	// the access rules, asked again (on a reload), no longer allow it.
+	// error, status and code say why, as in a refusing ACK.
+	ChannelFrame_REFUSED ChannelFrame_Kind = 220
 )
 
 // Enum value maps for ChannelFrame_Kind.
 var (
 	ChannelFrame_Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "SUBSCRIBE",
-		2: "UNSUBSCRIBE",
-		3: "PUBLISH",
-		4: "ACK",
-		5: "MESSAGE",
-		6: "CLOSE",
+		0:   "KIND_UNSPECIFIED",
+		1:   "SUBSCRIBE",
+		2:   "UNSUBSCRIBE",
+		3:   "PUBLISH",
+		4:   "ACK",
+		5:   "MESSAGE",
+		6:   "CLOSE",
+		220: "REFUSED",
 	}
 	ChannelFrame_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -55,6 +60,7 @@ var (
 		"ACK":              4,
 		"MESSAGE":          5,
 		"CLOSE":            6,
+		"REFUSED":          220,
 	}
 )
 
@@ -584,7 +590,9 @@ func (x *Trailer) GetError() string {
 // SUBSCRIBE and PUBLISH with an ACK of the same seq, and sends MESSAGE for
 // every message published on a channel the client subscribed to, in the
 // one order the server fixed for it. CLOSE, from the server, ends the
-// relay and says why.
+// relay and says why. The server asks its access rules (or auth service)
+// about every SUBSCRIBE and PUBLISH: a refused one is not applied, and its
+// ACK carries error, status and code.
 type ChannelFrame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  ChannelFrame_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=restpipe.events.v1.ChannelFrame_Kind" json:"kind,omitempty"`
@@ -601,7 +609,12 @@ type ChannelFrame struct {
 	// id is the publisher's message id, if any.
 	Id string `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`
 	// error is why an ACK refuses, or why a CLOSE ends the relay.
-	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// status and code, in an ACK that the server's access rules or auth
+	// service refused, are the HTTP status and error code ("forbidden",
+	// "auth_unavailable") the client's front end answers its caller with.
+	Status        int32  `protobuf:"varint,220,opt,name=status,proto3" json:"status,omitempty"`
+	Code          string `protobuf:"bytes,221,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -685,6 +698,20 @@ func (x *ChannelFrame) GetError() string {
 	return ""
 }
 
+func (x *ChannelFrame) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ChannelFrame) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
 var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
@@ -727,7 +754,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\"\x1f\n" +
 	"\aTrailer\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"\xb3\x02\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\"\xef\x02\n" +
 	"\fChannelFrame\x129\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.restpipe.events.v1.ChannelFrame.KindR\x04kind\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
@@ -735,7 +762,9 @@ const file_events_events_proto_rawDesc = "" +
 	"\x04text\x18\x04 \x01(\tR\x04text\x12\x16\n" +
 	"\x06stream\x18\x05 \x01(\tR\x06stream\x12\x0e\n" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\"j\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x17\n" +
+	"\x06status\x18\xdc\x01 \x01(\x05R\x06status\x12\x13\n" +
+	"\x04code\x18\xdd\x01 \x01(\tR\x04code\"x\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSUBSCRIBE\x10\x01\x12\x0f\n" +
@@ -743,7 +772,8 @@ const file_events_events_proto_rawDesc = "" +
 	"\aPUBLISH\x10\x03\x12\a\n" +
 	"\x03ACK\x10\x04\x12\v\n" +
 	"\aMESSAGE\x10\x05\x12\t\n" +
-	"\x05CLOSE\x10\x06B%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
+	"\x05CLOSE\x10\x06\x12\f\n" +
+	"\aREFUSED\x10\xdc\x01B%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
 
 var (
 	file_events_events_proto_rawDescOnce sync.Once

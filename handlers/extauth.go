@@ -50,6 +50,11 @@ const (
 // header but X-Request-Id (or only the headers CacheKey names). The key is
 // a SHA-256 of them, so no credential is kept. At most maxAuthCache
 // decisions are kept.
+//
+// A channel request (see AuthorizeChannel) is sent as X-Original-URI
+// /channels/NAME and X-Original-Method SUBSCRIBE or PUBLISH, with no caller
+// headers (the decision is about the node) and X-Restpipe-Channel, which
+// an event never carries.
 type ExternalAuth struct {
 	url      string
 	redacted string // url for logs and errors: no password
@@ -159,6 +164,7 @@ func (a *ExternalAuth) Auth(ctx context.Context, req *Request) (Decision, error)
 	hreq.Header.Set(HeaderOriginalMethod, req.Method)
 	hreq.Header.Set(HeaderPeer, req.Peer)
 	hreq.Header.Set("X-Request-Id", req.ID)
+	setChannelHeader(hreq.Header, req)
 	resp, err := a.client.Do(hreq)
 	if err != nil {
 		return Decision{}, fmt.Errorf("auth service %s: %w", a.redacted, redactErr(err))
@@ -206,6 +212,7 @@ func (a *ExternalAuth) keyOf(req *Request, uri string) authKey {
 	put(req.Peer)
 	put(req.Method)
 	put(uri)
+	put(req.Channel) // a channel request never shares an event's entry
 	names := a.keyHdrs
 	if names == nil {
 		for k := range req.Header {
@@ -284,6 +291,9 @@ func (a *ExternalAuth) store(k authKey, e authEntry) {
 // arguments it runs with (not RawPath, which a peer writes as it likes
 // and a Pre hook may have left behind).
 func originalURI(req *Request) string {
+	if req.Channel != "" {
+		return channelURI(req.Channel)
+	}
 	var b strings.Builder
 	if len(req.Noun) > 0 {
 		b.WriteByte('/')

@@ -72,6 +72,10 @@ type Request struct {
 	// Identity is who the Auth hook settled the caller is; the peer name
 	// unless it said otherwise.
 	Identity string
+	// Channel is set only in a channel request (see AuthorizeChannel):
+	// the channel a node asks to subscribe (Method "SUBSCRIBE") or
+	// publish (Method "PUBLISH") to.
+	Channel string
 
 	ctx     context.Context
 	vouched string // the identity an Auth hook named, if any

@@ -108,8 +108,12 @@ func (r *Registry) chain() chain {
 }
 
 // Target is what an event calls, as access rules name it: the handler
-// name ("get_time"), or "forward:" and the route for a forward route.
+// name ("get_time"), or "forward:" and the route for a forward route; for
+// a channel request, "subscribe:" or "publish:" and the channel.
 func (req *Request) Target() string {
+	if req.Channel != "" {
+		return channelTarget(req)
+	}
 	if req.Route != "" {
 		return "forward:" + req.Route
 	}

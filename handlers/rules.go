@@ -9,8 +9,10 @@ import (
 
 // Rule allows the peers whose name matches Peer to call the targets that
 // match one of Targets. Both are globs (path.Match: '*', '?', '[a-z]').
-// A target is a handler name ("get_time") or "forward:" and a route name
-// ("forward:files").
+// A target is a handler name ("get_time"), "forward:" and a route name
+// ("forward:files"), or a channel: "subscribe:NAME", "publish:NAME", or
+// "channel:NAME" for both. In a channel target '*' and '?' match '/' too
+// (channel names are flat: "channel:tenantA-*" covers "tenantA-eu/orders").
 type Rule struct {
 	Peer    string
 	Targets []string
@@ -67,7 +69,8 @@ func ParseRules(specs []string) (*Rules, error) {
 // Len is the number of rules.
 func (rs *Rules) Len() int { return len(rs.rules) }
 
-// Allows reports whether peer may call target.
+// Allows reports whether peer may call target (see Rule for channel
+// targets).
 func (rs *Rules) Allows(peer, target string) bool {
 	if len(rs.rules) == 0 {
 		return true
@@ -77,12 +80,21 @@ func (rs *Rules) Allows(peer, target string) bool {
 			continue
 		}
 		for _, t := range r.Targets {
-			if ok, _ := path.Match(t, target); ok {
+			if matchTarget(t, target) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// matchTarget reports whether the rule target pattern matches target.
+func matchTarget(pattern, target string) bool {
+	if isChannelTarget(target) {
+		return matchChannelTarget(pattern, target)
+	}
+	ok, _ := path.Match(pattern, target)
+	return ok
 }
 
 // Auth is the rule engine as an Auth hook.

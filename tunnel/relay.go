@@ -2,7 +2,10 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
@@ -159,6 +163,20 @@ func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message
 	return &events.ChannelFrame{Kind: kind, Seq: seq, Channel: m.Channel, Text: m.Text, Stream: m.Stream, Id: m.ID}
 }
 
+// ChannelAuthorizer decides, on the server, whether a client node may
+// subscribe or publish to a channel: the server asks it about every
+// SUBSCRIBE and PUBLISH a client sends on its relay (req.Method
+// handlers.ChannelSubscribe or handlers.ChannelPublish, req.Channel, and
+// req.Peer the client's certificate name). nil allows; an error refuses,
+// and a *handlers.Error's Status and Code are what the client's front end
+// answers with (403 forbidden otherwise). *handlers.Registry is one: its
+// Auth hook decides. When Config.Handler is not one, every client may use
+// every channel. The server's own front end and Server.Channels are never
+// asked: their callers act as the server.
+type ChannelAuthorizer interface {
+	AuthorizeChannel(ctx context.Context, req *handlers.Request) error
+}
+
 // serverRelay is the server's end of a client's relay: a channels.Sink
 // attached to the server's hub for each channel the client subscribed to.
 type serverRelay struct {
@@ -166,7 +184,33 @@ type serverRelay struct {
 	hub    *channels.Hub
 	q      *frameQueue
 	maxMsg int64
-	once   sync.Once // Drop's
+	authz  ChannelAuthorizer // nil: every channel allowed
+	once   sync.Once         // Drop's
+	// decide is held while a subscribe is decided and applied, so that a
+	// recheck sees every subscription the rules allowed.
+	decide sync.Mutex
+}
+
+// authorize asks r.authz whether the client may op (subscribe or
+// publish) on channel. It fills a refused ACK in, and reports whether
+// the frame may be applied.
+func (r *serverRelay) authorize(ack *events.ChannelFrame, op, channel string) bool {
+	if r.authz == nil {
+		return true
+	}
+	req := &handlers.Request{Peer: r.p.info.Name, RemoteAddr: r.p.info.RemoteAddr,
+		ID: requestID(""), Method: op, Channel: channel}
+	err := r.authz.AuthorizeChannel(r.p.ctx, req)
+	if err == nil {
+		return true
+	}
+	ack.Error, ack.Status, ack.Code = err.Error(), http.StatusForbidden, handlers.CodeForbidden
+	var he *handlers.Error
+	if errors.As(err, &he) && he.Status >= 400 && he.Status <= 599 && he.Code != "" {
+		ack.Status, ack.Code = int32(he.Status), he.Code
+	}
+	r.p.log.Debug("channel request refused", "op", op, "channel", channel, "req", req.ID, "reason", ack.Error)
+	return false
 }
 
 // Offer queues m for the client; false once the relay is over its bound.
@@ -182,9 +226,48 @@ func (r *serverRelay) Drop(err error) {
 	})
 }
 
+// RecheckChannels asks the access rules again about every client node's
+// live channel subscriptions (a subscribe is otherwise asked once, when it
+// is made), and ends those they no longer allow: the client node's
+// subscribers of that channel are closed with the reason (WebSocket 1008,
+// SSE "event: close"). Call it after changing the rules (SetAuth on the
+// Config.Handler), as a reload does. It returns how many it ended.
+func (s *Server) RecheckChannels() int {
+	ended := 0
+	for _, sink := range s.hub.Remotes() {
+		if r, ok := sink.(*serverRelay); ok {
+			ended += r.recheck()
+		}
+	}
+	return ended
+}
+
+// recheck asks r.authz again about r's subscriptions and ends those it
+// refuses now.
+func (r *serverRelay) recheck() int {
+	if r.authz == nil {
+		return 0
+	}
+	r.decide.Lock()
+	defer r.decide.Unlock()
+	ended := 0
+	for _, ch := range r.hub.ChannelsOf(r) {
+		f := &events.ChannelFrame{Kind: events.ChannelFrame_REFUSED, Channel: ch}
+		if r.authorize(f, handlers.ChannelSubscribe, ch) {
+			continue
+		}
+		r.hub.Detach(ch, r)
+		r.q.push(f, true)
+		r.p.log.Info("channel subscription ended: the access rules no longer allow it", "channel", ch, "reason", f.Error)
+		ended++
+	}
+	return ended
+}
+
 // serveRelay serves a client's relay stream until it or the session ends.
 func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
 	r := &serverRelay{p: p, hub: s.hub, q: newFrameQueue(), maxMsg: s.cfg.ChannelMaxMessage}
+	r.authz, _ = s.cfg.Handler.(ChannelAuthorizer)
 	p.log.Debug("channel relay opened")
 	wrote := make(chan error, 1)
 	go func() { wrote <- writeFrames(st, r.q, s.cfg.WriteTimeout) }()
@@ -208,11 +291,13 @@ func (r *serverRelay) read(rd *events.Reader) error {
 		switch f.Kind {
 		case events.ChannelFrame_SUBSCRIBE:
 			ack := &events.ChannelFrame{Kind: events.ChannelFrame_ACK, Seq: f.Seq}
+			r.decide.Lock()
 			if err := channels.CheckName(f.Channel); err != nil {
 				ack.Error = err.Error()
-			} else {
+			} else if r.authorize(ack, handlers.ChannelSubscribe, f.Channel) {
 				r.hub.Attach(f.Channel, r)
 			}
+			r.decide.Unlock()
 			r.q.push(ack, true)
 		case events.ChannelFrame_UNSUBSCRIBE:
 			r.hub.Detach(f.Channel, r)
@@ -224,6 +309,7 @@ func (r *serverRelay) read(rd *events.Reader) error {
 				ack.Error = err.Error()
 			case int64(len(m.Text)) > r.maxMsg || int64(len(m.Stream)) > r.maxMsg:
 				ack.Error = fmt.Sprintf("message over the server's limit of %d bytes", r.maxMsg)
+			case !r.authorize(ack, handlers.ChannelPublish, f.Channel):
 			case !m.Empty():
 				r.hub.Deliver(m)
 			}
@@ -319,12 +405,10 @@ func (r *clientRelay) read() {
 			delete(r.acks, f.Seq)
 			r.mu.Unlock()
 			if done != nil {
-				var err error
-				if f.Error != "" {
-					err = fmt.Errorf("server: %s", f.Error)
-				}
-				done(err)
+				done(ackError(&f))
 			}
+		case events.ChannelFrame_REFUSED:
+			r.refused(f.Channel, ackError(&f))
 		case events.ChannelFrame_CLOSE:
 			r.fail(fmt.Errorf("%w: the server dropped this node's relay: %s", channels.ErrUnavailable, f.Error))
 			return
@@ -333,6 +417,48 @@ func (r *clientRelay) read() {
 			return
 		}
 	}
+}
+
+// refused ends the local subscribers of channel, whose subscription the
+// server ended with err; the next subscriber asks the server anew.
+func (r *clientRelay) refused(channel string, err error) {
+	if err == nil {
+		err = &handlers.Error{Status: http.StatusForbidden, Code: handlers.CodeForbidden,
+			Msg: "refused by the server: the subscription is no longer allowed"}
+	}
+	var end []*channels.Subscriber
+	r.mu.Lock()
+	delete(r.subs, channel) // the server detached it: no UNSUBSCRIBE
+	for m := range r.members {
+		if m.sub != nil && m.sub.Channel == channel {
+			end = append(end, m.sub)
+		}
+	}
+	r.mu.Unlock()
+	for _, sub := range end {
+		sub.End(err)
+	}
+	r.p.log.Info("channel subscription ended by the server", "channel", channel, "reason", err)
+}
+
+// ackError is the server's answer in an ACK: nil, or why it refused. A
+// refusal of its access rules is a *handlers.Error with the status and
+// code the front end answers with.
+func ackError(f *events.ChannelFrame) error {
+	if f.Error == "" {
+		return nil
+	}
+	if f.Code == "" {
+		return fmt.Errorf("server: %s", f.Error)
+	}
+	status, code := int(f.Status), f.Code
+	if status < 400 || status > 599 {
+		status = http.StatusForbidden
+	}
+	if len(code) > 32 || strings.IndexFunc(code, func(r rune) bool { return (r < 'a' || r > 'z') && r != '_' }) >= 0 {
+		code = handlers.CodeForbidden
+	}
+	return &handlers.Error{Status: status, Code: code, Msg: "refused by the server: " + f.Error}
 }
 
 // fail ends the relay: waiting publishes and subscribes fail with err, and

@@ -76,8 +76,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are relayed to the local HTTP service at URL (repeatable)")
 	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
 	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused, and dropped when it changes (looked at every second; SIGHUP reloads it)")
-	fs.Var(&n.allow, "allow", "an access rule `PEER=TARGET,...`: which peers (glob) may call which handlers or forward:ROUTE (globs) on this node; once any rule exists, the rest is denied (repeatable; SIGHUP reloads)")
-	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
+	fs.Var(&n.allow, "allow", "an access rule `PEER=TARGET,...`: which peers (glob) may call which handlers or forward:ROUTE, or use which channels (subscribe:GLOB, publish:GLOB, channel:GLOB for both; on the server), on this node; once any rule exists, the rest is denied (repeatable; SIGHUP reloads)")
+	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event and, on the server, every client node's channel subscribe and publish: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
 	fs.DurationVar(&n.authTimeout, "auth-timeout", 2*time.Second, "how long to wait for the external auth service")
 	fs.DurationVar(&n.authTTL, "auth-ttl", 0, "how long to cache an external auth decision, for requests with the same peer, method, path and headers (0: no cache)")
 	fs.StringVar(&n.authCacheKey, "auth-cache-key", "", "`HEADER,...`: the only request headers a cached auth decision depends on (default: all but X-Request-Id); name every header the auth service decides from")
@@ -589,6 +589,9 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		fresh, err := parseServerFlags(quiet(env), args)
 		if n.reload(logger, reg, &fresh.nodeFlags, err) {
 			n.reverify()
+		}
+		if ended := srv.RecheckChannels(); ended > 0 {
+			logger.Info("reload: channel subscriptions the rules no longer allow ended", "subscriptions", ended)
 		}
 	})
 	return runAll(ctx, append(fronts, func(ctx context.Context) error { return srv.Serve(ctx, tln) })...)

@@ -140,25 +140,65 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		h.writeBodyError(w, err)
 		return
 	}
-	msgs, dropped, err := ParsePublish(body, h.Prefix, h.maxMessage())
+	items, dropped, err := parsePublish(body, h.Prefix, h.maxMessage())
 	if err != nil {
 		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
 		return
 	}
-	for i, m := range msgs {
-		if err := h.publish(r.Context(), m); err != nil {
-			if i > 0 {
-				err = fmt.Errorf("%w (the %d items before were published)", err, i)
+	// An item the server refuses (access rules) does not stop the others:
+	// each is decided on its own, and the answer names the refused ones.
+	var refused []refusedItem
+	var first *handlers.Error
+	published := 0
+	for _, it := range items {
+		err := h.publish(r.Context(), it.m)
+		var he *handlers.Error
+		switch {
+		case err == nil:
+			published++
+			continue
+		case errors.As(err, &he):
+			if first == nil {
+				first = he
 			}
-			h.writePublishError(w, err)
-			return
+			refused = append(refused, refusedItem{Item: it.index, Channel: it.m.Channel, Error: err.Error()})
+			continue
 		}
+		if published > 0 || len(refused) > 0 {
+			err = fmt.Errorf("%w (of the items before, %d were published and %d refused)", err, published, len(refused))
+		}
+		h.writePublishError(w, err)
+		return
 	}
-	res := publishResult{Published: len(msgs), Dropped: dropped}
+	if first != nil {
+		handlers.WriteJSON(w, first.Status, gripRefusal{
+			ErrorBody: handlers.ErrorBody{Code: first.Code,
+				Error: fmt.Sprintf("%d of %d items refused, %d published; the first refused: item %d: %s",
+					len(refused), len(items), published, refused[0].Item, refused[0].Error)},
+			Published: published, Refused: refused})
+		return
+	}
+	res := publishResult{Published: published, Dropped: dropped}
 	if dropped > 0 {
 		res.Note = "items with an empty content dropped"
 	}
 	handlers.WriteJSON(w, http.StatusOK, res)
+}
+
+// gripRefusal is the error answer of a GRIP publish some of whose items
+// the server refused.
+type gripRefusal struct {
+	handlers.ErrorBody
+	Published int           `json:"published"`
+	Refused   []refusedItem `json:"refused"`
+}
+
+// refusedItem names a GRIP item the server refused: its index in the
+// request's items, its channel (with the prefix) and why.
+type refusedItem struct {
+	Item    int    `json:"item"`
+	Channel string `json:"channel"`
+	Error   string `json:"error"`
 }
 
 func (h *Handler) publish(ctx context.Context, m *Message) error {
@@ -178,13 +218,24 @@ func (h *Handler) writeBodyError(w http.ResponseWriter, err error) {
 }
 
 func (h *Handler) writePublishError(w http.ResponseWriter, err error) {
+	h.writeBusError(w, "not published", err)
+}
+
+// writeBusError answers a publish or subscribe (what failed: "not
+// published") that the Bus refused or could not do.
+func (h *Handler) writeBusError(w http.ResponseWriter, what string, err error) {
+	var he *handlers.Error
 	switch {
+	case errors.As(err, &he):
+		// Refused by the server (its access rules): 403 forbidden, or
+		// what it said.
+		handlers.WriteError(w, he.Status, he.Code, what+": "+err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrShutdown):
-		handlers.WriteError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, "not published: "+err.Error())
+		handlers.WriteError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, what+": "+err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		handlers.WriteError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, "not published in time: "+err.Error())
+		handlers.WriteError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, what+" in time: "+err.Error())
 	default:
-		handlers.WriteError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, "not published: "+err.Error())
+		handlers.WriteError(w, http.StatusBadGateway, handlers.CodeTunnelClosed, what+": "+err.Error())
 	}
 }
 
@@ -194,7 +245,8 @@ func (h *Handler) subscribe(w http.ResponseWriter, r *http.Request, channel stri
 	defer cancel()
 	sub, err := h.Bus.Subscribe(ctx, channel)
 	if err != nil {
-		h.writePublishError(w, fmt.Errorf("subscribe: %w", err))
+		// Before a WebSocket upgrade: a refusal is a plain HTTP answer.
+		h.writeBusError(w, "not subscribed", err)
 		return nil
 	}
 	return sub
@@ -378,7 +430,10 @@ func (h *Handler) readWebSocket(ctx context.Context, c *websocket.Conn, channel 
 
 // closeCode is the WebSocket close status for why a subscriber ends.
 func closeCode(err error) websocket.StatusCode {
+	var he *handlers.Error
 	switch {
+	case errors.As(err, &he):
+		return websocket.StatusPolicyViolation // refused by the server
 	case errors.Is(err, ErrSlow):
 		return websocket.StatusPolicyViolation
 	case errors.Is(err, ErrUnavailable):

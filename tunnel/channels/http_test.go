@@ -821,6 +821,9 @@ func TestBusErrors(t *testing.T) {
 		{channels.ErrShutdown, 503, handlers.CodePeerUnavailable},
 		{context.DeadlineExceeded, 504, handlers.CodeTimeout},
 		{errors.New("tunnel broke"), 502, handlers.CodeTunnelClosed},
+		// Refused by the server's access rules: what it said.
+		{&handlers.Error{Status: 403, Code: handlers.CodeForbidden, Msg: "refused: no rule"}, 403, handlers.CodeForbidden},
+		{fmt.Errorf("wrapped: %w", &handlers.Error{Status: 503, Code: handlers.CodeAuthUnavailable, Msg: "no answer"}), 503, handlers.CodeAuthUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {
@@ -920,5 +923,54 @@ func checkAnswer(t *testing.T, resp *http.Response, body []byte, status int, wan
 	}
 	if got := resp.Header.Get("Allow"); got != allow {
 		t.Errorf("Allow = %q, want %q", got, allow)
+	}
+}
+
+// choosyBus refuses channels starting with "no-" (as the server's access
+// rules would) and is unavailable for "down"; the rest goes to its hub.
+type choosyBus struct{ *channels.Hub }
+
+func (b choosyBus) Publish(ctx context.Context, m *channels.Message) error {
+	switch {
+	case strings.HasPrefix(m.Channel, "no-"):
+		return &handlers.Error{Status: 403, Code: handlers.CodeForbidden, Msg: "refused: " + m.Channel}
+	case m.Channel == "down":
+		return channels.ErrUnavailable
+	}
+	return b.Hub.Publish(ctx, m)
+}
+
+// A GRIP publish goes on past refused items and names them; an error that
+// is not a refusal stops it, saying what was done before.
+func TestGRIPRefusedItems(t *testing.T) {
+	ctx := testCtx(t)
+	hub := channels.NewHub(channels.Options{})
+	srv := httptest.NewServer(&channels.Handler{Bus: choosyBus{hub}})
+	t.Cleanup(srv.Close)
+	item := func(ch string) string {
+		return `{"channel":"` + ch + `","formats":{"ws-message":{"content":"x"}}}`
+	}
+	resp, body := do(t, ctx, http.MethodPost, srv.URL+channels.PublishPath, nil,
+		`{"items":[`+item("ok")+`,`+item("no-1")+`,{"channel":"empty","formats":{"ws-message":{"content":""}}},`+item("no-2")+`,`+item("ok")+`]}`)
+	checkError(t, resp, body, 403, handlers.CodeForbidden)
+	var res struct {
+		Published int `json:"published"`
+		Refused   []struct {
+			Item    int    `json:"item"`
+			Channel string `json:"channel"`
+		} `json:"refused"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Published != 2 || len(res.Refused) != 2 || res.Refused[0].Item != 1 || res.Refused[0].Channel != "no-1" ||
+		res.Refused[1].Item != 3 || res.Refused[1].Channel != "no-2" {
+		t.Fatalf("answer %s: want 2 published, items 1 (no-1) and 3 (no-2) refused", body)
+	}
+	resp, body = do(t, ctx, http.MethodPost, srv.URL+channels.PublishPath, nil,
+		`{"items":[`+item("ok")+`,`+item("no-1")+`,`+item("down")+`,`+item("ok")+`]}`)
+	checkError(t, resp, body, 503, handlers.CodePeerUnavailable)
+	if !strings.Contains(string(body), "1 were published and 1 refused") {
+		t.Fatalf("answer %s: should say what was done before", body)
 	}
 }

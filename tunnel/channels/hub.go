@@ -167,6 +167,32 @@ func (h *Hub) detach(channel string, r *remote) {
 	}
 }
 
+// Remotes returns the remote sinks attached to some channel.
+func (h *Hub) Remotes() []Sink {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sinks := make([]Sink, 0, len(h.remotes))
+	for s := range h.remotes {
+		sinks = append(sinks, s)
+	}
+	return sinks
+}
+
+// ChannelsOf returns the channels a remote sink is attached to.
+func (h *Hub) ChannelsOf(s Sink) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.remotes[s]
+	if r == nil {
+		return nil
+	}
+	chs := make([]string, 0, len(r.channels))
+	for ch := range r.channels {
+		chs = append(chs, ch)
+	}
+	return chs
+}
+
 // DetachAll removes a remote sink from every channel.
 func (h *Hub) DetachAll(s Sink) {
 	h.mu.Lock()

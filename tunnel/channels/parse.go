@@ -102,6 +102,26 @@ func (f *gripFormat) text() (string, error) {
 // Items whose content is empty are left out (they are keep-alives) and
 // counted in dropped.
 func ParsePublish(body []byte, prefix string, maxMessage int64) (msgs []*Message, dropped int, err error) {
+	items, dropped, err := parsePublish(body, prefix, maxMessage)
+	if err != nil {
+		return nil, 0, err
+	}
+	msgs = make([]*Message, len(items))
+	for i, it := range items {
+		msgs[i] = it.m
+	}
+	return msgs, dropped, nil
+}
+
+// publishItem is a message of a GRIP publish with the index of its item
+// in the request (counting the dropped ones), for answers that name it.
+type publishItem struct {
+	index int
+	m     *Message
+}
+
+// parsePublish is ParsePublish, keeping each message's item index.
+func parsePublish(body []byte, prefix string, maxMessage int64) (items []publishItem, dropped int, err error) {
 	var req gripRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrBadPublish, err)
@@ -109,7 +129,7 @@ func ParsePublish(body []byte, prefix string, maxMessage int64) (msgs []*Message
 	if req.Items == nil {
 		return nil, 0, fmt.Errorf(`%w: no "items"`, ErrBadPublish)
 	}
-	msgs = make([]*Message, 0, len(req.Items))
+	items = make([]publishItem, 0, len(req.Items))
 	for i, it := range req.Items {
 		m, err := it.message(prefix, maxMessage)
 		if err != nil {
@@ -118,10 +138,10 @@ func ParsePublish(body []byte, prefix string, maxMessage int64) (msgs []*Message
 		if m.Empty() {
 			dropped++
 		} else {
-			msgs = append(msgs, m)
+			items = append(items, publishItem{i, m})
 		}
 	}
-	return msgs, dropped, nil
+	return items, dropped, nil
 }
 
 func (it *gripItem) message(prefix string, maxMessage int64) (*Message, error) {
