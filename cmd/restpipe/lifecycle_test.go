@@ -89,6 +89,9 @@ func TestForcedReissueRevokes(t *testing.T) {
 
 	c2 := client(d)
 	c2.log.wait(t, `msg="connected to server"`)
+	// The client is connected once its hello is answered, a moment before
+	// the server registers it: wait for the server's second such line.
+	srv.log.wait(t, `(?s)msg="client connected".* peer=c2.*msg="client connected".* peer=c2`)
 	if status, body := httpGet(t, "http://"+srvHTTP+"/client/c2/time"); status != 200 || !strings.Contains(body, `"node":"c2"`) {
 		t.Errorf("the new c2: %d %s", status, body)
 	}
