@@ -44,7 +44,7 @@ func TestMountSeparatesAppFromControlAPI(t *testing.T) {
 		"/clients":          "app saw GET /root/clients?",
 		"/client/c1/count":  "app saw GET /root/client/c1/count?",
 		"/channels/x":       "app saw GET /root/channels/x?",
-		"/a//b%20c":         "app saw GET /root/a//b%20c?",
+		"/a/b%20c":          "app saw GET /root/a/b%20c?",
 		"/static/app.js?v2": "app saw GET /root/static/app.js?v2",
 	} {
 		if r := get(t, appURL+path); r.status != http.StatusOK || r.body != want {
