@@ -411,7 +411,7 @@ type serverFlags struct {
 }
 
 func parseServerFlags(env *cliEnv, args []string) (*serverFlags, error) {
-	fs := newFlagSet(env, "server", "run the central node that client nodes connect to",
+	fs := newNodeFlagSet(env, "server", "run the central node that client nodes connect to",
 		"restpipe server --listen 0.0.0.0:7443 --http 127.0.0.1:8080 --cert server.crt --key server.key --ca ca.crt")
 	f := &serverFlags{}
 	fs.StringVar(&f.listen, "listen", "0.0.0.0:7443", "the tunnel `ADDR` clients connect to (RP_SERVER_BIND_INTERFACE/RP_SERVER_BIND_PORT, BIND_IP/BIND_PORT)")
@@ -475,7 +475,7 @@ type clientFlags struct {
 }
 
 func parseClientFlags(env *cliEnv, args []string) (*clientFlags, error) {
-	fs := newFlagSet(env, "client", "run a node that keeps a tunnel to the server, reconnecting forever",
+	fs := newNodeFlagSet(env, "client", "run a node that keeps a tunnel to the server, reconnecting forever",
 		"restpipe client --server tunnel.example.com:7443 --http 127.0.0.1:8081 --cert c1.crt --key c1.key --ca ca.crt")
 	f := &clientFlags{}
 	fs.StringVar(&f.server, "server", "", "the server's tunnel `ADDR` (host:port; RP_CLIENT_TARGET_HOSTNAME/RP_CLIENT_TARGET_PORT)")
