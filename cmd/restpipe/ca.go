@@ -57,10 +57,15 @@ func required(flags ...[2]string) error {
 	return nil
 }
 
+// maxDays bounds --days: 100 years, far inside what a time.Duration
+// (about 292 years) and an x509 date (up to the year 9999) can hold, so
+// that the multiplication below cannot wrap around.
+const maxDays = 36500
+
 // days turns a --days value into a validity.
 func days(n int) (time.Duration, error) {
-	if n <= 0 {
-		return 0, usageError{fmt.Sprintf("--days %d: want a positive number of days", n)}
+	if n <= 0 || n > maxDays {
+		return 0, usageError{fmt.Sprintf("--days %d: want 1 to %d (100 years)", n, maxDays)}
 	}
 	return time.Duration(n) * 24 * time.Hour, nil
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -352,7 +353,13 @@ func (b *byteSize) Set(s string) error {
 	}
 	v, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
 	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("%q is too large", s)
+		}
 		return fmt.Errorf("want bytes, or a number with KiB, MiB or GiB, like 4MiB")
+	}
+	if v > math.MaxUint64/unit {
+		return fmt.Errorf("%q is too large", s)
 	}
 	*b = byteSize(v * unit)
 	return nil
