@@ -150,6 +150,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if err := id.Check(time.Now()); err != nil {
 		logger.Warn("this node's certificate will be refused", "err", err)
 	}
+	if e, exposed := certs.CheckKeyFile(n.keyFile()); exposed {
+		logger.Warn("this node's private key is not private: other users can reach it", "file", e.Path, "mode", fmt.Sprintf("%#o", e.Mode.Perm()), "fix", e.Fix)
+	}
 	want := certs.UsageClient
 	if role == "server" {
 		want = certs.UsageServer
@@ -204,6 +207,15 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	cfg.ChannelQueue = n.channelQueue
 	cfg.ChannelMaxMessage = int64(n.channelMaxMsg)
 	return id, cfg, logger, nil
+}
+
+// keyFile is the private key file the node loads.
+func (n *nodeFlags) keyFile() string {
+	if n.key != "" {
+		return n.key
+	}
+	_, key, _ := certs.IdentityFiles(n.identityDir)
+	return key
 }
 
 func (n *nodeFlags) identity() (*certs.Identity, error) {
