@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,16 +260,7 @@ func newLogger(env *cliEnv, level, format string) (*slog.Logger, error) {
 // listenHTTP opens the front end's listener: host:port or unix:PATH.
 func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(path) // a socket left by an earlier run
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("front end: listen %s: %w", addr, err)
-		}
-		if err := os.Chmod(path, 0o600); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("front end: chmod %s: %w", path, err)
-		}
-		return ln, nil
+		return listenUnix(path) // mode 0600 from the start
 	}
 	if err := checkHTTPAddr(addr); err != nil {
 		return nil, err
@@ -361,7 +351,10 @@ func logStopping(ctx context.Context, logger *slog.Logger, grace time.Duration) 
 }
 
 func checkHTTPAddr(addr string) error {
-	if strings.HasPrefix(addr, "unix:") {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if path == "" {
+			return usageError{fmt.Sprintf("--http %q: want unix:PATH with a path", addr)}
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
