@@ -168,7 +168,9 @@ func parseSources(fs *flag.FlagSet, args []string, sources ...func() error) erro
 }
 
 // listValue is a repeatable flag: each Set adds a value, and resetList
-// empties the list.
+// empties the list. Every repeatable flag's Value must be one (stringList
+// is), or the source rule of parseFlagsWith passes it by;
+// TestRepeatableFlagsAreLists holds the node flags to that.
 type listValue interface {
 	flag.Value
 	resetList()

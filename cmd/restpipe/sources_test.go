@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -200,4 +201,26 @@ func httpPost(url, body string) (int, error) {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
+}
+
+// TestRepeatableFlagsAreLists: every flag whose help says "repeatable" is
+// a listValue, so that the source rule above covers it too.
+func TestRepeatableFlagsAreLists(t *testing.T) {
+	env := &cliEnv{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	fs := newNodeFlagSet(env, "node", "", "")
+	var n nodeFlags
+	n.register(fs, "127.0.0.1:0")
+	lists := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		_, isList := f.Value.(listValue)
+		if strings.Contains(f.Usage, "repeatable") != isList {
+			t.Errorf("--%s: says repeatable %v, is a listValue %v", f.Name, strings.Contains(f.Usage, "repeatable"), isList)
+		}
+		if isList {
+			lists++
+		}
+	})
+	if lists < 3 {
+		t.Errorf("%d repeatable flags, want at least --allow, --forward and --origin", lists)
+	}
 }
