@@ -132,8 +132,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
 		return nil, tunnel.Config{}, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
 	}
-	if n.channelQueue <= 0 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
-		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be positive, --channel-max-message from 1 byte to 256KiB"}
+	// A subscriber's queue is allocated whole: an unbounded length panics.
+	if n.channelQueue <= 0 || n.channelQueue > 65536 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
+		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be from 1 to 65536, --channel-max-message from 1 byte to 256KiB"}
 	}
 	if err := channels.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
