@@ -356,6 +356,9 @@ func checkHTTPAddr(addr string) error {
 		if path == "" {
 			return usageError{fmt.Sprintf("--http %q: want unix:PATH with a path", addr)}
 		}
+		if strings.HasPrefix(path, "@") { // Linux's abstract namespace: no file, no mode, anyone may connect
+			return usageError{fmt.Sprintf("--http %q: an abstract socket has no permissions; give a file path (./%s for a file of that name)", addr, path)}
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -154,6 +154,8 @@ func TestUnixSocketNotASocket(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
 		t.Errorf("left behind: %v", entries)
 	}
-	r := caRun(t, "server", "--http", "unix:")
-	r.want(t, 2)
+	caRun(t, "server", "--http", "unix:").want(t, 2)
+	if r := caRun(t, "server", "--http", "unix:@front"); r.code != 2 || !strings.Contains(r.stderr, "abstract socket has no permissions") {
+		t.Errorf("abstract socket: exit %d %q", r.code, r.stderr)
+	}
 }
