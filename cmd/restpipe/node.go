@@ -260,11 +260,11 @@ func newLogger(env *cliEnv, level, format string) (*slog.Logger, error) {
 
 // listenHTTP opens the front end's listener: host:port or unix:PATH.
 func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return listenUnix(path) // mode 0600 from the start
-	}
 	if err := checkHTTPAddr(addr); err != nil {
 		return nil, err
+	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return listenUnix(path) // mode 0600 from the start
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
