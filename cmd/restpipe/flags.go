@@ -120,9 +120,6 @@ func applyEnv(fs *flag.FlagSet, env *cliEnv) error {
 		values := []string{v}
 		if _, repeatable := f.Value.(listValue); repeatable {
 			values = strings.FieldsFunc(v, func(r rune) bool { return r == ';' || unicode.IsSpace(r) })
-			if len(values) == 0 {
-				values = []string{""} // only separators: an empty list, as --allow '' is
-			}
 		}
 		for _, one := range values {
 			if err := fs.Set(f.Name, one); err != nil {
@@ -213,7 +210,13 @@ type sourcedList struct {
 	lists *sourceLists
 }
 
+// Set replaces the list of a lower source, or adds to the list of this
+// one. An empty value is ignored and replaces nothing: --allow "$RULES"
+// with RULES unset must not lift a config file's rules.
 func (l *sourcedList) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
 	if l.owner != l.lists.source {
 		l.list.resetList()
 		l.owner = l.lists.source
