@@ -34,7 +34,9 @@ server=$2
 shift 2
 
 # Every flag below is given on purpose: RESTPIPE_<FLAG> variables of the
-# caller must not add hosts or force a replacement.
+# caller must not add hosts or force a replacement. restpipe ca ignores
+# them (and says so); unsetting them keeps the output quiet, and an older
+# restpipe in $RESTPIPE safe.
 unset RESTPIPE_DIR RESTPIPE_NAME RESTPIPE_HOST RESTPIPE_USAGE RESTPIPE_DAYS RESTPIPE_FORCE
 
 if [ -n "${RESTPIPE:-}" ]; then

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -57,10 +58,15 @@ func required(flags ...[2]string) error {
 	return nil
 }
 
+// maxDays bounds --days: 100 years, far inside what a time.Duration
+// (about 292 years) and an x509 date (up to the year 9999) can hold, so
+// that the multiplication below cannot wrap around.
+const maxDays = 36500
+
 // days turns a --days value into a validity.
 func days(n int) (time.Duration, error) {
-	if n <= 0 {
-		return 0, usageError{fmt.Sprintf("--days %d: want a positive number of days", n)}
+	if n <= 0 || n > maxDays {
+		return 0, usageError{fmt.Sprintf("--days %d: want 1 to %d (100 years)", n, maxDays)}
 	}
 	return time.Duration(n) * 24 * time.Hour, nil
 }
@@ -75,6 +81,15 @@ func asUsageError(err error) error {
 }
 
 func date(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+// warnExposed prints one line on stderr for each part of the CA in dir
+// that users other than its owner can reach (see certs.CheckCADir): the
+// command works, but the CA key may not be private any more.
+func warnExposed(env *cliEnv, dir string) {
+	for _, e := range certs.CheckCADir(dir) {
+		fmt.Fprintf(env.stderr, "restpipe ca: warning: %s\n", e)
+	}
+}
 
 func runCA(ctx context.Context, env *cliEnv, args []string) error {
 	return runSubcommand(ctx, env, "ca", []subcommand{
@@ -103,9 +118,13 @@ func runCAInit(_ context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Stat(*dir)
 	ca, err := certs.InitCA(*dir, *name, validity, *force)
 	if err != nil {
 		return asUsageError(err)
+	}
+	if statErr == nil { // a directory made by someone else, with their modes
+		warnExposed(env, *dir)
 	}
 	fmt.Fprintf(env.stdout, "created CA %q, valid until %s\n", ca.Cert.Subject.CommonName, date(ca.Cert.NotAfter))
 	fmt.Fprintf(env.stdout, "  certificate: %s (every node needs it)\n", filepath.Join(*dir, "ca.crt"))
@@ -162,6 +181,7 @@ func runCAIssue(_ context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("check the new identity: %w", err)
 	}
+	warnExposed(env, *dir)
 	what := fmt.Sprintf("issued %q for %s auth", id.Name(), id.Usage())
 	if len(hosts) > 0 {
 		what += " as " + strings.Join(hosts, ", ")
@@ -241,6 +261,7 @@ func runCARevoke(_ context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return asUsageError(err)
 	}
+	warnExposed(env, *dir)
 	fmt.Fprintf(env.stdout, "revoked %q (serial %s) in %s\n", leaf.Subject.CommonName, leaf.SerialNumber.Text(16), list)
 	fmt.Fprintf(env.stdout, "next: nodes given --revoked %s refuse it within a second and drop its sessions (start them with it, or SIGHUP them to reload at once)\n", list)
 	return nil

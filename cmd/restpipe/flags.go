@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -24,58 +25,100 @@ func isUsageError(err error) bool {
 	return errors.As(err, &u)
 }
 
-// newFlagSet makes the flag set of one command. Its -h output has a
-// one-line summary, the flags and an example.
+// newFlagSet makes the flag set of a command that takes its settings
+// from the command line only (ca, identity, demo, version). Its -h output
+// has a one-line summary, the flags and an example.
 func newFlagSet(env *cliEnv, name, summary, example string) *flag.FlagSet {
+	return makeFlagSet(env, name, summary, example, "Flags:")
+}
+
+// newNodeFlagSet makes the flag set of a node command (server, client),
+// whose flags also come from a config file and the environment (see
+// parseFlagsWith).
+func newNodeFlagSet(env *cliEnv, name, summary, example string) *flag.FlagSet {
+	return makeFlagSet(env, name, summary, example,
+		"Flags (each also from --config and from the environment as RESTPIPE_<FLAG>; the command line wins over\nthe environment, the environment over the config file, and a repeatable flag's list is replaced, not merged):")
+}
+
+func makeFlagSet(env *cliEnv, name, summary, example, flagsTitle string) *flag.FlagSet {
 	fs := flag.NewFlagSet("restpipe "+name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "restpipe %s: %s\n\nFlags (each also from the environment as RESTPIPE_<FLAG>):\n", name, summary)
+		fmt.Fprintf(w, "restpipe %s: %s\n\n%s\n", name, summary, flagsTitle)
 		fs.PrintDefaults()
 		fmt.Fprintf(w, "\nExample:\n  %s\n", example)
 	}
 	return fs
 }
 
-// parseFlags fills fs first from the environment (RESTPIPE_<FLAG>, with
-// '-' as '_'), then from args, so that a flag on the command line wins.
-// Stray positional arguments are a usage error.
-func parseFlags(fs *flag.FlagSet, env *cliEnv, args []string) error {
-	return parseFlagsWith(fs, env, args, nil)
+// envKey is the environment variable of a flag: RESTPIPE_<FLAG>, with '-'
+// as '_'.
+func envKey(flagName string) string {
+	return "RESTPIPE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// parseFlagsWith is parseFlags for a command that has a --config flag and
-// other environment variables: it applies, lowest first, the config file
-// (--config or RESTPIPE_CONFIG), then defaults (may be nil, for RestPipe's
-// variables), then RESTPIPE_* variables, then args.
-func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func() error) error {
-	if fs.Lookup("config") != nil {
-		path := configPath(args, env.getenv("RESTPIPE_CONFIG"))
-		if path != "" {
-			if err := applyConfigFile(fs, path); err != nil {
-				return err
-			}
+// parseFlags fills fs from args only. The commands that use it (ca,
+// identity, demo, version) never read RESTPIPE_* variables: one left set in
+// a shell for a node (RESTPIPE_FORCE=1) must not replace a CA or an
+// identity, nor add a host to a certificate. Such variables that name one
+// of fs's flags are listed in a one-line note on stderr, so that nobody
+// believes they applied. Stray positional arguments are a usage error.
+func parseFlags(fs *flag.FlagSet, env *cliEnv, args []string) error {
+	var ignored []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if key := envKey(f.Name); env.getenv(key) != "" {
+			ignored = append(ignored, key)
 		}
+	})
+	if len(ignored) > 0 {
+		fmt.Fprintf(env.stderr, "%s: note: ignoring %s: the environment sets flags of server and client only\n",
+			fs.Name(), strings.Join(ignored, ", "))
+	}
+	return parseSources(fs, args)
+}
+
+// parseFlagsWith fills fs, the flags of a node command, from its sources,
+// lowest first: the config file (--config or RESTPIPE_CONFIG), then
+// defaults (may be nil; RestPipe's RP_* variables), then RESTPIPE_*
+// variables (RESTPIPE_<FLAG>, with '-' as '_'), then args. A higher source
+// wins: a plain flag takes its value, and a repeatable flag takes its
+// whole list, so that the command line can narrow the rules of a config
+// file rather than only add to them. Within one source a repeatable flag
+// adds up.
+func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func() error) error {
+	var sources []func() error
+	if fs.Lookup("config") != nil {
+		sources = append(sources, func() error {
+			if path := configPath(args, env.getenv("RESTPIPE_CONFIG")); path != "" {
+				return applyConfigFile(fs, path)
+			}
+			return nil
+		})
 	}
 	if defaults != nil {
-		if err := defaults(); err != nil {
-			return err
-		}
+		sources = append(sources, defaults)
 	}
+	sources = append(sources, func() error { return applyEnv(fs, env) })
+	return parseSources(fs, args, sources...)
+}
+
+// applyEnv sets fs's flags from RESTPIPE_<FLAG> variables. A repeatable
+// flag takes several values separated by spaces or ';'
+// (RESTPIPE_ALLOW="c1=get_time ops-*=*").
+func applyEnv(fs *flag.FlagSet, env *cliEnv) error {
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if envErr != nil {
 			return
 		}
-		key := "RESTPIPE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		key := envKey(f.Name)
 		v := env.getenv(key)
 		if v == "" {
 			return
 		}
 		values := []string{v}
-		if _, repeatable := f.Value.(*stringList); repeatable {
-			// RESTPIPE_ALLOW="c1=get_time ops-*=*": several values.
+		if _, repeatable := f.Value.(listValue); repeatable {
 			values = strings.FieldsFunc(v, func(r rune) bool { return r == ';' || unicode.IsSpace(r) })
 		}
 		for _, one := range values {
@@ -85,15 +128,29 @@ func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func(
 			}
 		}
 	})
-	if envErr != nil {
-		return envErr
+	return envErr
+}
+
+// parseSources applies sources to fs in order, then args, with each
+// repeatable flag's list replaced by the first value a higher source gives
+// it (see sourceLists).
+func parseSources(fs *flag.FlagSet, args []string, sources ...func() error) error {
+	lists := newSourceLists(fs)
+	for _, apply := range sources {
+		lists.next()
+		if err := apply(); err != nil {
+			lists.restore()
+			return err
+		}
 	}
+	lists.next()
 	// A mistake gets one line, not the whole usage: silence the flag
 	// package's own printing, and print the usage for -h only.
 	out := fs.Output()
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	fs.SetOutput(out)
+	lists.restore()
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.Usage()
@@ -107,12 +164,81 @@ func parseFlagsWith(fs *flag.FlagSet, env *cliEnv, args []string, defaults func(
 	return nil
 }
 
-// stringList is a repeatable string flag.
+// listValue is a repeatable flag: each Set adds a value, and resetList
+// empties the list. Every repeatable flag's Value must be one (stringList
+// is), or the source rule of parseFlagsWith passes it by;
+// TestRepeatableFlagsAreLists holds the node flags to that.
+type listValue interface {
+	flag.Value
+	resetList()
+}
+
+// sourceLists makes each repeatable flag of a flag set hold the values of
+// one source only: while the sources are applied, each list flag's Value
+// is wrapped so that the first Set from a new source empties the list
+// before adding to it.
+type sourceLists struct {
+	source  int // the source being applied; 0 is the flag's default
+	wrapped map[*flag.Flag]flag.Value
+}
+
+func newSourceLists(fs *flag.FlagSet) *sourceLists {
+	s := &sourceLists{wrapped: map[*flag.Flag]flag.Value{}}
+	fs.VisitAll(func(f *flag.Flag) {
+		if l, ok := f.Value.(listValue); ok {
+			s.wrapped[f] = f.Value
+			f.Value = &sourcedList{list: l, lists: s}
+		}
+	})
+	return s
+}
+
+// next moves on to the next, higher source.
+func (s *sourceLists) next() { s.source++ }
+
+// restore puts the flags' own Values back.
+func (s *sourceLists) restore() {
+	for f, v := range s.wrapped {
+		f.Value = v
+	}
+}
+
+// sourcedList is a list flag's Value while the sources are applied.
+type sourcedList struct {
+	list  listValue
+	owner int // the source whose values the list holds
+	lists *sourceLists
+}
+
+// Set replaces the list of a lower source, or adds to the list of this
+// one. An empty value is ignored and replaces nothing: --allow "$RULES"
+// with RULES unset must not lift a config file's rules.
+func (l *sourcedList) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	if l.owner != l.lists.source {
+		l.list.resetList()
+		l.owner = l.lists.source
+	}
+	return l.list.Set(v)
+}
+
+func (l *sourcedList) String() string {
+	if l == nil || l.list == nil {
+		return ""
+	}
+	return l.list.String()
+}
+
+func (l *sourcedList) resetList() { l.list.resetList() }
+
+// stringList is a repeatable string flag (a listValue).
 type stringList []string
 
 // Set appends one value, whole (a rule such as "c1=get_time,get_cat"
-// holds commas). From the environment, values are separated by spaces or
-// ';' (see parseFlagsWith).
+// holds commas); an empty value adds nothing. From the environment,
+// values are separated by spaces or ';' (see applyEnv).
 func (s *stringList) Set(v string) error {
 	if v = strings.TrimSpace(v); v != "" {
 		*s = append(*s, v)
@@ -120,7 +246,14 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
-func (s *stringList) String() string { return strings.Join(*s, " ") }
+func (s *stringList) String() string {
+	if s == nil {
+		return ""
+	}
+	return strings.Join(*s, " ")
+}
+
+func (s *stringList) resetList() { *s = nil }
 
 // configPath finds --config in args before they are parsed, since the
 // file must apply below everything else.
@@ -225,7 +358,13 @@ func (b *byteSize) Set(s string) error {
 	}
 	v, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
 	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("%q is too large", s)
+		}
 		return fmt.Errorf("want bytes, or a number with KiB, MiB or GiB, like 4MiB")
+	}
+	if v > math.MaxUint64/unit {
+		return fmt.Errorf("%q is too large", s)
 	}
 	*b = byteSize(v * unit)
 	return nil

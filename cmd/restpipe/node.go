@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,8 +143,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
 		return nil, tunnel.Config{}, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
 	}
-	if n.channelQueue <= 0 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
-		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be positive, --channel-max-message from 1 byte to 256KiB"}
+	// A subscriber's queue is allocated whole: an unbounded length panics.
+	if n.channelQueue <= 0 || n.channelQueue > 65536 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
+		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be from 1 to 65536, --channel-max-message from 1 byte to 256KiB"}
 	}
 	if err := webguard.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
@@ -168,6 +168,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	if err := id.Check(time.Now()); err != nil {
 		logger.Warn("this node's certificate will be refused", "err", err)
+	}
+	if e, exposed := certs.CheckKeyFile(n.keyFile()); exposed {
+		logger.Warn("this node's private key is not private: other users can reach it", "file", e.Path, "mode", fmt.Sprintf("%#o", e.Mode.Perm()), "fix", e.Fix)
 	}
 	want := certs.UsageClient
 	if role == "server" {
@@ -231,6 +234,15 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	return id, cfg, logger, nil
 }
 
+// keyFile is the private key file the node loads.
+func (n *nodeFlags) keyFile() string {
+	if n.key != "" {
+		return n.key
+	}
+	_, key, _ := certs.IdentityFiles(n.identityDir)
+	return key
+}
+
 func (n *nodeFlags) identity() (*certs.Identity, error) {
 	given := 0
 	for _, f := range []string{n.cert, n.key, n.ca} {
@@ -273,20 +285,11 @@ func newLogger(env *cliEnv, level, format string) (*slog.Logger, error) {
 
 // listenHTTP opens the front end's listener: host:port or unix:PATH.
 func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(path) // a socket left by an earlier run
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("front end: listen %s: %w", addr, err)
-		}
-		if err := os.Chmod(path, 0o600); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("front end: chmod %s: %w", path, err)
-		}
-		return ln, nil
-	}
 	if err := checkHTTPAddr(addr); err != nil {
 		return nil, err
+	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return listenUnix(path) // mode 0600 from the start
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
@@ -480,7 +483,13 @@ func logStopping(ctx context.Context, logger *slog.Logger, grace time.Duration) 
 }
 
 func checkHTTPAddr(addr string) error {
-	if strings.HasPrefix(addr, "unix:") {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if path == "" {
+			return usageError{fmt.Sprintf("--http %q: want unix:PATH with a path", addr)}
+		}
+		if strings.HasPrefix(path, "@") { // Linux's abstract namespace: no file, no mode, anyone may connect
+			return usageError{fmt.Sprintf("--http %q: an abstract socket has no permissions; give a file path (./%s for a file of that name)", addr, path)}
+		}
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -542,7 +551,7 @@ type serverFlags struct {
 }
 
 func parseServerFlags(env *cliEnv, args []string) (*serverFlags, error) {
-	fs := newFlagSet(env, "server", "run the central node that client nodes connect to",
+	fs := newNodeFlagSet(env, "server", "run the central node that client nodes connect to",
 		"restpipe server --listen 0.0.0.0:7443 --http 127.0.0.1:8080 --cert server.crt --key server.key --ca ca.crt")
 	f := &serverFlags{}
 	fs.StringVar(&f.listen, "listen", "0.0.0.0:7443", "the tunnel `ADDR` clients connect to (RP_SERVER_BIND_INTERFACE/RP_SERVER_BIND_PORT, BIND_IP/BIND_PORT)")
@@ -611,7 +620,7 @@ type clientFlags struct {
 }
 
 func parseClientFlags(env *cliEnv, args []string) (*clientFlags, error) {
-	fs := newFlagSet(env, "client", "run a node that keeps a tunnel to the server, reconnecting forever",
+	fs := newNodeFlagSet(env, "client", "run a node that keeps a tunnel to the server, reconnecting forever",
 		"restpipe client --server tunnel.example.com:7443 --http 127.0.0.1:8081 --cert c1.crt --key c1.key --ca ca.crt")
 	f := &clientFlags{}
 	fs.StringVar(&f.server, "server", "", "the server's tunnel `ADDR` (host:port; RP_CLIENT_TARGET_HOSTNAME/RP_CLIENT_TARGET_PORT)")

@@ -229,6 +229,8 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--http-app", "nohost=/client/c1/web", "--cert", crt, "--key", key, "--ca", ca}, 2, "--http-app"},
 		{[]string{"server", "--channel-max-message", "1MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
 		{[]string{"server", "--channel-queue", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue"},
+		{[]string{"server", "--channel-queue", "999999999999999", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue must be from 1 to 65536"},
+		{[]string{"server", "--window", "17179869184GiB"}, 2, `"17179869184GiB" is too large`},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {
 		r := caRun(t, tc.args...)
