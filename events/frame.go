@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -458,4 +459,119 @@ func (r *Reader) WaitEnd() error {
 	default:
 		return errors.New("events: data after the end of the body")
 	}
+}
+
+// MaxHeaderFields bounds the repeated elements (header values, header
+// names, noun segments, arguments) of a Request or Reply read with
+// ReadHeader: decoded, each costs far more memory than its two bytes on
+// the wire, so the size of the message alone would not bound it.
+const MaxHeaderFields = 1024
+
+// ReadMessageMax is ReadMessage for a message of at most max bytes (and
+// at most MaxMessageSize): a bigger one is refused (ErrTooLarge) before
+// it is read.
+func (r *Reader) ReadMessageMax(m proto.Message, max int) error {
+	saved := r.opts.MaxSize
+	r.opts.MaxSize = int64(min(max, MaxMessageSize))
+	defer func() { r.opts.MaxSize = saved }()
+	return r.ReadMessage(m)
+}
+
+// ReadHeader reads an event's Request or Reply of at most max bytes with
+// at most MaxHeaderFields repeated elements: the bounds a node puts on
+// what its peer sends. A message over either is refused with ErrTooLarge,
+// before it is decoded.
+func (r *Reader) ReadHeader(m proto.Message, max int) error {
+	var nested protowire.Number // the Header field holding its values
+	switch m.(type) {
+	case *Request:
+		nested = 7
+	case *Reply:
+		nested = 3
+	default:
+		return fmt.Errorf("read %T: not an event header", m)
+	}
+	size, err := binary.ReadUvarint(r.br)
+	switch {
+	case errors.Is(err, io.EOF):
+		return io.EOF
+	case err != nil:
+		return fmt.Errorf("read %T: %w", m, truncatedEOF(err))
+	case size > uint64(min(max, MaxMessageSize)):
+		return fmt.Errorf("read %T: %w (%d bytes, the limit is %d)", m, ErrTooLarge, size, min(max, MaxMessageSize))
+	}
+	var b []byte
+	if int(size) <= r.br.Size() {
+		// Decoded straight from the buffer (strings are copied out).
+		b, err = r.br.Peek(int(size))
+		defer r.br.Discard(len(b))
+	} else {
+		b = make([]byte, size)
+		_, err = io.ReadFull(r.br, b)
+	}
+	if err != nil {
+		return fmt.Errorf("read %T: %w", m, truncatedEOF(err))
+	}
+	if n := countFields(b, nested); n < 0 {
+		return fmt.Errorf("read %T: malformed message", m)
+	} else if n > MaxHeaderFields {
+		return fmt.Errorf("read %T: %w (%d header values, names and path segments, the limit is %d)",
+			m, ErrTooLarge, n, MaxHeaderFields)
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("read %T: %w", m, err)
+	}
+	return nil
+}
+
+// truncatedEOF reports a message cut short as io.ErrUnexpectedEOF.
+func truncatedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// countFields counts the repeated length-delimited elements of an
+// encoded Request or Reply: every top-level field of that wire type but
+// the scalar strings (which cost one string each however long), and the
+// values inside each Header (field nested). It returns -1 for bytes that
+// are not a valid message.
+func countFields(b []byte, nested protowire.Number) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return -1
+		}
+		b = b[k:]
+		if typ != protowire.BytesType {
+			if k = protowire.ConsumeFieldValue(num, typ, b); k < 0 {
+				return -1
+			}
+			b = b[k:]
+			continue
+		}
+		v, k := protowire.ConsumeBytes(b)
+		if k < 0 {
+			return -1
+		}
+		b = b[k:]
+		n++
+		if num == nested {
+			for len(v) > 0 {
+				num, typ, k := protowire.ConsumeTag(v)
+				if k < 0 {
+					return -1
+				}
+				kv := protowire.ConsumeFieldValue(num, typ, v[k:])
+				if kv < 0 {
+					return -1
+				}
+				v = v[k+kv:]
+				n++
+			}
+		}
+	}
+	return n
 }

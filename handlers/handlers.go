@@ -140,6 +140,9 @@ const (
 	CodeBodyTimeout = "body_timeout"
 	// CodeUpstreamUnavailable: a forward route's service is down (502).
 	CodeUpstreamUnavailable = "upstream_unavailable"
+	// CodePeerBusy: the peer has too many events in flight from this
+	// node already (503; tunnel.Config.MaxStreams).
+	CodePeerBusy = "peer_busy"
 )
 
 // Name derives a handler name from an HTTP method and noun segments:
