@@ -461,8 +461,8 @@ func (r *Reader) WaitEnd() error {
 	}
 }
 
-// MaxHeaderFields bounds the repeated elements (header values, header
-// names, noun segments, arguments) of a Request or Reply read with
+// MaxHeaderFields bounds the repeated elements (headers, header values,
+// noun segments, arguments) of a Request or Reply read with
 // ReadHeader: decoded, each costs far more memory than its two bytes on
 // the wire, so the size of the message alone would not bound it.
 const MaxHeaderFields = 1024
@@ -515,7 +515,7 @@ func (r *Reader) ReadHeader(m proto.Message, max int) error {
 	if n := countFields(b, nested); n < 0 {
 		return fmt.Errorf("read %T: malformed message", m)
 	} else if n > MaxHeaderFields {
-		return fmt.Errorf("read %T: %w (%d header values, names and path segments, the limit is %d)",
+		return fmt.Errorf("read %T: %w (%d headers, header values, noun segments and arguments, the limit is %d)",
 			m, ErrTooLarge, n, MaxHeaderFields)
 	}
 	if err := proto.Unmarshal(b, m); err != nil {
@@ -532,11 +532,11 @@ func truncatedEOF(err error) error {
 	return err
 }
 
-// countFields counts the repeated length-delimited elements of an
-// encoded Request or Reply: every top-level field of that wire type but
-// the scalar strings (which cost one string each however long), and the
-// values inside each Header (field nested). It returns -1 for bytes that
-// are not a valid message.
+// countFields counts the repeated elements of an encoded Request or
+// Reply: every length-delimited top-level field (a scalar string repeated
+// on the wire only replaces the last, so counting it too is on the safe
+// side), and the values inside each Header (field nested). It returns -1
+// for bytes that are not a valid message.
 func countFields(b []byte, nested protowire.Number) int {
 	n := 0
 	for len(b) > 0 {
@@ -569,7 +569,9 @@ func countFields(b []byte, nested protowire.Number) int {
 					return -1
 				}
 				v = v[k+kv:]
-				n++
+				if num == 2 { // values; a repeated name only replaces the last
+					n++
+				}
 			}
 		}
 	}

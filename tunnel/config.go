@@ -92,8 +92,10 @@ type Config struct {
 	MaxStreams int
 	// MaxEventHeader bounds the header of an event received from the
 	// peer (its path, query and headers as framed on the stream), in
-	// bytes; a bigger one is answered 431 too_large. At most 1024 header
-	// values, noun segments and arguments together are accepted in it.
+	// bytes; a bigger one is answered 431 too_large, and so is one with
+	// more than events.MaxHeaderFields (1024) headers, header values, noun
+	// segments and arguments together. The same bounds apply to a reply's
+	// header (a reply over them fails the call with 502 tunnel_closed).
 	// Default 128 KiB: a front end's largest request (MaxHeaderBytes,
 	// 64 KiB, with its path twice) fits.
 	MaxEventHeader int

@@ -46,7 +46,7 @@ type peer struct {
 	cancel   context.CancelFunc
 	inflight inflight
 	limits   streamLimits // of the streams the peer holds (streams.go)
-	bufs     *sync.Pool // copy buffers, copyBufSize
+	bufs     *sync.Pool   // copy buffers, copyBufSize
 	// sendBufs holds the buffers that copy a body onto a stream, a frame
 	// per read (events.Writer.CopyBody): Config.MaxFrame big, as yamux
 	// keeps a send buffer as big as the biggest frame for the session's

@@ -224,6 +224,7 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--origin", "[bad", "--cert", crt, "--key", key, "--ca", ca}, 2, "--origin"},
 		{[]string{"server", "--channel-max-message", "1MiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "256KiB"},
 		{[]string{"server", "--channel-queue", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue"},
+		{[]string{"server", "--max-streams", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-streams"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {
 		r := caRun(t, tc.args...)
