@@ -231,7 +231,7 @@ func (r *Reader) ReadMessage(m proto.Message) error {
 	case errors.Is(err, io.EOF):
 		return io.EOF
 	case errors.As(err, &sizeErr):
-		return fmt.Errorf("read %T: %w (%d bytes)", m, ErrTooLarge, sizeErr.Size)
+		return fmt.Errorf("read %T: %w (%d bytes, the limit is %d)", m, ErrTooLarge, sizeErr.Size, r.opts.MaxSize)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("read %T: %w", m, io.ErrUnexpectedEOF)
 	default:

@@ -476,7 +476,7 @@ func TestHostileHello(t *testing.T) {
 		hello *events.Hello
 		want  string
 	}{
-		{"1 MiB version", hello(strings.Repeat("v", 1<<20-64)), "frame too large"},
+		{"1 MiB version", hello(strings.Repeat("v", 1<<20-64)), "frame too large (1048527 bytes, the limit is 4096)"},
 		{"long version", hello(strings.Repeat("v", 300)), "software version is 300 bytes, the limit is 256"},
 		{"control characters", hello("1.0\x1b[2J\n"), "control character"},
 	} {
