@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -101,11 +102,18 @@ func (w *Writer) WriteChunk(p []byte) error {
 	return nil
 }
 
+// MaxTrailerSize bounds a Trailer: its error is a reason for a log line
+// or a header, not a body. EndBody cuts a longer one short.
+const MaxTrailerSize = 4 << 10
+
 // EndBody writes the end marker and a Trailer carrying errMsg, which is
-// empty when the body is complete.
+// empty when the body is complete (cut to fit in MaxTrailerSize).
 func (w *Writer) EndBody(errMsg string) error {
 	if err := w.bw.WriteByte(0); err != nil {
 		return err
+	}
+	if len(errMsg) > MaxTrailerSize-16 {
+		errMsg = strings.ToValidUTF8(errMsg[:MaxTrailerSize-16], "")
 	}
 	return w.WriteMessage(&Trailer{Error: errMsg})
 }
@@ -399,7 +407,7 @@ func (b *BodyReader) Done() bool { return b.err != nil }
 
 func (b *BodyReader) readTrailer() error {
 	var t Trailer
-	if err := b.r.ReadMessage(&t); err != nil {
+	if err := b.r.ReadMessageMax(&t, MaxTrailerSize); err != nil {
 		return truncated(err)
 	}
 	if t.Error != "" {

@@ -3,6 +3,7 @@ package events_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -121,4 +122,29 @@ func FuzzReadHeader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTrailerBound: a trailer over MaxTrailerSize is refused, and
+// EndBody cuts a long reason to fit.
+func TestTrailerBound(t *testing.T) {
+	var b bytes.Buffer
+	w := events.NewWriter(&b)
+	defer w.Release()
+	long := strings.Repeat("e", 10<<10)
+	if err := w.EndBody(long); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Flush()
+	_, err := io.ReadAll(events.NewReader(&b).Body())
+	var be *events.BodyError
+	if !errors.As(err, &be) || len(be.Msg) > events.MaxTrailerSize || !strings.HasPrefix(long, be.Msg) {
+		t.Errorf("long reason read as %v", err)
+	}
+
+	// A hand-made trailer of 100 KiB.
+	raw := append([]byte{0}, encodeMsg(t, &events.Trailer{Error: strings.Repeat("e", 100<<10)})...)
+	_, err = io.ReadAll(events.NewReader(bytes.NewReader(raw)).Body())
+	if !errors.Is(err, events.ErrTooLarge) {
+		t.Errorf("100 KiB trailer read as %v, want ErrTooLarge", err)
+	}
 }
