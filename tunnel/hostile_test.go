@@ -602,3 +602,71 @@ func (c *logCapture) String() string {
 	defer c.mu.Unlock()
 	return c.buf.String()
 }
+
+// TestHostilePingFlood: a peer that floods pings and never reads the
+// answers (yamux answers each from a goroutine of its own, which waits up
+// to WriteTimeout to send) has its session closed, and costs the server
+// no pile of goroutines.
+func TestHostilePingFlood(t *testing.T) {
+	p := newPKI(t)
+	logs := newLogCapture()
+	s := startServer(t, p, func(cfg *tunnel.Config) { cfg.Logger = warnLogs(logs) })
+	honest := startClient(t, p, "honest", s.tunnelAddr, nil)
+	waitConnected(t, honest, s)
+	id := p.client(t, "mallory")
+	conn, err := tls.Dial("tcp", s.tunnelAddr, &tls.Config{
+		MinVersion: tls.VersionTLS13, RootCAs: id.Pool, ServerName: "localhost",
+		Certificates: []tls.Certificate{id.Certificate},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// yamux by hand: stream 1 opened with the hello, then pings; nothing is
+	// ever read.
+	frame := func(typ byte, flags uint16, stream, length uint32) []byte {
+		return []byte{0, typ, byte(flags >> 8), byte(flags), byte(stream >> 24), byte(stream >> 16), byte(stream >> 8), byte(stream),
+			byte(length >> 24), byte(length >> 16), byte(length >> 8), byte(length)}
+	}
+	var hello strings.Builder
+	hw := events.NewWriter(&hello)
+	_ = hw.WriteMessage(&events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "mallory"})
+	_ = hw.Flush()
+	hw.Release()
+	msg := append(frame(0, 1, 1, uint32(hello.Len())), hello.String()...)
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, context.Background(), func() bool {
+		for _, c := range s.Clients() {
+			if c.Name == "mallory" {
+				return true
+			}
+		}
+		return false
+	}, "mallory to be connected")
+	before := runtime.NumGoroutine()
+	pings := make([]byte, 0, 12*100_000)
+	for i := range 100_000 {
+		pings = append(pings, frame(2, 1, 0, uint32(i))...)
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = conn.Write(pings) // fails once the server closes
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for len(s.Clients()) > 1 && ctx.Err() == nil {
+		runtime.Gosched() // until the server drops mallory
+	}
+	grew := runtime.NumGoroutine() - before
+	t.Logf("goroutines: %d more", grew)
+	if grew > 1000 {
+		t.Errorf("a ping flood left %d more goroutines", grew)
+	}
+	if len(s.Clients()) > 1 {
+		t.Fatalf("the flooding session is still up: %v", s.Clients())
+	}
+	t.Log(logs.wait(t, "mallory", "ping flood"))
+	if r := get(t, honest.httpURL+"/server/time"); r.status != 200 {
+		t.Errorf("honest client: %d %s", r.status, r.body)
+	}
+}
