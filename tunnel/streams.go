@@ -39,6 +39,7 @@ type streamLimits struct {
 	own      atomic.Int64
 	refused  logLimiter // events refused over MaxStreams
 	tooLarge logLimiter // events refused over MaxEventHeader
+	heldOff  logLimiter // times the session stopped accepting
 }
 
 // heldByPeer is how many streams the peer holds on the session.
@@ -54,8 +55,10 @@ func (p *peer) holdOff() bool {
 	if p.heldByPeer() <= ceiling {
 		return true
 	}
-	p.log.Warn("not accepting the peer's streams until it closes some",
-		"streams", p.heldByPeer(), "limit", ceiling)
+	if n, ok := p.limits.heldOff.allow(time.Now()); ok {
+		p.log.Warn("not accepting the peer's streams until it closes some",
+			"streams", p.heldByPeer(), "limit", ceiling, "times", n)
+	}
 	t := time.NewTicker(holdOffPoll)
 	defer t.Stop()
 	for p.heldByPeer() > ceiling {
