@@ -58,7 +58,7 @@ func TestLogLimiter(t *testing.T) {
 // are checked.
 func TestConfigBounds(t *testing.T) {
 	d := DefaultConfig()
-	if d.MaxStreams != 64 || d.MaxEventHeader != 128<<10 || d.MaxSubscriptions != 1024 || d.RelayQueueBytes != 16<<20 {
+	if d.MaxStreams != 48 || d.MaxEventHeader != 128<<10 || d.MaxSubscriptions != 1024 || d.RelayQueueBytes != 16<<20 {
 		t.Errorf("defaults %d %d %d %d", d.MaxStreams, d.MaxEventHeader, d.MaxSubscriptions, d.RelayQueueBytes)
 	}
 	ca, err := certs.NewCA("test CA", time.Hour)

@@ -87,8 +87,8 @@ type Config struct {
 	// again (refused streams it does not close) is not read from until
 	// it closes some. Each stream may hold twice StreamWindow in yamux's
 	// receive buffer plus about 768 KiB of buffers and header, so the
-	// default, 64, keeps a peer's streams under 176 MiB with the default
-	// 1 MiB window. Streams this node opens to the peer do not count.
+	// default, 48, keeps a peer's streams under 132 MiB with the default
+	// 1 MiB window (README "What one peer can cost a node"). Streams this node opens to the peer do not count.
 	MaxStreams int
 	// MaxEventHeader bounds the header of an event received from the
 	// peer (its path, query and headers as framed on the stream), in
@@ -167,7 +167,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      10 * time.Second,
 		StreamWindow:      1 << 20,
 		AcceptBacklog:     64,
-		MaxStreams:        64,
+		MaxStreams:        48,
 		MaxEventHeader:    128 << 10,
 		MaxSubscriptions:  1024,
 		RelayQueueBytes:   16 << 20,

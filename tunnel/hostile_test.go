@@ -401,12 +401,19 @@ func TestHostileStreams(t *testing.T) {
 }
 
 // TestHostileStreamsHeap: a peer that opens stream after stream of
-// never-ending uploads to post_echo and never reads the replies nor
-// closes what it was refused raises the server's heap by no more than the
-// arithmetic of the README (MaxStreams x (2 windows + 768 KiB) + the
-// streams held off, MaxStreams/2 + AcceptBacklog, at 512 KiB each), and a
-// second client keeps working.
+// never-ending uploads and never reads the replies nor closes a stream
+// (to post_echo, whose replies stall; to a handler that does not exist,
+// answered at once and then held open with the upload's junk) raises the
+// server's heap by no more than the arithmetic of the README (MaxStreams
+// x (2 windows + 768 KiB) + the streams held off, MaxStreams/2 +
+// AcceptBacklog, at 512 KiB each), and a second client keeps working.
 func TestHostileStreamsHeap(t *testing.T) {
+	for _, noun := range []string{"echo", "nothere"} {
+		t.Run(noun, func(t *testing.T) { hostileStreamsHeap(t, noun) })
+	}
+}
+
+func hostileStreamsHeap(t *testing.T, noun string) {
 	p := newPKI(t)
 	logs := newLogCapture()
 	d := tunnel.DefaultConfig()
@@ -432,7 +439,7 @@ func TestHostileStreamsHeap(t *testing.T) {
 	var wg sync.WaitGroup
 	reset := 0
 	for i := range streams {
-		st, w, err := h.tryOpen(&events.Request{Id: fmt.Sprint("echo", i), Method: "POST", Noun: []string{"echo"}, ContentLength: -1})
+		st, w, err := h.tryOpen(&events.Request{Id: fmt.Sprint("echo", i), Method: "POST", Noun: []string{noun}, ContentLength: -1})
 		if err != nil {
 			reset++ // past the accept backlog, while held off
 			continue
