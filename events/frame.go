@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -100,11 +102,18 @@ func (w *Writer) WriteChunk(p []byte) error {
 	return nil
 }
 
+// MaxTrailerSize bounds a Trailer: its error is a reason for a log line
+// or a header, not a body. EndBody cuts a longer one short.
+const MaxTrailerSize = 4 << 10
+
 // EndBody writes the end marker and a Trailer carrying errMsg, which is
-// empty when the body is complete.
+// empty when the body is complete (cut to fit in MaxTrailerSize).
 func (w *Writer) EndBody(errMsg string) error {
 	if err := w.bw.WriteByte(0); err != nil {
 		return err
+	}
+	if len(errMsg) > MaxTrailerSize-16 {
+		errMsg = strings.ToValidUTF8(errMsg[:MaxTrailerSize-16], "")
 	}
 	return w.WriteMessage(&Trailer{Error: errMsg})
 }
@@ -230,7 +239,7 @@ func (r *Reader) ReadMessage(m proto.Message) error {
 	case errors.Is(err, io.EOF):
 		return io.EOF
 	case errors.As(err, &sizeErr):
-		return fmt.Errorf("read %T: %w (%d bytes)", m, ErrTooLarge, sizeErr.Size)
+		return fmt.Errorf("read %T: %w (%d bytes, the limit is %d)", m, ErrTooLarge, sizeErr.Size, r.opts.MaxSize)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("read %T: %w", m, io.ErrUnexpectedEOF)
 	default:
@@ -398,7 +407,7 @@ func (b *BodyReader) Done() bool { return b.err != nil }
 
 func (b *BodyReader) readTrailer() error {
 	var t Trailer
-	if err := b.r.ReadMessage(&t); err != nil {
+	if err := b.r.ReadMessageMax(&t, MaxTrailerSize); err != nil {
 		return truncated(err)
 	}
 	if t.Error != "" {
@@ -458,4 +467,121 @@ func (r *Reader) WaitEnd() error {
 	default:
 		return errors.New("events: data after the end of the body")
 	}
+}
+
+// MaxHeaderFields bounds the repeated elements (headers, header values,
+// noun segments, arguments) of a Request or Reply read with
+// ReadHeader: decoded, each costs far more memory than its two bytes on
+// the wire, so the size of the message alone would not bound it.
+const MaxHeaderFields = 1024
+
+// ReadMessageMax is ReadMessage for a message of at most max bytes (and
+// at most MaxMessageSize): a bigger one is refused (ErrTooLarge) before
+// it is read.
+func (r *Reader) ReadMessageMax(m proto.Message, max int) error {
+	saved := r.opts.MaxSize
+	r.opts.MaxSize = int64(min(max, MaxMessageSize))
+	defer func() { r.opts.MaxSize = saved }()
+	return r.ReadMessage(m)
+}
+
+// ReadHeader reads an event's Request or Reply of at most max bytes with
+// at most MaxHeaderFields repeated elements: the bounds a node puts on
+// what its peer sends. A message over either is refused with ErrTooLarge,
+// before it is decoded.
+func (r *Reader) ReadHeader(m proto.Message, max int) error {
+	var nested protowire.Number // the Header field holding its values
+	switch m.(type) {
+	case *Request:
+		nested = 7
+	case *Reply:
+		nested = 3
+	default:
+		return fmt.Errorf("read %T: not an event header", m)
+	}
+	size, err := binary.ReadUvarint(r.br)
+	switch {
+	case errors.Is(err, io.EOF):
+		return io.EOF
+	case err != nil:
+		return fmt.Errorf("read %T: %w", m, truncatedEOF(err))
+	case size > uint64(min(max, MaxMessageSize)):
+		return fmt.Errorf("read %T: %w (%d bytes, the limit is %d)", m, ErrTooLarge, size, min(max, MaxMessageSize))
+	}
+	var b []byte
+	if int(size) <= r.br.Size() {
+		// Decoded straight from the buffer (strings are copied out).
+		b, err = r.br.Peek(int(size))
+		defer r.br.Discard(len(b))
+	} else {
+		b = make([]byte, size)
+		_, err = io.ReadFull(r.br, b)
+	}
+	if err != nil {
+		return fmt.Errorf("read %T: %w", m, truncatedEOF(err))
+	}
+	if n := countFields(b, nested); n < 0 {
+		return fmt.Errorf("read %T: malformed message", m)
+	} else if n > MaxHeaderFields {
+		return fmt.Errorf("read %T: %w (%d headers, header values, noun segments and arguments, the limit is %d)",
+			m, ErrTooLarge, n, MaxHeaderFields)
+	}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("read %T: %w", m, err)
+	}
+	return nil
+}
+
+// truncatedEOF reports a message cut short as io.ErrUnexpectedEOF.
+func truncatedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// countFields counts the repeated elements of an encoded Request or
+// Reply: every length-delimited top-level field (a scalar string repeated
+// on the wire only replaces the last, so counting it too is on the safe
+// side), and the values inside each Header (field nested). It returns -1
+// for bytes that are not a valid message.
+func countFields(b []byte, nested protowire.Number) int {
+	n := 0
+	for len(b) > 0 {
+		num, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return -1
+		}
+		b = b[k:]
+		if typ != protowire.BytesType {
+			if k = protowire.ConsumeFieldValue(num, typ, b); k < 0 {
+				return -1
+			}
+			b = b[k:]
+			continue
+		}
+		v, k := protowire.ConsumeBytes(b)
+		if k < 0 {
+			return -1
+		}
+		b = b[k:]
+		n++
+		if num == nested {
+			for len(v) > 0 {
+				num, typ, k := protowire.ConsumeTag(v)
+				if k < 0 {
+					return -1
+				}
+				kv := protowire.ConsumeFieldValue(num, typ, v[k:])
+				if kv < 0 {
+					return -1
+				}
+				v = v[k+kv:]
+				if num == 2 { // values; a repeated name only replaces the last
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

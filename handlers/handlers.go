@@ -151,6 +151,9 @@ const (
 	// CodeMisdirected: the request's Host is not a name of the front end
 	// (421), as with DNS rebinding.
 	CodeMisdirected = "misdirected"
+	// CodePeerBusy: the peer has too many events in flight from this
+	// node already (503; tunnel.Config.MaxStreams).
+	CodePeerBusy = "peer_busy"
 )
 
 // Name derives a handler name from an HTTP method and noun segments:

@@ -2,7 +2,9 @@ package tunnel
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // acceptGate lets a session go without a goroutine waiting in
@@ -38,7 +40,24 @@ type acceptGate struct {
 	have     int    // bytes of hdr read so far
 	skip     uint32 // bytes of a data frame's body still to pass
 	startDue bool   // an acceptor is to start at the next read
+
+	// Pings the peer asked for in the second since pingSince: yamux
+	// answers each from a goroutine of its own that waits up to
+	// WriteTimeout to send, so a flood from a peer that does not read is
+	// a pile of goroutines. Over maxPings a second, pingFlood is set and
+	// the session ends.
+	pings     int
+	pingSince time.Time
+	pingFlood bool
 }
+
+// maxPings bounds the pings a peer may ask for in a second; restpipe
+// pings once per KeepAliveInterval.
+const maxPings = 64
+
+// errPingFlood ends a session whose peer asks for more than maxPings
+// pings a second.
+var errPingFlood = fmt.Errorf("ping flood: the peer asked for more than %d pings in a second", maxPings)
 
 func newAcceptGate() *acceptGate {
 	g := &acceptGate{}
@@ -50,6 +69,7 @@ func newAcceptGate() *acceptGate {
 // the header layout in coalesce.go), and counts the streams opened.
 func (g *acceptGate) scan(p []byte) {
 	var syns int64
+	pings := 0
 	for len(p) > 0 {
 		if g.skip > 0 {
 			k := min(uint32(len(p)), g.skip)
@@ -69,9 +89,26 @@ func (g *acceptGate) scan(p []byte) {
 		if typ == yamuxTypeData {
 			g.skip = binary.BigEndian.Uint32(g.hdr[8:12])
 		}
+		if typ == yamuxTypePing && flags&yamuxFlagSYN != 0 {
+			pings++
+		}
+	}
+	if pings > 0 {
+		g.countPings(pings)
 	}
 	if syns > 0 && g.pending.Add(syns) == syns {
 		g.startDue = true
+	}
+}
+
+// countPings adds n ping requests to the second under way.
+func (g *acceptGate) countPings(n int) {
+	if now := time.Now(); now.Sub(g.pingSince) >= time.Second {
+		g.pingSince, g.pings = now, 0
+	}
+	g.pings += n
+	if g.pings > maxPings {
+		g.pingFlood = true
 	}
 }
 

@@ -72,8 +72,10 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	if !p.inflight.add() {
 		return nil, fmt.Errorf("%w: %s is shutting down", ErrPeerUnavailable, p.info.Name)
 	}
+	p.limits.own.Add(1) // before the stream exists: never counted as the peer's
 	st, err := p.sess.OpenStream()
 	if err != nil {
+		p.limits.own.Add(-1)
 		p.inflight.done()
 		return nil, fmt.Errorf("%w: open stream to %s: %v", ErrTunnelClosed, p.info.Name, err)
 	}
@@ -122,7 +124,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		_ = st.SetReadDeadline(time.Now().Add(time.Duration(ev.TimeoutMs) * time.Millisecond))
 	}
 	var rep events.Reply
-	if err := r.ReadMessage(&rep); err != nil {
+	if err := r.ReadHeader(&rep, p.cfg.MaxEventHeader); err != nil {
 		ex.finish()
 		return nil, ex.classify(err)
 	}
@@ -206,6 +208,7 @@ func (ex *exchange) finish() {
 		if ex.r != nil {
 			ex.r.Release() // the reply body is not read after Close
 		}
+		ex.p.limits.own.Add(-1)
 		ex.p.inflight.done()
 	})
 }

@@ -37,6 +37,7 @@ const (
 	yamuxHeaderSize = 12
 	yamuxTypeData   = 0
 	yamuxTypeWindow = 1
+	yamuxTypePing   = 2
 	yamuxFlagSYN    = 1
 	yamuxFlagACK    = 2
 	yamuxFlagFIN    = 4
@@ -131,6 +132,9 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 	}
 	if c.gate != nil && n > 0 {
 		c.gate.scan(p[:n])
+		if c.gate.pingFlood {
+			return 0, errPingFlood
+		}
 	}
 	return n, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/channels"
 	"github.com/restpipe/restpipe/tunnel/webguard"
@@ -80,6 +81,41 @@ type Config struct {
 	// acknowledged. yamux allocates 8 bytes per slot on every session,
 	// idle or not. Default 64.
 	AcceptBacklog int
+
+	// Bounds on what one peer may hold at this node (README "Security"),
+	// so that a hostile peer with a valid certificate cannot take the
+	// node's memory.
+
+	// MaxStreams bounds the streams the peer holds open on its session:
+	// its events in flight at this node, and the streams it has not yet
+	// closed. An event beyond it is answered 503 peer_busy at once (and
+	// logged, at most once a second); a peer that holds half as many
+	// again (refused streams it does not close) is not read from until
+	// it closes some. Each stream may hold twice StreamWindow in yamux's
+	// receive buffer plus about 768 KiB of buffers and header, so the
+	// default, 48, keeps a peer's streams under 132 MiB with the default
+	// 1 MiB window (README "What one peer can cost a node"). Streams this node opens to the peer do not count.
+	MaxStreams int
+	// MaxEventHeader bounds the header of an event received from the
+	// peer (its path, query and headers as framed on the stream), in
+	// bytes; a bigger one is answered 431 too_large, and so is one with
+	// more than events.MaxHeaderFields (1024) headers, header values, noun
+	// segments and arguments together. The same bounds apply to a reply's
+	// header (a reply over them fails the call with 502 tunnel_closed).
+	// Default 128 KiB: a front end's largest request (MaxHeaderBytes,
+	// 64 KiB, with its path twice) fits.
+	MaxEventHeader int
+	// MaxSubscriptions bounds the channels one client node may be
+	// subscribed to at the server through its relay; a subscribe beyond
+	// it is refused. Default 1024.
+	MaxSubscriptions int
+	// RelayQueueBytes bounds the frames waiting to be written on one
+	// channel relay (messages and acknowledgements, each counted with
+	// 256 bytes of bookkeeping). A server whose relay to a client falls
+	// this far behind drops the relay with the reason (the client's
+	// subscribers are closed) rather than slowing the other nodes or
+	// growing. Default 16 MiB.
+	RelayQueueBytes int64
 
 	// DefaultTimeout is how long the front end waits for an answer when
 	// the caller sets no X-Restpipe-Timeout. Default 30 s.
@@ -150,6 +186,10 @@ func DefaultConfig() Config {
 		WriteTimeout:      10 * time.Second,
 		StreamWindow:      1 << 20,
 		AcceptBacklog:     64,
+		MaxStreams:        48,
+		MaxEventHeader:    128 << 10,
+		MaxSubscriptions:  1024,
+		RelayQueueBytes:   16 << 20,
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        time.Hour,
 		BodyIdleTimeout:   60 * time.Second,
@@ -193,6 +233,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AcceptBacklog == 0 {
 		c.AcceptBacklog = d.AcceptBacklog
 	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = d.MaxStreams
+	}
+	if c.MaxEventHeader == 0 {
+		c.MaxEventHeader = d.MaxEventHeader
+	}
+	if c.MaxSubscriptions == 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
+	}
+	if c.RelayQueueBytes == 0 {
+		c.RelayQueueBytes = d.RelayQueueBytes
+	}
 	if c.ChannelQueue == 0 {
 		c.ChannelQueue = d.ChannelQueue
 	}
@@ -222,6 +274,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: MaxFrame %d is not 0 or between %d and %d", c.MaxFrame, minFrame, maxFrame)
 	case c.MaxBodyBytes < 0:
 		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	case c.MaxStreams < 0 || c.MaxSubscriptions < 0:
+		return c, errors.New("tunnel: MaxStreams and MaxSubscriptions must be positive")
+	case c.MaxEventHeader < minEventHeader || c.MaxEventHeader > events.MaxMessageSize:
+		return c, fmt.Errorf("tunnel: MaxEventHeader %d is not between %d and %d", c.MaxEventHeader, minEventHeader, events.MaxMessageSize)
+	case c.RelayQueueBytes < 4*maxChannelMessage:
+		// A relay frame carries a message in two forms: two must fit.
+		return c, fmt.Errorf("tunnel: RelayQueueBytes %d is below %d", c.RelayQueueBytes, 4*maxChannelMessage)
 	case c.ChannelQueue < 0 || c.ChannelQueueBytes < 0:
 		return c, errors.New("tunnel: ChannelQueue and ChannelQueueBytes must be positive")
 	case c.ChannelMaxMessage < 0 || c.ChannelMaxMessage > maxChannelMessage:
@@ -243,6 +302,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// minEventHeader is the smallest Config.MaxEventHeader: what a front end
+// with a small request fits in.
+const minEventHeader = 4 << 10
 
 // Bounds of Config.MaxFrame.
 const (

@@ -212,12 +212,13 @@ func TestTunnelDropMidEvent(t *testing.T) {
 	}
 }
 
-// TestConcurrentBothWays holds 100 events in flight in each direction at
-// once: every handler waits until all of its side have arrived, so one
-// event waiting on another would deadlock (and fail at the deadline).
+// TestConcurrentBothWays holds as many events in flight in each direction
+// at once as the default MaxStreams allows: every handler waits until all
+// of its side have arrived, so one event waiting on another would
+// deadlock (and fail at the deadline).
 func TestConcurrentBothWays(t *testing.T) {
 	_, s, c := pair(t)
-	const n = 100
+	n := int32(tunnel.DefaultConfig().MaxStreams)
 	barrier := func(reg *handlers.Registry) {
 		var arrived atomic.Int32
 		all := make(chan struct{})

@@ -2,9 +2,13 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/yamux"
 
@@ -36,11 +40,14 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 	var h events.Hello
 	r := events.NewReader(st)
 	defer r.Release()
-	if err := r.ReadMessage(&h); err != nil {
+	if err := r.ReadMessageMax(&h, maxHello); err != nil {
 		return nil, fmt.Errorf("read server hello: %w", err)
 	}
 	if h.Error != "" {
-		return nil, fmt.Errorf("%w by server: %s", ErrRefused, h.Error)
+		return nil, fmt.Errorf("%w by server: %s", ErrRefused, strings.ToValidUTF8(h.Error, "?"))
+	}
+	if err := checkHello(&h); err != nil {
+		return nil, fmt.Errorf("server hello: %w", err)
 	}
 	if h.ProtocolVersion != events.ProtocolVersion {
 		return nil, fmt.Errorf("%w: server speaks protocol %d, this client %d",
@@ -63,7 +70,8 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 	var h events.Hello
 	r := events.NewReader(st)
 	defer r.Release()
-	if err := r.ReadMessage(&h); err != nil {
+	err = r.ReadMessageMax(&h, maxHello)
+	if err != nil && !errors.Is(err, events.ErrTooLarge) {
 		return nil, fmt.Errorf("read client hello: %w", err)
 	}
 	answer := &events.Hello{
@@ -74,6 +82,10 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 	refusal := refuse
 	switch {
 	case refusal != nil:
+	case err != nil: // too large: the client is told
+		refusal = fmt.Errorf("%w: hello: %v", ErrRefused, err)
+	case checkHello(&h) != nil:
+		refusal = fmt.Errorf("%w: hello: %v", ErrRefused, checkHello(&h))
 	case h.ProtocolVersion != events.ProtocolVersion:
 		refusal = fmt.Errorf("%w: client speaks protocol %d, this server %d",
 			ErrVersionMismatch, h.ProtocolVersion, events.ProtocolVersion)
@@ -103,6 +115,32 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 		return nil, fmt.Errorf("send server hello: %w", err)
 	}
 	return &h, nil
+}
+
+// Bounds of a hello: the message, and each name in it. A peer's hello is
+// kept (PeerInfo) and logged.
+const (
+	maxHello      = 4 << 10
+	maxHelloField = 256
+)
+
+// checkHello checks the fields of a peer's hello that this node keeps:
+// at most maxHelloField bytes of printable UTF-8 each.
+func checkHello(h *events.Hello) error {
+	for _, f := range []struct{ name, v string }{
+		{"node name", h.NodeName},
+		{"software version", h.SoftwareVersion},
+	} {
+		switch {
+		case len(f.v) > maxHelloField:
+			return fmt.Errorf("its %s is %d bytes, the limit is %d", f.name, len(f.v), maxHelloField)
+		case !utf8.ValidString(f.v):
+			return fmt.Errorf("its %s is not UTF-8", f.name)
+		case strings.IndexFunc(f.v, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0:
+			return fmt.Errorf("its %s %q holds a control character", f.name, f.v)
+		}
+	}
+	return nil
 }
 
 func setStreamDeadline(ctx context.Context, st *yamux.Stream) {

@@ -47,7 +47,8 @@ type peer struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	inflight inflight
-	bufs     *sync.Pool // copy buffers, copyBufSize
+	limits   streamLimits // of the streams the peer holds (streams.go)
+	bufs     *sync.Pool   // copy buffers, copyBufSize
 	// sendBufs holds the buffers that copy a body onto a stream, a frame
 	// per read (events.Writer.CopyBody): Config.MaxFrame big, as yamux
 	// keeps a send buffer as big as the biggest frame for the session's
@@ -64,6 +65,8 @@ type peer struct {
 	// replaced is the address of the session this one replaced, if any
 	// (on a server).
 	replaced string
+	// relayOpen is set while the peer's channel relay is served.
+	relayOpen atomic.Bool
 	// onRelay serves the peer's channel relay stream (set on a server).
 	onRelay func(p *peer, st *yamux.Stream, r *events.Reader)
 }
@@ -112,12 +115,17 @@ func (p *peer) start(onEnd func(reason error)) {
 // the gate starts is the one that serves the event.
 func (p *peer) acceptStreams() {
 	for {
+		if !p.holdOff() {
+			return // the session is over
+		}
 		st, err := p.sess.AcceptStream()
 		if err != nil {
 			return // the session is over
 		}
 		last := p.cc.gate.accepted()
 		switch {
+		case p.overLimit():
+			p.refuseStream(st)
 		case !p.inflight.add():
 			_ = st.Close() // draining: no new events
 		case last:
@@ -201,8 +209,18 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 	r := events.NewReader(st)
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
-	if err := r.ReadMessage(&ev); err != nil {
+	if err := r.ReadHeader(&ev, p.cfg.MaxEventHeader); err != nil {
 		r.Release()
+		if errors.Is(err, events.ErrTooLarge) {
+			// Its sender hears why; the rest of the stream is not read.
+			if n, ok := p.limits.tooLarge.allow(time.Now()); ok {
+				p.log.Warn("event refused: its header is over the limit", "err", err, "refused", n)
+			}
+			_ = st.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
+			_, _ = p.writeReply(st, handlers.ErrorReply(http.StatusRequestHeaderFieldsTooLarge, handlers.CodeTooLarge,
+				fmt.Sprintf("%s refused the event: %v", p.cfg.nodeName(), err)))
+			return
+		}
 		p.log.Debug("read event", "err", err)
 		return
 	}

@@ -25,14 +25,16 @@ import (
 // subscribers and to the relays of the clients that subscribed to the
 // channel, all under one lock (channels.Hub.Deliver), and acknowledges it.
 
-// relayQueueBytes bounds the frames waiting to be written on one relay.
-// A server whose relay to a client falls this far behind drops it (the
-// client's subscribers are closed with the reason) rather than slowing
-// the other nodes or growing.
-const relayQueueBytes = 16 << 20
+// frameOverhead is what a queued frame costs besides its encoded size
+// (the message struct, its slot in the queue), counted in a queue's bytes:
+// a flood of small acknowledgements is bounded by its memory, not by its
+// few bytes on the wire.
+const frameOverhead = 256
 
-// frameQueue holds the frames waiting for a relay's writer.
+// frameQueue holds the frames waiting for a relay's writer, up to limit
+// bytes (Config.RelayQueueBytes).
 type frameQueue struct {
+	limit  int64
 	mu     sync.Mutex
 	frames []queuedFrame
 	bytes  int64
@@ -47,15 +49,17 @@ type queuedFrame struct {
 	n int64
 }
 
-func newFrameQueue() *frameQueue { return &frameQueue{wake: make(chan struct{}, 1)} }
+func newFrameQueue(limit int64) *frameQueue {
+	return &frameQueue{limit: limit, wake: make(chan struct{}, 1)}
+}
 
-// push queues f. Unless force is set (control frames), it refuses a frame
-// that would put the queue over relayQueueBytes. It returns false once
-// the queue is closed.
+// push queues f. Unless force is set (a client's own control frames), it
+// refuses a frame that would put the queue over its limit. It returns
+// false once the queue is closed.
 func (q *frameQueue) push(f *events.ChannelFrame, force bool) bool {
-	n := int64(proto.Size(f))
+	n := int64(proto.Size(f)) + frameOverhead
 	q.mu.Lock()
-	if q.closed || !force && q.bytes+n > relayQueueBytes {
+	if q.closed || !force && q.bytes+n > q.limit {
 		q.mu.Unlock()
 		return false
 	}
@@ -182,13 +186,18 @@ type ChannelAuthorizer interface {
 type serverRelay struct {
 	p      *peer
 	hub    *channels.Hub
+	st     *yamux.Stream
 	q      *frameQueue
 	maxMsg int64
 	authz  ChannelAuthorizer // nil: every channel allowed
 	once   sync.Once         // Drop's
 	// decide is held while a subscribe is decided and applied, so that a
-	// recheck sees every subscription the rules allowed.
+	// recheck sees every subscription the rules allowed. It guards subs.
 	decide sync.Mutex
+
+	// subs are the channels the client subscribed to, at most maxSubs.
+	subs    map[string]struct{}
+	maxSubs int
 }
 
 // authorize asks r.authz whether the client may op (subscribe or
@@ -218,11 +227,13 @@ func (r *serverRelay) Offer(m *channels.Message) bool {
 	return r.q.push(messageFrame(events.ChannelFrame_MESSAGE, 0, m), false)
 }
 
-// Drop ends the relay: the client is told why and closes its subscribers.
+// Drop ends the relay: the client is told why and closes its subscribers,
+// and nothing more it sends on the relay is read.
 func (r *serverRelay) Drop(err error) {
 	r.once.Do(func() {
 		r.p.log.Warn("channel relay dropped", "err", err)
 		r.q.close(&events.ChannelFrame{Kind: events.ChannelFrame_CLOSE, Error: err.Error()})
+		_ = r.st.SetReadDeadline(time.Now()) // the reader stops
 	})
 }
 
@@ -256,6 +267,7 @@ func (r *serverRelay) recheck() int {
 		if r.authorize(f, handlers.ChannelSubscribe, ch) {
 			continue
 		}
+		delete(r.subs, ch)
 		r.hub.Detach(ch, r)
 		r.q.push(f, true)
 		r.p.log.Info("channel subscription ended: the access rules no longer allow it", "channel", ch, "reason", f.Error)
@@ -264,13 +276,32 @@ func (r *serverRelay) recheck() int {
 	return ended
 }
 
+// errRelayBusy refuses a second relay on a session.
+var errRelayBusy = errors.New("a channel relay is already open on this session")
+
 // serveRelay serves a client's relay stream until it or the session ends.
+// A session has at most one relay at a time.
 func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
-	r := &serverRelay{p: p, hub: s.hub, q: newFrameQueue(), maxMsg: s.cfg.ChannelMaxMessage}
+	if !p.relayOpen.CompareAndSwap(false, true) {
+		rd.Release()
+		p.log.Warn("channel relay refused", "err", errRelayBusy)
+		return
+	}
+	defer p.relayOpen.Store(false)
+	r := &serverRelay{p: p, hub: s.hub, st: st, q: newFrameQueue(s.cfg.RelayQueueBytes),
+		maxMsg: s.cfg.ChannelMaxMessage, subs: map[string]struct{}{}, maxSubs: s.cfg.MaxSubscriptions}
 	r.authz, _ = s.cfg.Handler.(ChannelAuthorizer)
 	p.log.Debug("channel relay opened")
 	wrote := make(chan error, 1)
-	go func() { wrote <- writeFrames(st, r.q, s.cfg.WriteTimeout) }()
+	go func() {
+		err := writeFrames(st, r.q, s.cfg.WriteTimeout)
+		if err != nil {
+			// A client that does not read its relay is dropped, not
+			// buffered for.
+			r.Drop(fmt.Errorf("the client does not read its channel relay: %w", err))
+		}
+		wrote <- err
+	}()
 	err := r.read(rd)
 	s.hub.DetachAll(r)
 	r.q.close(nil)
@@ -279,6 +310,17 @@ func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
 	}
 	rd.Release()
 	p.log.Debug("channel relay closed", "err", err)
+}
+
+// answer queues ack; a client whose relay is over its bound (it does not
+// read its acknowledgements) has its relay dropped.
+func (r *serverRelay) answer(ack *events.ChannelFrame) error {
+	if r.q.push(ack, false) {
+		return nil
+	}
+	err := fmt.Errorf("the client's channel relay is over %d bytes behind: it does not read it", r.q.limit)
+	r.Drop(err)
+	return err
 }
 
 // read applies the client's frames until the stream ends.
@@ -292,15 +334,24 @@ func (r *serverRelay) read(rd *events.Reader) error {
 		case events.ChannelFrame_SUBSCRIBE:
 			ack := &events.ChannelFrame{Kind: events.ChannelFrame_ACK, Seq: f.Seq}
 			r.decide.Lock()
+			_, again := r.subs[f.Channel]
 			if err := channels.CheckName(f.Channel); err != nil {
 				ack.Error = err.Error()
+			} else if !again && len(r.subs) >= r.maxSubs {
+				ack.Error = fmt.Sprintf("over the server's limit of %d channels subscribed per node", r.maxSubs)
 			} else if r.authorize(ack, handlers.ChannelSubscribe, f.Channel) {
+				r.subs[f.Channel] = struct{}{}
 				r.hub.Attach(f.Channel, r)
 			}
 			r.decide.Unlock()
-			r.q.push(ack, true)
+			if err := r.answer(ack); err != nil {
+				return err
+			}
 		case events.ChannelFrame_UNSUBSCRIBE:
+			r.decide.Lock()
+			delete(r.subs, f.Channel)
 			r.hub.Detach(f.Channel, r)
+			r.decide.Unlock()
 		case events.ChannelFrame_PUBLISH:
 			ack := &events.ChannelFrame{Kind: events.ChannelFrame_ACK, Seq: f.Seq}
 			m := frameMessage(&f)
@@ -313,7 +364,9 @@ func (r *serverRelay) read(rd *events.Reader) error {
 			case !m.Empty():
 				r.hub.Deliver(m)
 			}
-			r.q.push(ack, true)
+			if err := r.answer(ack); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("unexpected channel frame %v", f.Kind)
 		}
@@ -358,8 +411,10 @@ func (c *Client) relay() (*clientRelay, error) {
 	if r := c.chRelay; r != nil && r.p == p {
 		return r, nil
 	}
+	p.limits.own.Add(1) // until the relay fails
 	st, err := p.sess.OpenStream()
 	if err != nil {
+		p.limits.own.Add(-1)
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
 	w := events.NewWriter(st)
@@ -371,9 +426,10 @@ func (c *Client) relay() (*clientRelay, error) {
 	w.Release()
 	if err != nil {
 		_ = st.Close()
+		p.limits.own.Add(-1)
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
-	r := &clientRelay{c: c, p: p, st: st, q: newFrameQueue(),
+	r := &clientRelay{c: c, p: p, st: st, q: newFrameQueue(c.cfg.RelayQueueBytes),
 		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}, members: map[*member]bool{}}
 	c.chRelay = r
 	go func() {
@@ -482,6 +538,7 @@ func (r *clientRelay) fail(err error) {
 	r.mu.Unlock()
 	r.q.close(nil)
 	_ = r.st.Close()
+	r.p.limits.own.Add(-1)
 	for _, done := range acks {
 		done(err)
 	}
@@ -502,7 +559,7 @@ func (r *clientRelay) send(f *events.ChannelFrame, done func(err error)) error {
 	r.seq++
 	f.Seq = r.seq
 	if !r.q.push(f, f.Kind != events.ChannelFrame_PUBLISH) {
-		return fmt.Errorf("%w: the relay to the server is over %d MiB behind", channels.ErrUnavailable, relayQueueBytes>>20)
+		return fmt.Errorf("%w: the relay to the server is over %d bytes behind", channels.ErrUnavailable, r.q.limit)
 	}
 	if done != nil {
 		r.acks[f.Seq] = done

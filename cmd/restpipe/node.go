@@ -50,6 +50,8 @@ type nodeFlags struct {
 	channelPrefix   string
 	channelQueue    int
 	channelMaxMsg   byteSize
+	maxStreams      int // per peer
+	maxSubs         int
 
 	revocations atomic.Pointer[certs.RevocationFile] // the list in force, nil for none
 	// reverify drops the sessions whose peer the list in force refuses;
@@ -88,6 +90,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
 	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
 	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, in `bytes` (up to 256KiB)")
+	fs.IntVar(&n.maxStreams, "max-streams", d.MaxStreams, "how many `streams` (events in flight) one peer may hold at this node; more are answered 503 peer_busy")
+	fs.IntVar(&n.maxSubs, "max-subscriptions", d.MaxSubscriptions, "how many `channels` one client node may subscribe to at the server")
 }
 
 // authHook builds the Auth hook from --allow and --auth-url: the rules,
@@ -146,6 +150,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	// A subscriber's queue is allocated whole: an unbounded length panics.
 	if n.channelQueue <= 0 || n.channelQueue > 65536 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
 		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be from 1 to 65536, --channel-max-message from 1 byte to 256KiB"}
+	}
+	if n.maxStreams <= 0 || n.maxSubs <= 0 {
+		return nil, tunnel.Config{}, nil, usageError{"--max-streams and --max-subscriptions must be positive"}
 	}
 	if err := webguard.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
@@ -231,6 +238,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	cfg.ChannelPrefix = n.channelPrefix
 	cfg.ChannelQueue = n.channelQueue
 	cfg.ChannelMaxMessage = int64(n.channelMaxMsg)
+	cfg.MaxStreams, cfg.MaxSubscriptions = n.maxStreams, n.maxSubs
 	return id, cfg, logger, nil
 }
 

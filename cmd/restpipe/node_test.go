@@ -231,6 +231,7 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--channel-queue", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue"},
 		{[]string{"server", "--channel-queue", "999999999999999", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue must be from 1 to 65536"},
 		{[]string{"server", "--window", "17179869184GiB"}, 2, `"17179869184GiB" is too large`},
+		{[]string{"server", "--max-streams", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-streams"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {
 		r := caRun(t, tc.args...)
