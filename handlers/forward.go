@@ -22,8 +22,9 @@ import (
 // target, with the rest of the path ("/a/b") appended to target's path.
 // Method, query, headers and body are passed on, streamed; the service's
 // status, headers and streamed body come back. WebSocket and other
-// upgrades work. A service that is down answers 502 upstream_unavailable;
-// one that does not answer before the deadline, 504 timeout.
+// upgrades work, but for h2c (400 bad_request: see upgradesToH2C). A
+// service that is down answers 502 upstream_unavailable; one that does
+// not answer before the deadline, 504 timeout.
 //
 // The service only ever sees paths under target's path: a path with a
 // "." or ".." segment, an empty one, an encoded '/' or '\', a control
@@ -213,6 +214,9 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	if !isToken(req.Method) {
 		return nil, fmt.Errorf("forward %s: bad method %q", f.route, req.Method)
 	}
+	if upgradesToH2C(req.Upgrade) {
+		return nil, fmt.Errorf("forward %s: an upgrade to h2c is not relayed (the service would read requests for any path over it)", f.route)
+	}
 	u := forwardURL(f.target, req.RawPath, req.RawQuery)
 	in := &http.Request{
 		Method:        req.Method,
@@ -248,6 +252,21 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 		in.Header.Set("Upgrade", req.Upgrade)
 	}
 	return in, nil
+}
+
+// upgradesToH2C reports whether an Upgrade value asks for h2c, HTTP/2
+// over cleartext. A service that switches would then read HTTP/2 requests,
+// with whatever path the caller puts in them, straight from the relayed
+// connection, outside every check of the route ("h2c smuggling"). Other
+// upgrades (WebSocket) carry no requests of their own and are relayed.
+func upgradesToH2C(up string) bool {
+	for _, tok := range strings.Split(up, ",") {
+		tok = strings.ToLower(strings.TrimSpace(tok))
+		if tok == "h2c" || strings.HasPrefix(tok, "h2c/") || strings.HasPrefix(tok, "http/2") {
+			return true
+		}
+	}
+	return false
 }
 
 // isToken reports whether m is an HTTP token, as a request line's
