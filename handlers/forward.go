@@ -60,17 +60,25 @@ func (r *Registry) Forward(route, target string) error {
 
 // ParseForwardTarget checks a forward route's target: an absolute http or
 // https URL with a host and no query.
+//
+// Errors name the target without its password (RedactURL): they end up
+// in logs.
 func ParseForwardTarget(target string) (*url.URL, error) {
 	u, err := url.Parse(target)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("target %q: %w", target, err)
+		// A *url.Error repeats the URL: only what it says of it is kept.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("target %q: %w", RedactURL(target), err)
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", target)
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", u.Redacted())
 	case u.Host == "":
-		return nil, fmt.Errorf("target %q: no host", target)
+		return nil, fmt.Errorf("target %q: no host", u.Redacted())
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return nil, fmt.Errorf("target %q: no query, fragment or user info allowed", target)
+		return nil, fmt.Errorf("target %q: no query, fragment or user info allowed", u.Redacted())
 	}
 	return u, nil
 }
