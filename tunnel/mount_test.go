@@ -44,12 +44,16 @@ func TestMountSeparatesAppFromControlAPI(t *testing.T) {
 		"/clients":          "app saw GET /root/clients?",
 		"/client/c1/count":  "app saw GET /root/client/c1/count?",
 		"/channels/x":       "app saw GET /root/channels/x?",
-		"/a//b%20c":         "app saw GET /root/a//b%20c?",
+		"/a/b%20c":          "app saw GET /root/a/b%20c?",
 		"/static/app.js?v2": "app saw GET /root/static/app.js?v2",
 	} {
 		if r := get(t, appURL+path); r.status != http.StatusOK || r.body != want {
 			t.Errorf("GET %s on the app: %d %q, want %q", path, r.status, r.body, want)
 		}
+	}
+	// The route's path checks hold on the app as on the main front end.
+	for _, path := range []string{"/a//b", "/%2e%2e/x"} {
+		wantError(t, get(t, appURL+path), http.StatusBadRequest, handlers.CodeBadPath)
 	}
 	// The app's own pages may call it; other pages and names may not.
 	if r := do(t, "POST", appURL+"/form", strings.NewReader("x"), "Origin", appURL); r.status != http.StatusOK {
