@@ -22,9 +22,10 @@ import (
 // target, with the rest of the path ("/a/b") appended to target's path.
 // Method, query, headers and body are passed on, streamed; the service's
 // status, headers and streamed body come back. WebSocket and other
-// upgrades work, but for h2c (400 bad_request: see upgradesToH2C). A
-// service that is down answers 502 upstream_unavailable; one that does
-// not answer before the deadline, 504 timeout.
+// upgrades work, but for h2c and TLS (400 bad_request: see
+// upgradesToHTTP). A service that is down answers 502
+// upstream_unavailable; one that does not answer before the deadline, 504
+// timeout.
 //
 // The service only ever sees paths under target's path: a path with a
 // "." or ".." segment, an empty one, an encoded '/' or '\', a control
@@ -222,8 +223,8 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	if !isToken(req.Method) {
 		return nil, fmt.Errorf("forward %s: bad method %q", f.route, req.Method)
 	}
-	if upgradesToH2C(req.Upgrade) {
-		return nil, fmt.Errorf("forward %s: an upgrade to h2c is not relayed (the service would read requests for any path over it)", f.route)
+	if upgradesToHTTP(req.Upgrade) {
+		return nil, fmt.Errorf("forward %s: an upgrade to %q is not relayed (the service would read requests for any path over it)", f.route, req.Upgrade)
 	}
 	u := forwardURL(f.target, req.RawPath, req.RawQuery)
 	in := &http.Request{
@@ -262,15 +263,18 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	return in, nil
 }
 
-// upgradesToH2C reports whether an Upgrade value asks for h2c, HTTP/2
-// over cleartext. A service that switches would then read HTTP/2 requests,
-// with whatever path the caller puts in them, straight from the relayed
-// connection, outside every check of the route ("h2c smuggling"). Other
-// upgrades (WebSocket) carry no requests of their own and are relayed.
-func upgradesToH2C(up string) bool {
+// upgradesToHTTP reports whether an Upgrade value asks for a protocol
+// that carries HTTP requests of its own: h2c (HTTP/2 over cleartext), or
+// TLS (RFC 2817, which CUPS still speaks), with HTTP inside. A service
+// that switches would then read requests, with whatever path the caller
+// puts in them, straight from the relayed connection, outside every check
+// of the route ("h2c smuggling"). Other upgrades (WebSocket) carry no
+// requests and are relayed.
+func upgradesToHTTP(up string) bool {
 	for _, tok := range strings.Split(up, ",") {
 		tok = strings.ToLower(strings.TrimSpace(tok))
-		if tok == "h2c" || strings.HasPrefix(tok, "h2c/") || strings.HasPrefix(tok, "http/2") {
+		if tok == "h2c" || strings.HasPrefix(tok, "h2c/") || strings.HasPrefix(tok, "http/") ||
+			tok == "tls" || strings.HasPrefix(tok, "tls/") {
 			return true
 		}
 	}

@@ -92,7 +92,7 @@ func TestForwardRefusesH2CUpgrade(t *testing.T) {
 	if err := s.reg.Forward("app", "http://"+svc.addr+"/public"); err != nil {
 		t.Fatal(err)
 	}
-	for _, up := range []string{"h2c", "H2C", "websocket, h2c", " h2c ", "h2c, websocket"} {
+	for _, up := range []string{"h2c", "H2C", "websocket, h2c", " h2c ", "h2c, websocket", "TLS/1.2", "HTTP/2.0"} {
 		addr := strings.TrimPrefix(s.httpURL, "http://")
 		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		if err != nil {
