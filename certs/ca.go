@@ -441,14 +441,26 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 // revoked is the certificate revoked, nil when dir/NAME.crt is missing,
 // unreadable or not signed by this CA (nothing to revoke). If the
 // revocation cannot be written, nothing is issued.
+//
+// The whole of it holds the revocation list's lock (see RevokeCert): two
+// re-issues of one name at the same time each revoke the certificate the
+// other wrote, and leave a certificate and key that match.
 func (ca *CA) ReissueToDir(dir string, req IssueRequest) (certPath, keyPath string, revoked *x509.Certificate, err error) {
 	if err := req.Validate(); err != nil {
 		return "", "", nil, err
 	}
+	if err := makeDir(dir); err != nil {
+		return "", "", nil, err
+	}
+	list := filepath.Join(dir, RevokedFile)
+	unlock, err := lockList(list)
+	if err != nil {
+		return "", "", nil, err
+	}
+	defer unlock()
 	_, old, rerr := readCerts("certificate", filepath.Join(dir, req.Name+".crt"))
 	if rerr == nil && old.CheckSignatureFrom(ca.Cert) == nil {
-		list := filepath.Join(dir, RevokedFile)
-		if err := RevokeCert(list, old); err != nil {
+		if err := revokeLocked(list, old); err != nil {
 			return "", "", nil, fmt.Errorf("revoke the certificate %s replaces (serial %s): %w", req.Name, old.SerialNumber.Text(16), err)
 		}
 		revoked = old

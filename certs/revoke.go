@@ -57,8 +57,20 @@ func Revoke(listPath, certFile string) (*x509.Certificate, error) {
 // RevokeCert adds cert's serial number, with its name and the date, to
 // the revocation list at listPath (created 0644 if missing). A serial
 // already on the list is not added twice. The list is replaced atomically,
-// so a node reading it sees the old list or the new one.
+// so a node reading it sees the old list or the new one, and under a lock
+// (listPath+".lock"), so that writers running at the same time all add
+// their serial.
 func RevokeCert(listPath string, cert *x509.Certificate) error {
+	unlock, err := lockList(listPath)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return revokeLocked(listPath, cert)
+}
+
+// revokeLocked is RevokeCert for a caller that holds the list's lock.
+func revokeLocked(listPath string, cert *x509.Certificate) error {
 	list, err := LoadRevocationList(listPath)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

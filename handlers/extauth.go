@@ -299,7 +299,9 @@ func originalURI(req *Request) string {
 		b.WriteByte('/')
 		b.WriteString(url.PathEscape(req.Noun[0]))
 	}
-	if req.Route != "" && req.RawPath != "" {
+	if req.Route != "" {
+		// Even when empty: the route then forwards the target's root,
+		// whatever more the noun says (a hostile peer writes both).
 		b.WriteString(req.RawPath)
 	} else {
 		for _, n := range req.Noun[min(1, len(req.Noun)):] {

@@ -22,8 +22,10 @@ import (
 // target, with the rest of the path ("/a/b") appended to target's path.
 // Method, query, headers and body are passed on, streamed; the service's
 // status, headers and streamed body come back. WebSocket and other
-// upgrades work. A service that is down answers 502 upstream_unavailable;
-// one that does not answer before the deadline, 504 timeout.
+// upgrades work, but for h2c and TLS (400 bad_request: see
+// upgradesToHTTP). A service that is down answers 502
+// upstream_unavailable; one that does not answer before the deadline, 504
+// timeout.
 //
 // The service only ever sees paths under target's path: a path with a
 // "." or ".." segment, an empty one, an encoded '/' or '\', a control
@@ -59,17 +61,25 @@ func (r *Registry) Forward(route, target string) error {
 
 // ParseForwardTarget checks a forward route's target: an absolute http or
 // https URL with a host and no query.
+//
+// Errors name the target without its password (RedactURL): they end up
+// in logs.
 func ParseForwardTarget(target string) (*url.URL, error) {
 	u, err := url.Parse(target)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("target %q: %w", target, err)
+		// A *url.Error repeats the URL: only what it says of it is kept.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("target %q: %w", RedactURL(target), err)
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", target)
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", u.Redacted())
 	case u.Host == "":
-		return nil, fmt.Errorf("target %q: no host", target)
+		return nil, fmt.Errorf("target %q: no host", u.Redacted())
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return nil, fmt.Errorf("target %q: no query, fragment or user info allowed", target)
+		return nil, fmt.Errorf("target %q: no query, fragment or user info allowed", u.Redacted())
 	}
 	return u, nil
 }
@@ -213,6 +223,9 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	if !isToken(req.Method) {
 		return nil, fmt.Errorf("forward %s: bad method %q", f.route, req.Method)
 	}
+	if upgradesToHTTP(req.Upgrade) {
+		return nil, fmt.Errorf("forward %s: an upgrade to %q is not relayed (the service would read requests for any path over it)", f.route, req.Upgrade)
+	}
 	u := forwardURL(f.target, req.RawPath, req.RawQuery)
 	in := &http.Request{
 		Method:        req.Method,
@@ -248,6 +261,24 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 		in.Header.Set("Upgrade", req.Upgrade)
 	}
 	return in, nil
+}
+
+// upgradesToHTTP reports whether an Upgrade value asks for a protocol
+// that carries HTTP requests of its own: h2c (HTTP/2 over cleartext), or
+// TLS (RFC 2817, which CUPS still speaks), with HTTP inside. A service
+// that switches would then read requests, with whatever path the caller
+// puts in them, straight from the relayed connection, outside every check
+// of the route ("h2c smuggling"). Other upgrades (WebSocket) carry no
+// requests and are relayed.
+func upgradesToHTTP(up string) bool {
+	for _, tok := range strings.Split(up, ",") {
+		tok = strings.ToLower(strings.TrimSpace(tok))
+		if tok == "h2c" || strings.HasPrefix(tok, "h2c/") || strings.HasPrefix(tok, "http/") ||
+			tok == "tls" || strings.HasPrefix(tok, "tls/") {
+			return true
+		}
+	}
+	return false
 }
 
 // isToken reports whether m is an HTTP token, as a request line's

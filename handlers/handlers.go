@@ -62,7 +62,10 @@ type Request struct {
 	// CallerAddr is the address of the HTTP caller on the sending node.
 	CallerAddr string
 	// RawPath is the escaped path after the first noun segment, arguments
-	// included ("/a//b"): what a forward route passes on.
+	// included ("/a//b"): what a forward route passes on (after its path
+	// checks). A peer writes it beside Noun and Args, and nothing makes
+	// the two agree: a handler that serves what a path names must use
+	// Noun and Args, or check RawPath itself.
 	RawPath string
 	// Upgrade is the protocol the caller asks to switch to ("websocket"),
 	// if any.

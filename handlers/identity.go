@@ -6,7 +6,7 @@ import (
 )
 
 // Headers a caller could forge to pass for someone else, or to make a
-// backend read another path or address, are stripped from every event
+// backend read another path, method or address, are stripped from every event
 // on the node that receives it, before any hook runs: whatever names
 // them, in any case, with '_' for '-' ("X_Restpipe_Peer", which CGI, PHP
 // and WSGI read as X-Restpipe-Peer):
@@ -17,6 +17,9 @@ import (
 //	X-Original-*     X-Original-URI, X-Original-Method (the auth exchange),
 //	                 X-Original-URL, and X-Rewrite-URL: path overrides of
 //	                 some frameworks
+//	X-Http-Method-Override, X-Http-Method, X-Method-Override: method
+//	                 overrides, which would make a backend run DELETE for
+//	                 an event the rules and the auth service saw as a GET
 //
 // The forward routes then set X-Restpipe-Peer, X-Restpipe-Identity,
 // X-Forwarded-For and X-Forwarded-Proto themselves (see Forward).
@@ -27,6 +30,10 @@ var forgeableExact = map[string]bool{
 	"true-client-ip":      true,
 	"x-cluster-client-ip": true,
 	"x-rewrite-url":       true,
+	// Method overrides (Symfony, Express's method-override, Google APIs).
+	"x-http-method-override": true,
+	"x-http-method":          true,
+	"x-method-override":      true,
 }
 
 var forgeablePrefixes = []string{"x-restpipe-", "x-forwarded-", "x-original-"}

@@ -12,6 +12,7 @@ func TestForgeable(t *testing.T) {
 		"X-Forwarded-For": true, "X_Forwarded_Host": true, "Forwarded": true, "X-Real-Ip": true, "X_REAL_IP": true,
 		"X-Original-Uri": true, "X_Original_Method": true, "X-Original-Url": true, "X-Rewrite-Url": true,
 		"True-Client-Ip": true, "X-Client-Ip": true,
+		"X-Http-Method-Override": true, "X_HTTP_METHOD_OVERRIDE": true, "X-Http-Method": true, "X-Method-Override": true,
 		"Authorization": false, "Cookie": false, "X-Request-Id": false, "X-Restpipeish": false, "Forwarded-X": false,
 		"User-Agent": false, "X_Custom": false,
 	} {

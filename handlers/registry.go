@@ -146,14 +146,37 @@ func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply))
 }
 
 // prepare readies an event for the chain: forgeable headers stripped
-// (see forgeable), its handler name and route set.
+// (see forgeable), its method upper-cased, its handler name and route set.
+//
+// Handler names take the method in lower case, so "delete" and "DELETE"
+// run the same handler: hooks, the auth service and a route's service
+// see that one method in its usual spelling, never a case that a check
+// for "DELETE" would miss.
 func (r *Registry) prepare(req *Request) {
 	stripForgeable(req.Header)
+	req.Method = upperASCII(req.Method)
 	req.vouched = ""
 	if req.Name == "" {
 		req.Name = Name(req.Method, req.Noun)
 	}
 	r.setRoute(req)
+}
+
+// upperASCII upper-cases the ASCII letters of s, without allocating when
+// there are none to change.
+func upperASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'a' <= s[i] && s[i] <= 'z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'a' <= b[j] && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // lookup returns the reply of a forward route, a missing handler or an

@@ -240,6 +240,9 @@ var forged = []string{
 	"X-Real-Ip: 6.6.6.6", "X_Real_IP: 6.6.6.6", "X-Forwarded-For: 6.6.6.6", "X_Forwarded_For: 6.6.6.6",
 	"X-Forwarded-Host: evil.example", "X-Forwarded-Proto: gopher", "Forwarded: for=6.6.6.6;host=evil.example",
 	"X-Client-Ip: 6.6.6.6", "True-Client-Ip: 6.6.6.6",
+	// Method overrides: the backend would run DELETE for what was decided as a GET.
+	"X-HTTP-Method-Override: DELETE", "X_HTTP_Method_Override: DELETE", "X-HTTP-Method: DELETE",
+	"X-Method-Override: DELETE",
 }
 
 // checkVouched checks that a request's headers hold only what the serving

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
@@ -169,6 +170,11 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		Host:        r.Host,
 		// Go reports a body of unknown length as -1 and none as 0.
 		ContentLength: r.ContentLength,
+	}
+	if code, err := checkUTF8(ev); err != nil {
+		// An event's strings travel as protobuf strings, which must be
+		// UTF-8: without this the call would fail as a "tunnel closed".
+		return writeError(w, http.StatusBadRequest, code, err.Error())
 	}
 	if up := upgradeType(r.Header); up != "" {
 		ev.Upgrade = up
@@ -374,6 +380,39 @@ func (f *frontend) serveUpgrade(w http.ResponseWriter, r *http.Request, peer str
 	<-done
 	_ = resp.Body.Close()
 	return http.StatusSwitchingProtocols, ""
+}
+
+// checkUTF8 returns an error, and the code to answer it with, if a string
+// of ev is not UTF-8: a noun segment or argument that decodes to other
+// bytes (%C0%AE, %FF) is a bad_path, a header or query a bad_request.
+func checkUTF8(ev *events.Request) (string, error) {
+	for _, s := range ev.Noun {
+		if !utf8.ValidString(s) {
+			return handlers.CodeBadPath, fmt.Errorf("%w: noun segment %q is not UTF-8", events.ErrBadPath, s)
+		}
+	}
+	for _, s := range ev.Args {
+		if !utf8.ValidString(s) {
+			return handlers.CodeBadPath, fmt.Errorf("%w: argument %q is not UTF-8", events.ErrBadPath, s)
+		}
+	}
+	if !utf8.ValidString(ev.Query) {
+		return handlers.CodeBadRequest, fmt.Errorf("query %q is not UTF-8", ev.Query)
+	}
+	if !utf8.ValidString(ev.Host) {
+		return handlers.CodeBadRequest, fmt.Errorf("Host %q is not UTF-8", ev.Host)
+	}
+	if !utf8.ValidString(ev.ContentType) {
+		return handlers.CodeBadRequest, fmt.Errorf("Content-Type %q is not UTF-8", ev.ContentType)
+	}
+	for _, h := range ev.Headers {
+		for _, v := range h.Values {
+			if !utf8.ValidString(v) {
+				return handlers.CodeBadRequest, fmt.Errorf("header %s: %q is not UTF-8", h.Name, v)
+			}
+		}
+	}
+	return "", nil
 }
 
 // upgradeType returns the protocol r asks to switch to, if any.

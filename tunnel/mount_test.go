@@ -51,6 +51,10 @@ func TestMountSeparatesAppFromControlAPI(t *testing.T) {
 			t.Errorf("GET %s on the app: %d %q, want %q", path, r.status, r.body, want)
 		}
 	}
+	// The route's path checks hold on the app as on the main front end.
+	for _, path := range []string{"/a//b", "/%2e%2e/x"} {
+		wantError(t, get(t, appURL+path), http.StatusBadRequest, handlers.CodeBadPath)
+	}
 	// The app's own pages may call it; other pages and names may not.
 	if r := do(t, "POST", appURL+"/form", strings.NewReader("x"), "Origin", appURL); r.status != http.StatusOK {
 		t.Errorf("own origin on the app: %d %s", r.status, r.body)

@@ -251,3 +251,23 @@ func TestAuthSecretsStayHome(t *testing.T) {
 		t.Errorf("bad --auth-url: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// TestForwardTargetPasswordNotEchoed: a --forward URL with a password is
+// refused (a route's service gets no credentials from restpipe), and the
+// one-line error names it without the password, however it is malformed.
+func TestForwardTargetPasswordNotEchoed(t *testing.T) {
+	d := identities(t, "c1")
+	for _, fw := range []string{
+		"files=http://u:S3cretPw@127.0.0.1:9/x",
+		"files=http://u:S3cretPw@127.0.0.1:badport/x",
+		"files=ftp://u:S3cretPw@127.0.0.1/x",
+		"files=http://u:S3cret%zzPw@127.0.0.1/x",
+		"files:http://u:S3cretPw@127.0.0.1/x",
+	} {
+		r := caRun(t, "client", "--server", "127.0.0.1:1", "--http", "127.0.0.1:0", "--forward", fw,
+			"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+		if r.code != 2 || strings.Contains(r.stderr, "S3cret") || !strings.Contains(r.stderr, "--forward") {
+			t.Errorf("--forward %s: exit %d %q, want 2 and no password", fw, r.code, r.stderr)
+		}
+	}
+}

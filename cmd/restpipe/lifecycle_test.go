@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -170,4 +172,87 @@ func TestClientRevokedServer(t *testing.T) {
 	cli.log.wait(t, `msg="dropped the server: its certificate is revoked"`)
 	srv.log.wait(t, `msg="client disconnected".* peer=c1.*closed by peer: certificate no longer accepted: certificate revoked: \\"server\\" serial `+srvSerial)
 	cli.log.wait(t, `msg="not connected to server".*err="server 127\.0\.0\.1:\d+: certificate revoked: \\"server\\" serial `+srvSerial)
+}
+
+// TestParallelReissuesAllRevoke: "ca issue --force" run for many names
+// at once (a script re-issuing a fleet) revokes every certificate it
+// replaces, as each run says; and re-issues of one name at once each
+// revoke the certificate the one before wrote, leaving a certificate and
+// key that match and are not revoked.
+func TestParallelReissuesAllRevoke(t *testing.T) {
+	const n = 12
+	var names []string
+	for i := range n {
+		names = append(names, fmt.Sprintf("n%d", i))
+	}
+	d := identities(t, names...)
+	list := filepath.Join(d, "revoked.txt")
+	old := map[string]string{}
+	for _, name := range names {
+		old[name] = serial(t, filepath.Join(d, name+".crt"))
+	}
+	var wg sync.WaitGroup
+	results := make([]caResult, n)
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = caRun(t, "ca", "issue", "--dir", d, "--name", name, "--force")
+		}()
+	}
+	wg.Wait()
+	rl, err := certs.LoadRevocationList(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		results[i].want(t, 0)
+		if !strings.Contains(results[i].stdout, "serial "+old[name]) {
+			t.Errorf("ca issue --name %s --force says %q", name, results[i].stdout)
+		}
+		id, err := certs.LoadIdentity(filepath.Join(d, name+".crt"), filepath.Join(d, name+".key"), filepath.Join(d, "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rl.Revoked(id.Leaf) {
+			t.Errorf("the new %s is revoked", name)
+		}
+	}
+	b, _ := os.ReadFile(list)
+	for _, name := range names {
+		if !regexp.MustCompile(`(?m)^` + old[name] + ` ` + name + ` revoked `).Match(b) {
+			t.Errorf("%s lacks %s's old serial %s, which its ca issue said it revoked", list, name, old[name])
+		}
+	}
+
+	// One name, re-issued by several runs at once.
+	first := serial(t, filepath.Join(d, "n0.crt"))
+	for i := range results[:6] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = caRun(t, "ca", "issue", "--dir", d, "--name", "n0", "--force")
+		}()
+	}
+	wg.Wait()
+	revoked := map[string]bool{}
+	re := regexp.MustCompile(`"n0" serial ([0-9a-f]+)`)
+	for _, r := range results[:6] {
+		r.want(t, 0)
+		m := re.FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("ca issue --force says %q", r.stdout)
+		}
+		if revoked[m[1]] {
+			t.Errorf("two runs revoked %s: a certificate one of them wrote was never revoked", m[1])
+		}
+		revoked[m[1]] = true
+	}
+	final, err := certs.LoadIdentity(filepath.Join(d, "n0.crt"), filepath.Join(d, "n0.key"), filepath.Join(d, "ca.crt"))
+	if err != nil {
+		t.Fatalf("n0's certificate and key after the runs: %v", err)
+	}
+	if !revoked[first] || revoked[final.Leaf.SerialNumber.Text(16)] {
+		t.Errorf("revoked %v: want the first (%s) and not the final (%s)", revoked, first, final.Leaf.SerialNumber.Text(16))
+	}
 }

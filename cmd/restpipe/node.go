@@ -191,10 +191,11 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	for _, fw := range n.forward {
 		route, target, ok := strings.Cut(fw, "=")
 		if !ok {
-			return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--forward %q: want NAME=URL, like files=http://127.0.0.1:9000", fw)}
+			return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--forward %q: want NAME=URL, like files=http://127.0.0.1:9000", handlers.RedactURL(fw))}
 		}
 		if err := reg.Forward(route, target); err != nil {
-			return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--forward %q: %v", fw, err)}
+			// The URL may hold a password: the error names it redacted.
+			return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--forward %q: %v", route, err)}
 		}
 		checkForwardTarget(logger, route, target)
 	}
