@@ -154,6 +154,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if n.maxStreams <= 0 || n.maxSubs <= 0 {
 		return nil, tunnel.Config{}, nil, usageError{"--max-streams and --max-subscriptions must be positive"}
 	}
+	if n.maxStreams > 65536 { // announced to the peer, which refuses more
+		return nil, tunnel.Config{}, nil, usageError{"--max-streams must be from 1 to 65536"}
+	}
 	if err := webguard.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
 	}
