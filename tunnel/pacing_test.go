@@ -250,3 +250,65 @@ func TestHostileHelloMaxStreams(t *testing.T) {
 		t.Errorf("answer %q, want it to hold %q", answer.Error, want)
 	}
 }
+
+// stubborn answers "held" only when released, whatever its context says
+// (a handler that does not watch for its caller going away), and passes
+// everything else to reg.
+type stubborn struct {
+	reg     *handlers.Registry
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (d *stubborn) Dispatch(ctx context.Context, req *handlers.Request) *handlers.Reply {
+	if req.Name != "get_held" {
+		return d.reg.Dispatch(ctx, req)
+	}
+	d.arrived <- struct{}{}
+	<-d.release
+	return &handlers.Reply{Status: 200}
+}
+
+// TestPacingAbandoned: an event its caller gave up on keeps its slot for
+// as long as the peer counts its stream (here, until its handler, which
+// ignores the cancellation, returns): the next event waits for the slot
+// and is not refused by the peer; once the handler has returned, it goes.
+func TestPacingAbandoned(t *testing.T) {
+	logs := newLogCapture()
+	p := newPKI(t)
+	d := &stubborn{arrived: make(chan struct{}, 1), release: make(chan struct{})}
+	s := startServer(t, p, func(cfg *tunnel.Config) {
+		cfg.Logger = logs.logger()
+		cfg.MaxStreams = 1
+		d.reg = cfg.Handler.(*handlers.Registry)
+		cfg.Handler = d
+	})
+	c := startClient(t, p, "c1", s.tunnelAddr, nil)
+	waitConnected(t, c, s)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		req, _ := http.NewRequestWithContext(ctx, "GET", c.httpURL+"/server/held", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-d.arrived
+	cancel()
+	<-gone
+
+	r := get(t, c.httpURL+"/server/time", tunnel.HeaderTimeout, "200ms")
+	wantError(t, r, http.StatusServiceUnavailable, handlers.CodePeerBusy)
+	if !strings.Contains(r.body, "1 events in flight to server, its limit; waited") {
+		t.Errorf("the event after one given up: %s, want it to have waited for the slot", r.body)
+	}
+	close(d.release)
+	if r := get(t, c.httpURL+"/server/time"); r.status != 200 {
+		t.Errorf("once the handler returned: %d %s", r.status, r.body)
+	}
+	if l := logs.all(); strings.Contains(l, "event refused") {
+		t.Errorf("the server refused an honest client's event:\n%s", l)
+	}
+}
