@@ -105,7 +105,12 @@ type Hello struct {
 	// software_version is the sender's restpipe version, for logs.
 	SoftwareVersion string `protobuf:"bytes,3,opt,name=software_version,json=softwareVersion,proto3" json:"software_version,omitempty"`
 	// error, when set in the server's answer, is why the session is refused.
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// max_streams is the sender's MaxStreams: how many streams it lets the
+	// other side hold on the session before it refuses events with 503
+	// peer_busy. The other side paces its own streams to it. 0 (an older
+	// node): it announced none.
+	MaxStreams    uint32 `protobuf:"varint,250,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +171,13 @@ func (x *Hello) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Hello) GetMaxStreams() uint32 {
+	if x != nil {
+		return x.MaxStreams
+	}
+	return 0
 }
 
 // Header is one HTTP header field with all its values.
@@ -716,12 +728,14 @@ var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
 	"\n" +
-	"\x13events/events.proto\x12\x12restpipe.events.v1\"\x90\x01\n" +
+	"\x13events/events.proto\x12\x12restpipe.events.v1\"\xb2\x01\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12)\n" +
 	"\x10software_version\x18\x03 \x01(\tR\x0fsoftwareVersion\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"4\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12 \n" +
+	"\vmax_streams\x18\xfa\x01 \x01(\rR\n" +
+	"maxStreams\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\"\xe5\x03\n" +

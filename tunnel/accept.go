@@ -49,6 +49,18 @@ type acceptGate struct {
 	pings     int
 	pingSince time.Time
 	pingFlood bool
+
+	// own, once the peer is made, hears of the peer's FINs and RSTs on
+	// the streams this node opened (pacing.go), from beforeRead: once
+	// yamux has handled them.
+	own    atomic.Pointer[ownStreams]
+	closes []peerClose
+}
+
+// peerClose is a FIN or RST the peer sent on a stream.
+type peerClose struct {
+	id  uint32
+	rst bool
 }
 
 // maxPings bounds the pings a peer may ask for in a second; restpipe
@@ -92,6 +104,13 @@ func (g *acceptGate) scan(p []byte) {
 		if typ == yamuxTypePing && flags&yamuxFlagSYN != 0 {
 			pings++
 		}
+		if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&(yamuxFlagFIN|yamuxFlagRST) != 0 {
+			if own := g.own.Load(); own != nil {
+				if id := binary.BigEndian.Uint32(g.hdr[4:8]); own.mine(id) && len(g.closes) < maxScanCloses {
+					g.closes = append(g.closes, peerClose{id: id, rst: flags&yamuxFlagRST != 0})
+				}
+			}
+		}
 	}
 	if pings > 0 {
 		g.countPings(pings)
@@ -100,6 +119,11 @@ func (g *acceptGate) scan(p []byte) {
 		g.startDue = true
 	}
 }
+
+// maxScanCloses bounds the FINs and RSTs kept from one read until the
+// next: yamux reads headers through a 4 KiB buffer, 341 frames at most;
+// beyond the bound only this node's own slots are lost.
+const maxScanCloses = 4096
 
 // countPings adds n ping requests to the second under way.
 func (g *acceptGate) countPings(n int) {
@@ -112,11 +136,19 @@ func (g *acceptGate) countPings(n int) {
 	}
 }
 
-// beforeRead starts the acceptor that scan found due, now that yamux has
-// handled the bytes scan saw and asks for more: the streams are waiting
+// beforeRead reports the peer's FINs and RSTs that scan saw and starts
+// the acceptor that scan found due, now that yamux has handled the bytes
+// scan saw and asks for more: the streams are waiting
 // in its accept queue, so the acceptor takes its first one without
 // blocking, and it runs on this thread as soon as the reader waits.
 func (g *acceptGate) beforeRead() {
+	if len(g.closes) > 0 {
+		own := g.own.Load()
+		for _, c := range g.closes {
+			own.peerClosed(c.id, c.rst)
+		}
+		g.closes = g.closes[:0]
+	}
 	if g.startDue {
 		g.startDue = false
 		g.start()

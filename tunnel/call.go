@@ -54,6 +54,9 @@ type exchange struct {
 	p   *peer
 	st  *yamux.Stream
 	ctx context.Context
+	own *ownStream // frees the stream's slot once yamux has freed it
+
+	closeOnce sync.Once // closeStream
 
 	mu       sync.Mutex
 	aborted  bool
@@ -72,14 +75,31 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	if !p.inflight.add() {
 		return nil, fmt.Errorf("%w: %s is shutting down", ErrPeerUnavailable, p.info.Name)
 	}
+	// A slot of the peer's MaxStreams, waited for until the deadline: the
+	// event's own wait counts against it.
+	var wait time.Duration
+	if ev.TimeoutMs > 0 {
+		wait = time.Duration(ev.TimeoutMs) * time.Millisecond
+	}
+	slot, waited, err := p.take(ctx, p.pace.events, wait)
+	if err != nil {
+		p.inflight.done()
+		return nil, err
+	}
+	if waited > 0 && ev.TimeoutMs > 0 {
+		ev.TimeoutMs = max(1, (wait - waited).Milliseconds())
+	}
 	p.limits.own.Add(1) // before the stream exists: never counted as the peer's
 	st, err := p.sess.OpenStream()
 	if err != nil {
 		p.limits.own.Add(-1)
+		if slot != nil {
+			<-slot
+		}
 		p.inflight.done()
 		return nil, fmt.Errorf("%w: open stream to %s: %v", ErrTunnelClosed, p.info.Name, err)
 	}
-	ex := &exchange{p: p, st: st, ctx: ctx, body: body}
+	ex := &exchange{p: p, st: st, ctx: ctx, body: body, own: p.own.track(st.StreamID(), slot)}
 	ex.stopWake = context.AfterFunc(ctx, ex.abort)
 
 	w := events.NewWriter(st)
@@ -178,8 +198,13 @@ func (ex *exchange) abort() {
 	ex.aborted = true
 	ex.mu.Unlock()
 	_ = ex.st.SetDeadline(time.Now())
-	_ = ex.st.Close()
+	ex.closeStream()
 }
+
+// closeStream half-closes the stream, once: a second caller returns only
+// after the first one's FIN is queued, so that the stream's slot is never
+// given back before the peer will see the FIN (pacing.go).
+func (ex *exchange) closeStream() { ex.closeOnce.Do(func() { _ = ex.st.Close() }) }
 
 // finish ends the event: it frees the stream and waits for the upload to
 // stop. It runs once.
@@ -187,7 +212,7 @@ func (ex *exchange) finish() {
 	ex.once.Do(func() {
 		ex.done.Store(true)
 		ex.stopWake()
-		_ = ex.st.Close()
+		ex.closeStream()
 		if ex.upDone != nil {
 			// The upload stops at its next write to the stream. A caller
 			// still sending gets a moment before its read is interrupted:
@@ -208,7 +233,7 @@ func (ex *exchange) finish() {
 		if ex.r != nil {
 			ex.r.Release() // the reply body is not read after Close
 		}
-		ex.p.limits.own.Add(-1)
+		ex.own.closed() // the slot, and limits.own, once the peer's FIN is in
 		ex.p.inflight.done()
 	})
 }

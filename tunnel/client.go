@@ -164,7 +164,9 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	return newPeer(&c.cfg, cc, sess, "server", verifiedChain(tc), info, c.bufs, c.send), nil
+	p := newPeer(&c.cfg, cc, sess, "server", verifiedChain(tc), info, c.bufs, c.send)
+	p.paceTo(h.MaxStreams)
+	return p, nil
 }
 
 // runSession serves p until its session ends or ctx ends (then it drains

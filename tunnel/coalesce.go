@@ -41,6 +41,7 @@ const (
 	yamuxFlagSYN    = 1
 	yamuxFlagACK    = 2
 	yamuxFlagFIN    = 4
+	yamuxFlagRST    = 8
 	// maxCoalesce bounds one merged write: a 64 KiB body chunk with its
 	// framing and what is held fits, so a streamed chunk leaves in one
 	// write, not as a separate 12-byte header record.

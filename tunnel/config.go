@@ -95,6 +95,11 @@ type Config struct {
 	// receive buffer plus about 768 KiB of buffers and header, so the
 	// default, 48, keeps a peer's streams under 132 MiB with the default
 	// 1 MiB window (README "What one peer can cost a node"). Streams this node opens to the peer do not count.
+	//
+	// The node announces it in its hello (at most 65536), and an honest
+	// peer paces itself to it: its events wait for a slot, until their
+	// deadline, rather than be refused (pacing.go). This node paces its
+	// own streams to the peer's announced value the same way.
 	MaxStreams int
 	// MaxEventHeader bounds the header of an event received from the
 	// peer (its path, query and headers as framed on the stream), in
@@ -276,6 +281,9 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.MaxStreams < 0 || c.MaxSubscriptions < 0:
 		return c, errors.New("tunnel: MaxStreams and MaxSubscriptions must be positive")
+	case c.MaxStreams > maxAnnouncedStreams:
+		// It is announced to the peer, which refuses a hello beyond this.
+		return c, fmt.Errorf("tunnel: MaxStreams %d is over %d", c.MaxStreams, maxAnnouncedStreams)
 	case c.MaxEventHeader < minEventHeader || c.MaxEventHeader > events.MaxMessageSize:
 		return c, fmt.Errorf("tunnel: MaxEventHeader %d is not between %d and %d", c.MaxEventHeader, minEventHeader, events.MaxMessageSize)
 	case c.RelayQueueBytes < 4*maxChannelMessage:
@@ -335,6 +343,10 @@ func (c Config) hubOptions() channels.Options {
 	return channels.Options{QueueLen: c.ChannelQueue, QueueBytes: c.ChannelQueueBytes}
 }
 
+// streamCloseTimeout is how long yamux waits for the peer's FIN after
+// this node closed a stream before it resets the stream.
+const streamCloseTimeout = time.Minute
+
 // yamux returns the session config both ends use.
 func (c Config) yamux() *yamux.Config {
 	y := yamux.DefaultConfig()
@@ -344,7 +356,7 @@ func (c Config) yamux() *yamux.Config {
 	y.KeepAliveInterval = c.KeepAliveInterval
 	y.ConnectionWriteTimeout = c.WriteTimeout
 	y.MaxStreamWindowSize = c.StreamWindow
-	y.StreamCloseTimeout = time.Minute
+	y.StreamCloseTimeout = streamCloseTimeout
 	// yamux watches every stream it opens for the peer's ACK with a
 	// goroutine and a timer of its own, and closes the whole session if
 	// none comes in time: a goroutine started per event, to detect what

@@ -212,30 +212,46 @@ func TestTunnelDropMidEvent(t *testing.T) {
 	}
 }
 
-// TestConcurrentBothWays holds as many events in flight in each direction
-// at once as the default MaxStreams allows: every handler waits until all
-// of its side have arrived, so one event waiting on another would
-// deadlock (and fail at the deadline).
+// TestConcurrentBothWays holds 100 events in flight in each direction at
+// once, at the default MaxStreams: every handler waits until all of its
+// side have arrived, so one event waiting on another would deadlock (and
+// fail at the deadline). Over the peer's MaxStreams, the sender paces
+// itself: the first events are answered, and the rest wait for a slot.
 func TestConcurrentBothWays(t *testing.T) {
-	_, s, c := pair(t)
-	n := int32(tunnel.DefaultConfig().MaxStreams)
-	barrier := func(reg *handlers.Registry) {
+	sLogs, cLogs := newLogCapture(), newLogCapture()
+	p := newPKI(t)
+	s := startServer(t, p, func(cfg *tunnel.Config) { cfg.Logger = sLogs.logger() })
+	c := startClient(t, p, "c1", s.tunnelAddr, func(cfg *tunnel.Config) { cfg.Logger = cLogs.logger() })
+	waitConnected(t, c, s)
+	const n = 100
+	limit := int32(tunnel.DefaultConfig().MaxStreams)
+	// Each side's first k events wait for the k-th: as many as its peer
+	// lets it hold at once. A client keeps one of the server's slots for
+	// its channel relay.
+	barrier := func(reg *handlers.Registry, k int32) {
 		var arrived atomic.Int32
 		all := make(chan struct{})
 		reg.MustHandle("get_barrier", func(ctx context.Context, req *handlers.Request) (any, error) {
-			if arrived.Add(1) == n {
+			if arrived.Add(1) == k {
 				close(all)
 			}
 			select {
 			case <-all:
 				return map[string]string{"arg": req.Args[0]}, nil
 			case <-ctx.Done():
-				return nil, fmt.Errorf("only %d of %d events arrived", arrived.Load(), n)
+				return nil, fmt.Errorf("only %d of %d events arrived", arrived.Load(), k)
 			}
 		})
 	}
-	barrier(s.reg)
-	barrier(c.reg)
+	barrier(s.reg, limit-1)
+	barrier(c.reg, limit)
+	defer func() {
+		for _, l := range []*logCapture{sLogs, cLogs} {
+			if strings.Contains(l.all(), "event refused") {
+				t.Errorf("a node refused an honest peer's event:\n%s", l.all())
+			}
+		}
+	}()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)

@@ -7,6 +7,10 @@ import "errors"
 var (
 	// ErrPeerUnavailable: the peer named is not connected (503).
 	ErrPeerUnavailable = errors.New("peer not connected")
+	// ErrPeerBusy: the peer's limit of streams in flight from this node
+	// (its announced MaxStreams) was reached and no slot came free before
+	// the event's deadline; the event was not sent (503 peer_busy).
+	ErrPeerBusy = errors.New("peer busy")
 	// ErrTimeout: the peer did not answer before the deadline (504).
 	ErrTimeout = errors.New("deadline passed before the peer answered")
 	// ErrTunnelClosed: the tunnel dropped while the event was under way (502).

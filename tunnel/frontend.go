@@ -303,6 +303,9 @@ func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, err er
 	switch {
 	case errors.Is(err, ErrPeerUnavailable):
 		return writeError(w, http.StatusServiceUnavailable, handlers.CodePeerUnavailable, err.Error())
+	case errors.Is(err, ErrPeerBusy):
+		// Not sent: safe to try again, unlike a 504.
+		return writeError(w, http.StatusServiceUnavailable, handlers.CodePeerBusy, err.Error())
 	case errors.Is(err, ErrTimeout):
 		return writeError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, err.Error())
 	case errors.Is(err, ErrBodyTooLarge):

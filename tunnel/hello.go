@@ -30,6 +30,7 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 		ProtocolVersion: events.ProtocolVersion,
 		NodeName:        cfg.nodeName(),
 		SoftwareVersion: cfg.Version,
+		MaxStreams:      uint32(cfg.MaxStreams),
 	})
 	if err == nil {
 		err = w.Flush()
@@ -78,6 +79,7 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 		ProtocolVersion: events.ProtocolVersion,
 		NodeName:        cfg.nodeName(),
 		SoftwareVersion: cfg.Version,
+		MaxStreams:      uint32(cfg.MaxStreams),
 	}
 	refusal := refuse
 	switch {
@@ -125,8 +127,12 @@ const (
 )
 
 // checkHello checks the fields of a peer's hello that this node keeps:
-// at most maxHelloField bytes of printable UTF-8 each.
+// at most maxHelloField bytes of printable UTF-8 each, and a MaxStreams
+// this node can pace to (0: none announced).
 func checkHello(h *events.Hello) error {
+	if n := h.MaxStreams; n != 0 && (n < minAnnouncedStreams || n > maxAnnouncedStreams) {
+		return fmt.Errorf("its max streams is %d, the limit is %d", n, maxAnnouncedStreams)
+	}
 	for _, f := range []struct{ name, v string }{
 		{"node name", h.NodeName},
 		{"software version", h.SoftwareVersion},

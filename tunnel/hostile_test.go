@@ -375,8 +375,11 @@ func TestHostileStreams(t *testing.T) {
 		}
 	})
 	t.Run("front end", func(t *testing.T) {
-		// The honest client's own callers hold max events: the next one
-		// gets 503 peer_busy from the client node's front end.
+		// The honest client's own callers hold as many events as the
+		// server lets it (max, less the slot a client keeps for its
+		// channel relay): the next ones wait for a slot, and one whose
+		// deadline passes first gets 503 peer_busy from the client
+		// node's front end. The server refuses none of them.
 		var wg sync.WaitGroup
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer func() { cancel(); wg.Wait() }()
@@ -391,11 +394,14 @@ func TestHostileStreams(t *testing.T) {
 				}
 			}()
 		}
-		waitFor(t, ctx, func() bool { return hanging.Load() == max }, "the events to be in flight")
-		r := get(t, honest.httpURL+"/server/time")
+		waitFor(t, ctx, func() bool { return hanging.Load() == max-1 }, "the events to be in flight")
+		r := get(t, honest.httpURL+"/server/time", tunnel.HeaderTimeout, "100ms")
 		wantError(t, r, http.StatusServiceUnavailable, handlers.CodePeerBusy)
-		if !strings.Contains(r.body, "too many events in flight") {
+		if !strings.Contains(r.body, fmt.Sprintf("%d events in flight to server, its limit; waited", max-1)) {
 			t.Errorf("error message %q", r.body)
+		}
+		if strings.Contains(logs.String(), `too many streams in flight" peer=honest`) {
+			t.Errorf("the server refused the honest client:\n%s", logs)
 		}
 	})
 }

@@ -48,7 +48,11 @@ type peer struct {
 	cancel   context.CancelFunc
 	inflight inflight
 	limits   streamLimits // of the streams the peer holds (streams.go)
-	bufs     *sync.Pool   // copy buffers, copyBufSize
+	// pace keeps this node's streams within the peer's announced
+	// MaxStreams; own tracks them until yamux frees them (pacing.go).
+	pace *pacer
+	own  *ownStreams
+	bufs *sync.Pool // copy buffers, copyBufSize
 	// sendBufs holds the buffers that copy a body onto a stream, a frame
 	// per read (events.Writer.CopyBody): Config.MaxFrame big, as yamux
 	// keeps a send buffer as big as the biggest frame for the session's
@@ -75,7 +79,7 @@ type peer struct {
 // or "server"), chain its verified certificate chain, leaf first.
 func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, role string, chain []*x509.Certificate, info PeerInfo, bufs, sendBufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &peer{
+	p := &peer{
 		role:     role,
 		leaf:     chain[0],
 		chain:    chain,
@@ -88,7 +92,20 @@ func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, role string, ch
 		cancel:   cancel,
 		bufs:     bufs,
 		sendBufs: sendBufs,
+		pace:     newPacer(0, false),
 	}
+	// A client opens the odd stream ids.
+	p.own = newOwnStreams(role == "server", func() { p.limits.own.Add(-1) })
+	if cc.gate != nil {
+		cc.gate.own.Store(p.own)
+	}
+	return p
+}
+
+// paceTo paces this node's streams to the MaxStreams the peer announced
+// in its hello (0: none, an older node); it runs before the peer starts.
+func (p *peer) paceTo(announced uint32) {
+	p.pace = newPacer(int(announced), p.role == "server")
 }
 
 // start serves the peer's streams from now on and keeps the session

@@ -375,10 +375,11 @@ func (r *serverRelay) read(rd *events.Reader) error {
 
 // clientRelay is the client's end of its relay to the server.
 type clientRelay struct {
-	c  *Client
-	p  *peer
-	st *yamux.Stream
-	q  *frameQueue
+	c   *Client
+	p   *peer
+	st  *yamux.Stream
+	own *ownStream // holds the relay's slot at the server (pacing.go)
+	q   *frameQueue
 
 	mu      sync.Mutex
 	dead    error // why the relay ended; nil while it is up
@@ -411,12 +412,24 @@ func (c *Client) relay() (*clientRelay, error) {
 	if r := c.chRelay; r != nil && r.p == p {
 		return r, nil
 	}
+	// The relay's slot at the server: free unless the last relay's stream
+	// is still being closed.
+	ctx, cancel := context.WithTimeout(p.ctx, c.cfg.WriteTimeout)
+	slot, _, err := p.take(ctx, p.pace.relay, 0)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
+	}
 	p.limits.own.Add(1) // until the relay fails
 	st, err := p.sess.OpenStream()
 	if err != nil {
 		p.limits.own.Add(-1)
+		if slot != nil {
+			<-slot
+		}
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
+	own := p.own.track(st.StreamID(), slot)
 	w := events.NewWriter(st)
 	_ = st.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 	err = w.WriteMessage(&events.Request{Id: "channels", ChannelRelay: true})
@@ -426,10 +439,10 @@ func (c *Client) relay() (*clientRelay, error) {
 	w.Release()
 	if err != nil {
 		_ = st.Close()
-		p.limits.own.Add(-1)
+		own.closed()
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
-	r := &clientRelay{c: c, p: p, st: st, q: newFrameQueue(c.cfg.RelayQueueBytes),
+	r := &clientRelay{c: c, p: p, st: st, own: own, q: newFrameQueue(c.cfg.RelayQueueBytes),
 		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}, members: map[*member]bool{}}
 	c.chRelay = r
 	go func() {
@@ -538,7 +551,7 @@ func (r *clientRelay) fail(err error) {
 	r.mu.Unlock()
 	r.q.close(nil)
 	_ = r.st.Close()
-	r.p.limits.own.Add(-1)
+	r.own.closed()
 	for _, done := range acks {
 		done(err)
 	}

@@ -175,6 +175,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	}
 	p := newPeer(&s.cfg, cc, sess, "client", verifiedChain(tc), info, s.bufs, s.send)
 	p.onRelay = s.serveRelay
+	p.paceTo(h.MaxStreams)
 	return p, nil
 }
 

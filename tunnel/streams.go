@@ -30,6 +30,10 @@ import (
 //     streams until it has closed some: they wait in yamux's accept
 //     backlog (AcceptBacklog, each with at most its initial window), and
 //     yamux resets those beyond it.
+//
+// This node announces MaxStreams in its hello, and an honest peer paces
+// its streams to it (pacing.go): only a peer that does not (an older
+// version, a hostile one) meets these refusals.
 
 // streamLimits holds a session's count of its own streams and the log
 // limiter of its refusals.

@@ -90,7 +90,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
 	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
 	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, in `bytes` (up to 256KiB)")
-	fs.IntVar(&n.maxStreams, "max-streams", d.MaxStreams, "how many `streams` (events in flight) one peer may hold at this node; more are answered 503 peer_busy")
+	fs.IntVar(&n.maxStreams, "max-streams", d.MaxStreams, "how many `streams` (events in flight) one peer may hold at this node, 1 to 65536; announced in the hello, so an honest peer waits for a slot; a peer that does not is answered 503 peer_busy")
 	fs.IntVar(&n.maxSubs, "max-subscriptions", d.MaxSubscriptions, "how many `channels` one client node may subscribe to at the server")
 }
 
@@ -153,6 +153,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	if n.maxStreams <= 0 || n.maxSubs <= 0 {
 		return nil, tunnel.Config{}, nil, usageError{"--max-streams and --max-subscriptions must be positive"}
+	}
+	if n.maxStreams > 65536 { // announced to the peer, which refuses more
+		return nil, tunnel.Config{}, nil, usageError{"--max-streams must be from 1 to 65536"}
 	}
 	if err := webguard.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
