@@ -2,14 +2,8 @@ package tunnel_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"regexp"
 	"strings"
@@ -27,38 +21,16 @@ import (
 // localhost and 127.0.0.1, or a client one.
 func shortLived(t *testing.T, ca *certs.CA, name string, server bool) *certs.Identity {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(now.UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Truncate(time.Second).Add(2 * time.Second),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	notAfter := now.Truncate(time.Second).Add(2 * time.Second)
+	if !server {
+		return craft(t, ca, name, now.Add(-time.Hour), notAfter, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
 	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &certs.Identity{
-		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		Leaf:        leaf,
-		CA:          ca.Cert,
-		Pool:        ca.Pool(),
-	}
+	return craftWith(t, ca, name, now.Add(-time.Hour), notAfter, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		func(tmpl *x509.Certificate) {
+			tmpl.DNSNames = []string{"localhost"}
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		})
 }
 
 // TestSessionEndsAtCertExpiry: a session ends when the client's or the

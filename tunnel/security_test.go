@@ -25,6 +25,12 @@ import (
 // identities the CA tool refuses to make.
 func craft(t *testing.T, ca *certs.CA, name string, notBefore, notAfter time.Time, eku []x509.ExtKeyUsage) *certs.Identity {
 	t.Helper()
+	return craftWith(t, ca, name, notBefore, notAfter, eku, nil)
+}
+
+// craftWith is craft with a last change to the template (nil: none).
+func craftWith(t *testing.T, ca *certs.CA, name string, notBefore, notAfter time.Time, eku []x509.ExtKeyUsage, tweak func(*x509.Certificate)) *certs.Identity {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +42,9 @@ func craft(t *testing.T, ca *certs.CA, name string, notBefore, notAfter time.Tim
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  eku,
+	}
+	if tweak != nil {
+		tweak(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
