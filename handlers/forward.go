@@ -30,7 +30,12 @@ import (
 // The service only ever sees paths under target's path: a path with a
 // "." or ".." segment, an empty one, an encoded '/' or '\', a control
 // byte or a double encoding is refused with 400 bad_path (see
-// checkForwardPath), here on the node that serves the route.
+// checkForwardPath), here on the node that serves the route. A path that
+// passes is normalised (forwardPath) before the auth service is asked
+// about it and the service is sent it: both read the same bytes.
+//
+// A service that is down or slow is told to the caller by the route's
+// name and the request id only; its address and the error are logged.
 //
 // Of the headers, hop-by-hop ones and the forgeable ones (see
 // stripForgeable) are removed; the service gets, set by this node:

@@ -35,8 +35,8 @@ var errBadForwardPath = errors.New("path refused")
 //     holds a character that NFKC normalization turns into '.', '/' or
 //     '\' (U+FF0E, U+2025, ...).
 //
-// Every path an honest front end sends under these rules passes unchanged
-// (Go's front end escapes whatever needs it).
+// Every path an honest front end sends under these rules passes (Go's
+// front end escapes whatever needs it); forwardPath then normalises it.
 func checkForwardPath(raw string) error {
 	if raw == "" {
 		return nil
