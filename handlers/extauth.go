@@ -32,21 +32,42 @@ const (
 	HeaderRewrite = "X-Rewrite"
 	// HeaderIdentity, in a 204, names who the caller is taken to be.
 	HeaderIdentity = "X-Restpipe-Identity"
+	// HeaderTarget is what the event runs, as access rules name it
+	// (Request.Target): "get_time_utc" whether the caller wrote /time/utc
+	// or /time_utc, "forward:files", "subscribe:NAME". A service decides
+	// by it; X-Original-URI is for logs and a route's paths.
+	HeaderTarget = "X-Restpipe-Target"
+	// HeaderOriginalUpgrade is the event's Upgrade ("websocket"), sent
+	// only for an upgrade: an allowed GET is not an allowed WebSocket.
+	HeaderOriginalUpgrade = "X-Original-Upgrade"
+	// HeaderOriginalAuthorization carries the caller's Authorization when
+	// the auth URL has user info: restpipe's own Basic credentials then
+	// take the Authorization header.
+	HeaderOriginalAuthorization = "X-Original-Authorization"
 )
 
 // ExternalAuth asks an HTTP service whether each event may run, as nginx's
 // auth_request does. For every event it sends a GET to its URL with the
 // event's headers (the forgeable ones already stripped, see
-// stripForgeable) plus X-Original-URI, X-Original-Method, X-Restpipe-Peer
-// and X-Request-Id, and reads the status:
+// stripForgeable) plus X-Original-URI, X-Original-Method, X-Restpipe-Peer,
+// X-Restpipe-Target, X-Request-Id and, for an upgrade, X-Original-Upgrade,
+// and reads the status:
 //
 //	204            allow (only 204: a 200 from a misconfigured service must not allow);
 //	               X-Rewrite rewrites the noun path, X-Restpipe-Identity names the caller
 //	403            deny (the body, if short, is the reason)
 //	anything else  503 auth_unavailable, as is no answer within the timeout
 //
+// An auth URL with user info (http://svc:pw@host/check) makes restpipe
+// authenticate itself: every request carries Authorization: Basic with
+// those credentials, and the caller's Authorization, if any, goes as
+// X-Original-Authorization (which no caller can forge: X-Original-* is
+// stripped from events). Without user info the caller's Authorization
+// goes as it is.
+//
 // With a TTL, allow and deny decisions are cached, each for the requests
-// that would send the service the same thing: peer, method, URI and every
+// that would send the service the same thing: peer, method, URI, target,
+// upgrade and every
 // header but X-Request-Id (or only the headers CacheKey names). The key is
 // a SHA-256 of them, so no credential is kept. At most maxAuthCache
 // decisions are kept.
@@ -56,8 +77,9 @@ const (
 // headers (the decision is about the node) and X-Restpipe-Channel, which
 // an event never carries.
 type ExternalAuth struct {
-	url      string
-	redacted string // url for logs and errors: no password
+	url      string // without user info
+	user     *url.Userinfo
+	redacted string // the URL as given, for logs and errors: no password
 	client   *http.Client
 	ttl      time.Duration
 	keyHdrs  []string // canonical names; nil: all but perRequest
@@ -114,9 +136,13 @@ func NewExternalAuth(authURL string, timeout, ttl time.Duration, opts ...AuthOpt
 	if timeout <= 0 {
 		return nil, fmt.Errorf("auth timeout %v: must be positive", timeout)
 	}
+	redacted := u.Redacted()
+	user := u.User
+	u.User = nil
 	a := &ExternalAuth{
-		url:      authURL,
-		redacted: u.Redacted(),
+		url:      u.String(),
+		user:     user,
+		redacted: redacted,
 		ttl:      ttl,
 		client: &http.Client{
 			Timeout:   timeout,
@@ -160,9 +186,24 @@ func (a *ExternalAuth) Auth(ctx context.Context, req *Request) (Decision, error)
 	for k, vs := range req.Header {
 		hreq.Header[k] = vs
 	}
+	if a.user != nil {
+		// net/http would send the URL's credentials only in place of a
+		// missing Authorization: an anonymous caller would arrive as
+		// restpipe, and a caller's token would hide restpipe.
+		if vs := hreq.Header.Values("Authorization"); len(vs) > 0 {
+			hreq.Header[HeaderOriginalAuthorization] = vs
+		}
+		hreq.Header.Del("Authorization")
+		pw, _ := a.user.Password()
+		hreq.SetBasicAuth(a.user.Username(), pw)
+	}
 	hreq.Header.Set(HeaderOriginalURI, uri)
 	hreq.Header.Set(HeaderOriginalMethod, req.Method)
 	hreq.Header.Set(HeaderPeer, req.Peer)
+	hreq.Header.Set(HeaderTarget, req.Target())
+	if req.Upgrade != "" {
+		hreq.Header.Set(HeaderOriginalUpgrade, req.Upgrade)
+	}
 	hreq.Header.Set("X-Request-Id", req.ID)
 	setChannelHeader(hreq.Header, req)
 	resp, err := a.client.Do(hreq)
@@ -212,6 +253,8 @@ func (a *ExternalAuth) keyOf(req *Request, uri string) authKey {
 	put(req.Peer)
 	put(req.Method)
 	put(uri)
+	put(req.Target()) // /time/utc and /time_utc: one target, but it is sent
+	put(req.Upgrade)
 	put(req.Channel) // a channel request never shares an event's entry
 	names := a.keyHdrs
 	if names == nil {
@@ -223,9 +266,13 @@ func (a *ExternalAuth) keyOf(req *Request, uri string) authKey {
 		sort.Strings(names)
 	}
 	for _, k := range names {
-		vs := req.Header.Values(k)
+		from := k
+		if a.user != nil && textproto.CanonicalMIMEHeaderKey(k) == HeaderOriginalAuthorization {
+			from = "Authorization" // what the service gets under that name
+		}
+		vs := req.Header.Values(from)
 		if vs == nil {
-			vs = req.Header[k] // a non-canonical name from a hook
+			vs = req.Header[from] // a non-canonical name from a hook
 		}
 		put(textproto.CanonicalMIMEHeaderKey(k))
 		binary.BigEndian.PutUint64(n[:], uint64(len(vs)))
@@ -301,8 +348,15 @@ func originalURI(req *Request) string {
 	}
 	if req.Route != "" {
 		// Even when empty: the route then forwards the target's root,
-		// whatever more the noun says (a hostile peer writes both).
-		b.WriteString(req.RawPath)
+		// whatever more the noun says (a hostile peer writes both). The
+		// path in the form the route sends its service (forwardPath), so
+		// that /files/%73ecret is asked about as /files/secret; a path
+		// the route refuses is asked about as it came.
+		raw := req.RawPath
+		if p, err := forwardPath(raw); err == nil {
+			raw = p
+		}
+		b.WriteString(raw)
 	} else {
 		for _, n := range req.Noun[min(1, len(req.Noun)):] {
 			b.WriteByte('/')

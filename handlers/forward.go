@@ -30,7 +30,12 @@ import (
 // The service only ever sees paths under target's path: a path with a
 // "." or ".." segment, an empty one, an encoded '/' or '\', a control
 // byte or a double encoding is refused with 400 bad_path (see
-// checkForwardPath), here on the node that serves the route.
+// checkForwardPath), here on the node that serves the route. A path that
+// passes is normalised (forwardPath) before the auth service is asked
+// about it and the service is sent it: both read the same bytes.
+//
+// A service that is down or slow is told to the caller by the route's
+// name and the request id only; its address and the error are logged.
 //
 // Of the headers, hop-by-hop ones and the forgeable ones (see
 // stripForgeable) are removed; the service gets, set by this node:
@@ -127,11 +132,12 @@ var errHeaderTimeout = errors.New("the service did not answer before the deadlin
 type forwarder struct {
 	route  string
 	target *url.URL
+	log    *slog.Logger
 	proxy  *httputil.ReverseProxy
 }
 
 func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.RoundTripper) *forwarder {
-	f := &forwarder{route: route, target: target}
+	f := &forwarder{route: route, target: target, log: log}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// pr.In.URL is already the service's (forwardURL); the proxy
@@ -145,21 +151,26 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 		Transport:     tr,
 		FlushInterval: -1, // every write reaches the caller at once
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+			// What the caller is told names neither the target nor the
+			// error (an address, a dial error): the peer is not to learn
+			// this node's network. They are logged under the request id.
 			rw := w.(*replyWriter)
+			id := rw.req.ID
 			switch {
 			case errors.Is(context.Cause(req.Context()), errHeaderTimeout):
-				rw.fail(http.StatusGatewayTimeout, CodeTimeout,
-					fmt.Sprintf("forward %s: %s %s", route, target, errHeaderTimeout))
+				f.timedOut(id)
+				rw.fail(http.StatusGatewayTimeout, CodeTimeout, timeoutMsg(route, id))
 			case req.Context().Err() != nil:
 				rw.fail(499, CodeTunnelClosed, "caller went away")
 			case rw.started():
 				// The body broke after the status went out: end it with
-				// the error in its trailer.
-				rw.abort(fmt.Errorf("forward %s: %v", route, err))
+				// an error in its trailer.
+				log.Warn("forward route: the service's reply broke off", "req", id, "route", route, "target", target.String(), "err", err)
+				rw.abort(fmt.Errorf("forward %s: the service's reply broke off (request %s)", route, id))
 			default:
-				log.Warn("forward route: service unavailable", "route", route, "target", target.String(), "err", err)
+				log.Warn("forward route: service unavailable", "req", id, "route", route, "target", target.String(), "err", err)
 				rw.fail(http.StatusBadGateway, CodeUpstreamUnavailable,
-					fmt.Sprintf("forward %s: %s is unavailable: %v", route, target, err))
+					fmt.Sprintf("forward %s: the service is unavailable (request %s)", route, id))
 			}
 		},
 	}
@@ -170,10 +181,11 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 // and headers are in; its body streams on. ctx carries the deadline for
 // that answer; the relay itself lives as long as req.Context().
 func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
-	if err := checkForwardPath(req.RawPath); err != nil {
+	path, err := forwardPath(req.RawPath)
+	if err != nil {
 		return ErrorReply(http.StatusBadRequest, CodeBadPath, fmt.Sprintf("forward %s: %v", f.route, err))
 	}
-	in, err := f.inbound(req)
+	in, err := f.inbound(req, path)
 	if err != nil {
 		return ErrorReply(http.StatusBadRequest, CodeBadRequest, err.Error())
 	}
@@ -205,18 +217,27 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 		return rep
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			cancel(errHeaderTimeout)
-			return ErrorReply(http.StatusGatewayTimeout, CodeTimeout,
-				fmt.Sprintf("forward %s: %s %s", f.route, f.target, errHeaderTimeout))
+			cancel(errHeaderTimeout) // the proxy's ErrorHandler logs it
+			return ErrorReply(http.StatusGatewayTimeout, CodeTimeout, timeoutMsg(f.route, req.ID))
 		}
 		cancel(ctx.Err())
 		return ErrorReply(499, CodeTunnelClosed, "caller went away")
 	}
 }
 
+// timedOut logs a service that did not answer in time, with its target.
+func (f *forwarder) timedOut(id string) {
+	f.log.Warn("forward route: the service did not answer before the deadline", "req", id, "route", f.route, "target", f.target.String())
+}
+
+// timeoutMsg is what the caller is told of a timeout: not the target.
+func timeoutMsg(route, id string) string {
+	return fmt.Sprintf("forward %s: %s (request %s)", route, errHeaderTimeout, id)
+}
+
 // inbound rebuilds the caller's HTTP request from the event, addressed
-// to the service; req.RawPath has passed checkForwardPath.
-func (f *forwarder) inbound(req *Request) (*http.Request, error) {
+// to the service at path, req.RawPath as forwardPath made it.
+func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 	if err := checkForwardQuery(req.RawQuery); err != nil {
 		return nil, fmt.Errorf("forward %s: %w", f.route, err)
 	}
@@ -226,7 +247,7 @@ func (f *forwarder) inbound(req *Request) (*http.Request, error) {
 	if upgradesToHTTP(req.Upgrade) {
 		return nil, fmt.Errorf("forward %s: an upgrade to %q is not relayed (the service would read requests for any path over it)", f.route, req.Upgrade)
 	}
-	u := forwardURL(f.target, req.RawPath, req.RawQuery)
+	u := forwardURL(f.target, path, req.RawQuery)
 	in := &http.Request{
 		Method:        req.Method,
 		URL:           u,

@@ -35,8 +35,8 @@ var errBadForwardPath = errors.New("path refused")
 //     holds a character that NFKC normalization turns into '.', '/' or
 //     '\' (U+FF0E, U+2025, ...).
 //
-// Every path an honest front end sends under these rules passes unchanged
-// (Go's front end escapes whatever needs it).
+// Every path an honest front end sends under these rules passes (Go's
+// front end escapes whatever needs it); forwardPath then normalises it.
 func checkForwardPath(raw string) error {
 	if raw == "" {
 		return nil
@@ -72,6 +72,71 @@ func checkForwardPath(raw string) error {
 		}
 	}
 	return nil
+}
+
+// forwardPath is the path a forward route sends its service for raw, the
+// event's escaped path after the route's segment: raw checked by
+// checkForwardPath, then normalised as RFC 3986 §6.2.2 says (escapes of
+// unreserved characters decoded, the hex digits of the others upper-case).
+// The auth service is asked about this path and the service gets it, so
+// both read the same bytes: "/%73ecret" is "/secret" to both, not a path
+// that passes a rule for /secret and reaches it anyway.
+//
+// Normalising a checked path cannot make it one the check refuses: it
+// decodes to the same segments, and only unreserved characters, which
+// the check allows anywhere, are decoded.
+func forwardPath(raw string) (string, error) {
+	if err := checkForwardPath(raw); err != nil {
+		return "", err
+	}
+	return normalizeEscapes(raw), nil
+}
+
+// normalizeEscapes decodes the escapes of unreserved characters (ALPHA
+// DIGIT - . _ ~) in s and upper-cases the hex digits of the others. s has
+// only well-formed escapes (checkForwardPath).
+func normalizeEscapes(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' || i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			b = append(b, s[i])
+			continue
+		}
+		c := unhex(s[i+1])<<4 | unhex(s[i+2])
+		if unreserved(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', upperHex(s[i+1]), upperHex(s[i+2]))
+		}
+		i += 2
+	}
+	return string(b)
+}
+
+// unreserved reports whether c is an RFC 3986 unreserved character.
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 // lookAlikes are characters that Unicode compatibility normalization

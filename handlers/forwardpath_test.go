@@ -100,3 +100,67 @@ func FuzzCheckForwardPath(f *testing.F) {
 		}
 	})
 }
+
+func TestForwardPathNormalised(t *testing.T) {
+	for raw, want := range map[string]string{
+		"":                       "",
+		"/a/b":                   "/a/b",
+		"/%73ecret":              "/secret",
+		"/%41%5a%30%2D%2e%5F%7E": "/AZ0-._~",
+		"/%2ex":                  "/.x",
+		"/a%2e":                  "/a.",
+		"/caf%c3%a9":             "/caf%C3%A9",
+		"/a%20b%3bc%2a":          "/a%20b%3Bc%2A",
+		"/100%25":                "/100%25",
+		"/%25%7a":                "/%25z", // %25 stays an escape
+	} {
+		got, err := forwardPath(raw)
+		if err != nil || got != want {
+			t.Errorf("forwardPath(%q) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{"/%2e%2e/x", "/%2E.", "/x/%2e", "/.%2e;v", "/%252e"} {
+		if got, err := forwardPath(raw); err == nil {
+			t.Errorf("forwardPath(%q) = %q, want it refused", raw, got)
+		}
+	}
+}
+
+// FuzzForwardPath: a path the check accepts normalises to one it accepts
+// again, that decodes to the same bytes, is its own normal form, and has
+// no escape of an unreserved character nor a lower-case hex digit left.
+func FuzzForwardPath(f *testing.F) {
+	for _, s := range []string{"/a/b", "/%73ecret", "/%2ex", "/a%2e", "/%2e%2e", "/caf%c3%a9", "/%25%7a", "/%25%33",
+		"/.%2e;x", "/%2E%2e/", "/x%7e%7E", "/%41;%2e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		norm, err := forwardPath(raw)
+		if err != nil {
+			return
+		}
+		if err := checkForwardPath(norm); err != nil {
+			t.Fatalf("%q normalises to %q, which the check refuses: %v", raw, norm, err)
+		}
+		if again, _ := forwardPath(norm); again != norm {
+			t.Fatalf("%q normalises to %q, then to %q", raw, norm, again)
+		}
+		d1, err1 := url.PathUnescape(raw)
+		d2, err2 := url.PathUnescape(norm)
+		if err1 != nil || err2 != nil || d1 != d2 {
+			t.Fatalf("%q decodes to %q (%v), its normal form %q to %q (%v)", raw, d1, err1, norm, d2, err2)
+		}
+		for i := 0; i < len(norm); i++ {
+			if norm[i] != '%' {
+				continue
+			}
+			e := norm[i+1 : i+3]
+			if strings.ToUpper(e) != e {
+				t.Fatalf("%q: escape %%%s left in lower case in %q", raw, e, norm)
+			}
+			if c, _ := url.PathUnescape("%" + e); unreserved(c[0]) {
+				t.Fatalf("%q: escape of unreserved %q left in %q", raw, c, norm)
+			}
+		}
+	})
+}

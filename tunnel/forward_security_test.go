@@ -335,7 +335,7 @@ func TestForwardIdentityHeaders(t *testing.T) {
 	mu.Lock()
 	for k, vs := range authSaw {
 		want, restpipes := map[string]string{"X-Restpipe-Peer": "server", "X-Original-Uri": "/app/y",
-			"X-Original-Method": "GET"}[k]
+			"X-Original-Method": "GET", "X-Restpipe-Target": "forward:app"}[k]
 		switch {
 		case restpipes:
 			if len(vs) != 1 || vs[0] != want {
