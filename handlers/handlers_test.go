@@ -297,7 +297,9 @@ func TestDispatchDeadline(t *testing.T) {
 	default:
 		t.Error("the handler never ran")
 	}
-	if took < 50*time.Millisecond {
+	// The deadline was set before the dispatch started: whether it had
+	// passed is what tells, not how long the dispatch took.
+	if _, ok := ctx.Deadline(); ok && ctx.Err() == nil {
 		t.Errorf("Dispatch answered after %v, before the deadline", took)
 	}
 	select {
