@@ -37,20 +37,20 @@ const (
 	// REFUSED, from the server, ends the client's subscription to channel:
 	// the access rules, asked again (on a reload), no longer allow it.
 	// error, status and code say why, as in a refusing ACK.
-	ChannelFrame_REFUSED ChannelFrame_Kind = 220
+	ChannelFrame_REFUSED ChannelFrame_Kind = 7
 )
 
 // Enum value maps for ChannelFrame_Kind.
 var (
 	ChannelFrame_Kind_name = map[int32]string{
-		0:   "KIND_UNSPECIFIED",
-		1:   "SUBSCRIBE",
-		2:   "UNSUBSCRIBE",
-		3:   "PUBLISH",
-		4:   "ACK",
-		5:   "MESSAGE",
-		6:   "CLOSE",
-		220: "REFUSED",
+		0: "KIND_UNSPECIFIED",
+		1: "SUBSCRIBE",
+		2: "UNSUBSCRIBE",
+		3: "PUBLISH",
+		4: "ACK",
+		5: "MESSAGE",
+		6: "CLOSE",
+		7: "REFUSED",
 	}
 	ChannelFrame_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -60,7 +60,7 @@ var (
 		"ACK":              4,
 		"MESSAGE":          5,
 		"CLOSE":            6,
-		"REFUSED":          220,
+		"REFUSED":          7,
 	}
 )
 
@@ -110,7 +110,7 @@ type Hello struct {
 	// other side hold on the session before it refuses events with 503
 	// peer_busy. The other side paces its own streams to it. 0 (an older
 	// node): it announced none.
-	MaxStreams    uint32 `protobuf:"varint,250,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`
+	MaxStreams    uint32 `protobuf:"varint,5,opt,name=max_streams,json=maxStreams,proto3" json:"max_streams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,7 +277,7 @@ type Request struct {
 	// counts. The receiver closes the session; the sender closes it too once
 	// the receiver has, or after a second. A peer that predates the field
 	// answers it as an event (404 no_handler), which the sender ignores.
-	SessionClose  *SessionClose `protobuf:"bytes,240,opt,name=session_close,json=sessionClose,proto3" json:"session_close,omitempty"`
+	SessionClose  *SessionClose `protobuf:"bytes,15,opt,name=session_close,json=sessionClose,proto3" json:"session_close,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -625,8 +625,8 @@ type ChannelFrame struct {
 	// status and code, in an ACK that the server's access rules or auth
 	// service refused, are the HTTP status and error code ("forbidden",
 	// "auth_unavailable") the client's front end answers its caller with.
-	Status        int32  `protobuf:"varint,220,opt,name=status,proto3" json:"status,omitempty"`
-	Code          string `protobuf:"bytes,221,opt,name=code,proto3" json:"code,omitempty"`
+	Status        int32  `protobuf:"varint,8,opt,name=status,proto3" json:"status,omitempty"`
+	Code          string `protobuf:"bytes,9,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,17 +728,17 @@ var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
 	"\n" +
-	"\x13events/events.proto\x12\x12restpipe.events.v1\"\xb2\x01\n" +
+	"\x13events/events.proto\x12\x12restpipe.events.v1\"\xb1\x01\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12)\n" +
 	"\x10software_version\x18\x03 \x01(\tR\x0fsoftwareVersion\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\x12 \n" +
-	"\vmax_streams\x18\xfa\x01 \x01(\rR\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1f\n" +
+	"\vmax_streams\x18\x05 \x01(\rR\n" +
 	"maxStreams\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xe5\x03\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\xe4\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -756,8 +756,8 @@ const file_events_events_proto_rawDesc = "" +
 	"\x04host\x18\v \x01(\tR\x04host\x12%\n" +
 	"\x0econtent_length\x18\f \x01(\x03R\rcontentLength\x12\x18\n" +
 	"\aupgrade\x18\r \x01(\tR\aupgrade\x12#\n" +
-	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\x12F\n" +
-	"\rsession_close\x18\xf0\x01 \x01(\v2 .restpipe.events.v1.SessionCloseR\fsessionClose\":\n" +
+	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\x12E\n" +
+	"\rsession_close\x18\x0f \x01(\v2 .restpipe.events.v1.SessionCloseR\fsessionClose\":\n" +
 	"\fSessionClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x97\x01\n" +
@@ -768,7 +768,7 @@ const file_events_events_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\"\x1f\n" +
 	"\aTrailer\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"\xef\x02\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\"\xec\x02\n" +
 	"\fChannelFrame\x129\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.restpipe.events.v1.ChannelFrame.KindR\x04kind\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
@@ -776,9 +776,9 @@ const file_events_events_proto_rawDesc = "" +
 	"\x04text\x18\x04 \x01(\tR\x04text\x12\x16\n" +
 	"\x06stream\x18\x05 \x01(\tR\x06stream\x12\x0e\n" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\x12\x17\n" +
-	"\x06status\x18\xdc\x01 \x01(\x05R\x06status\x12\x13\n" +
-	"\x04code\x18\xdd\x01 \x01(\tR\x04code\"x\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x16\n" +
+	"\x06status\x18\b \x01(\x05R\x06status\x12\x12\n" +
+	"\x04code\x18\t \x01(\tR\x04code\"w\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSUBSCRIBE\x10\x01\x12\x0f\n" +
@@ -786,8 +786,8 @@ const file_events_events_proto_rawDesc = "" +
 	"\aPUBLISH\x10\x03\x12\a\n" +
 	"\x03ACK\x10\x04\x12\v\n" +
 	"\aMESSAGE\x10\x05\x12\t\n" +
-	"\x05CLOSE\x10\x06\x12\f\n" +
-	"\aREFUSED\x10\xdc\x01B%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
+	"\x05CLOSE\x10\x06\x12\v\n" +
+	"\aREFUSED\x10\aB%Z#github.com/restpipe/restpipe/eventsb\x06proto3"
 
 var (
 	file_events_events_proto_rawDescOnce sync.Once
