@@ -34,6 +34,9 @@ type Server struct {
 	peers   map[string]*peer
 	closing bool
 	conns   sync.WaitGroup
+	// hellos are the names with a connection in its hello (TLS done, not
+	// yet registered), at most one each; guarded by mu.
+	hellos map[string]bool
 }
 
 // NewServer checks cfg and returns a Server.
@@ -44,14 +47,15 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	bufs := newBufPool(copyBufSize)
 	return &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		tls:   cfg.serverTLS(),
-		ycfg:  cfg.yamux(),
-		bufs:  bufs,
-		send:  cfg.sendBufs(copyBufSize, bufs),
-		hub:   channels.NewHub(cfg.hubOptions()),
-		peers: map[string]*peer{},
+		cfg:    cfg,
+		log:    cfg.Logger,
+		tls:    cfg.serverTLS(),
+		ycfg:   cfg.yamux(),
+		bufs:   bufs,
+		send:   cfg.sendBufs(copyBufSize, bufs),
+		hub:    channels.NewHub(cfg.hubOptions()),
+		peers:  map[string]*peer{},
+		hellos: map[string]bool{},
 	}, nil
 }
 
@@ -146,6 +150,15 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		return nil, errors.New("client certificate has no Common Name")
 	}
 	name := certs[0].Subject.CommonName
+	// Until its hello is done a connection is not bounded by the
+	// session's stream limits: yamux buffers up to AcceptBacklog streams
+	// of the peer's, each with its first window (64 x 512 KiB). So a name
+	// has one connection in its hello at a time, and another is closed
+	// at once: a peer cannot multiply that by connecting many times.
+	if !s.enterHello(name) {
+		return nil, fmt.Errorf("client %q: another connection of %q is still in its hello: one at a time", name, name)
+	}
+	defer s.leaveHello(name)
 	// A certificate the hook refuses (revoked) is authentic: the client is
 	// told why in the hello, so that its operator can see it.
 	var refusal error
@@ -320,3 +333,22 @@ func (s *Server) Disconnect(name string) bool {
 // subscriber of the channel on every node; its subscribers receive what
 // is published anywhere. The server puts each channel's messages in order.
 func (s *Server) Channels() channels.Bus { return s.hub }
+
+// enterHello reserves name's one place in the hello phase; false if a
+// connection of name holds it.
+func (s *Server) enterHello(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hellos[name] {
+		return false
+	}
+	s.hellos[name] = true
+	return true
+}
+
+// leaveHello gives name's place in the hello phase back.
+func (s *Server) leaveHello(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.hellos, name)
+}
