@@ -46,18 +46,17 @@ func TestHostileHelloPhase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	st, err := sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := events.NewWriter(st)
-	if err := w.WriteMessage(&events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "mallory"}); err == nil {
-		_ = w.Flush()
-	}
-	w.Release()
-	var answer events.Hello
-	if err := events.NewReader(st).ReadMessage(&answer); err == nil {
-		t.Fatalf("a second connection of mallory while one is in its hello was answered: %+v", &answer)
+	// The server may have closed it before the stream is even open.
+	if st, err := sess.OpenStream(); err == nil {
+		w := events.NewWriter(st)
+		if err := w.WriteMessage(&events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "mallory"}); err == nil {
+			_ = w.Flush()
+		}
+		w.Release()
+		var answer events.Hello
+		if err := events.NewReader(st).ReadMessage(&answer); err == nil {
+			t.Fatalf("a second connection of mallory while one is in its hello was answered: %+v", &answer)
+		}
 	}
 	logs.wait(t, "client refused", "another connection of", "mallory", "in its hello")
 
@@ -105,4 +104,33 @@ func quietYamux() *yamux.Config {
 	c.LogOutput = io.Discard
 	c.StreamOpenTimeout = 0
 	return c
+}
+
+// TestHostileStreamsBeforeHello: an honest client opens no stream but the
+// hello's until the server has answered it, so streams opened before
+// then are a peer filling yamux's backlog (64 streams of 256 KiB each)
+// before any bound applies: the server ends such a connection at once,
+// with the reason in its log, rather than at the handshake timeout.
+func TestHostileStreamsBeforeHello(t *testing.T) {
+	p := newPKI(t)
+	logs := newLogCapture()
+	s := startServer(t, p, func(cfg *tunnel.Config) { cfg.Logger = warnLogs(logs) })
+	sess := silentHello(t, s.tunnelAddr, p.client(t, "mallory"))
+	junk := make([]byte, 64<<10)
+	for range 4 {
+		st, err := sess.OpenStream()
+		if err != nil {
+			break
+		}
+		_ = st.SetWriteDeadline(time.Now().Add(3 * time.Second))
+		go st.Write(junk)
+	}
+	select {
+	case <-sess.CloseChan():
+	case <-time.After(3 * time.Second): // the handshake timeout is 10 s
+		t.Fatal("a connection that opened streams before its hello was kept")
+	}
+	logs.wait(t, "client refused", "mallory", "before its hello")
+	honest := startClient(t, p, "honest", s.tunnelAddr, nil)
+	waitConnected(t, honest, s)
 }

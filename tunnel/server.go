@@ -151,10 +151,12 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	}
 	name := certs[0].Subject.CommonName
 	// Until its hello is done a connection is not bounded by the
-	// session's stream limits: yamux buffers up to AcceptBacklog streams
-	// of the peer's, each with its first window (64 x 512 KiB). So a name
-	// has one connection in its hello at a time, and another is closed
-	// at once: a peer cannot multiply that by connecting many times.
+	// session's stream limits: yamux would buffer up to AcceptBacklog
+	// streams of the peer's, each with its first window. So a name has
+	// one connection in its hello at a time (another is closed at once),
+	// and that connection may open only the hello's stream before it is
+	// answered (acceptGate.helloOpen): its hello stream's window, 512 KiB
+	// at most, is all it can make the server hold.
 	if !s.enterHello(name) {
 		return nil, fmt.Errorf("client %q: another connection of %q is still in its hello: one at a time", name, name)
 	}
@@ -168,15 +170,19 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		}
 	}
 	cc := &coalesceConn{Conn: tc, rb: rb, idle: idle, gate: newAcceptGate()}
+	cc.gate.helloOpen.Store(true) // only the hello's stream until it is answered
 	idle.start()
 	sess, err := yamux.Server(cc, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
 	cc.sess.Store(sess)
-	h, err := serverHello(hctx, sess, &s.cfg, name, refusal)
+	h, err := serverHello(hctx, sess, &s.cfg, name, refusal, func() { cc.gate.helloOpen.Store(false) })
 	if err != nil {
 		_ = sess.Close()
+		if cc.gate.earlyFlood {
+			err = fmt.Errorf("hello from %q: %w", name, errStreamsBeforeHello)
+		}
 		return nil, fmt.Errorf("hello from %q: %w", name, err)
 	}
 	cc.gate.accepted() // the hello's stream
