@@ -59,7 +59,7 @@ type acceptGate struct {
 	// applies: earlyFlood is set and the session ends.
 	helloOpen  atomic.Bool
 	earlySYNs  int64
-	earlyFlood bool
+	earlyFlood atomic.Bool // read by the handshake too
 
 	// own, once the peer is made, hears of the peer's FINs and RSTs on
 	// the streams this node opened (pacing.go), from beforeRead: once
@@ -132,7 +132,7 @@ func (g *acceptGate) scan(p []byte) {
 	}
 	if syns > 0 && g.helloOpen.Load() {
 		if g.earlySYNs += syns; g.earlySYNs > 1 {
-			g.earlyFlood = true
+			g.earlyFlood.Store(true)
 		}
 	}
 	if syns > 0 && g.pending.Add(syns) == syns {

@@ -136,7 +136,7 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 		if c.gate.pingFlood {
 			return 0, errPingFlood
 		}
-		if c.gate.earlyFlood {
+		if c.gate.earlyFlood.Load() {
 			return 0, errStreamsBeforeHello
 		}
 	}

@@ -2,6 +2,8 @@ package tunnel_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -20,9 +22,9 @@ import (
 // buffers up to its accept backlog of streams, each with its first
 // window, for up to HandshakeTimeout. A peer holding a valid certificate
 // made 20 such connections at once and took a real server from 14 MB to
-// 800 MB RSS. So a name has one connection in its hello at a time: while
-// one is, another with the same certificate name is closed at once,
-// logged, and a different name is not affected.
+// 800 MB RSS. So a certificate has one connection in its hello at a
+// time: while one is, another with the same certificate is closed at
+// once, logged, and a different name is not affected.
 func TestHostileHelloPhase(t *testing.T) {
 	p := newPKI(t)
 	logs := newLogCapture()
@@ -58,7 +60,7 @@ func TestHostileHelloPhase(t *testing.T) {
 			t.Fatalf("a second connection of mallory while one is in its hello was answered: %+v", &answer)
 		}
 	}
-	logs.wait(t, "client refused", "another connection of", "mallory", "in its hello")
+	logs.wait(t, "client refused", "another connection with its certificate", "mallory", "in its hello")
 
 	// Another name is not affected.
 	honest := startClient(t, p, "honest", s.tunnelAddr, nil)
@@ -133,4 +135,33 @@ func TestHostileStreamsBeforeHello(t *testing.T) {
 	logs.wait(t, "client refused", "mallory", "before its hello")
 	honest := startClient(t, p, "honest", s.tunnelAddr, nil)
 	waitConnected(t, honest, s)
+}
+
+// TestRevokedHelloDoesNotLockOut: the one place in the hello phase
+// belongs to a certificate, not to its name: the holder of a revoked
+// certificate (which passes TLS and is refused in the hello) who keeps a
+// silent hello open, again and again, must not lock the re-issued
+// certificate of the same name out.
+func TestRevokedHelloDoesNotLockOut(t *testing.T) {
+	p := newPKI(t)
+	old := p.client(t, "c2")
+	s := startServer(t, p, func(cfg *tunnel.Config) {
+		cfg.VerifyPeer = func(c *x509.Certificate) error {
+			if c.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0 {
+				return errors.New("certificate revoked")
+			}
+			return nil
+		}
+	})
+	stuck := silentHello(t, s.tunnelAddr, old)
+	defer stuck.Close()
+	start := time.Now()
+	c2 := startClientWith(t, p.client(t, "c2"), s.tunnelAddr, nil)
+	waitConnected(t, c2, s)
+	if d := time.Since(start); d > 5*time.Second { // the handshake timeout is 10 s
+		t.Errorf("the re-issued c2 connected after %v: locked out while the revoked one's hello was open", d.Round(time.Second))
+	}
+	if r := get(t, c2.httpURL+"/server/time"); r.status != 200 {
+		t.Errorf("the re-issued c2: %d %s", r.status, r.body)
+	}
 }

@@ -34,8 +34,9 @@ type Server struct {
 	peers   map[string]*peer
 	closing bool
 	conns   sync.WaitGroup
-	// hellos are the names with a connection in its hello (TLS done, not
-	// yet registered), at most one each; guarded by mu.
+	// hellos are the certificates (by serial number) with a connection
+	// in its hello (TLS done, not yet registered), at most one each;
+	// guarded by mu.
 	hellos map[string]bool
 }
 
@@ -153,14 +154,17 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	// Until its hello is done a connection is not bounded by the
 	// session's stream limits: yamux would buffer up to AcceptBacklog
 	// streams of the peer's, each with its first window. So a name has
-	// one connection in its hello at a time (another is closed at once),
+	// one connection in its hello at a time (another is closed at once;
+	// counted per certificate, so that the holder of a revoked one cannot
+	// lock a re-issued one of the same name out),
 	// and that connection may open only the hello's stream before it is
 	// answered (acceptGate.helloOpen): its hello stream's window, 512 KiB
 	// at most, is all it can make the server hold.
-	if !s.enterHello(name) {
-		return nil, fmt.Errorf("client %q: another connection of %q is still in its hello: one at a time", name, name)
+	serial := certs[0].SerialNumber.String() // unique under the one CA
+	if !s.enterHello(serial) {
+		return nil, fmt.Errorf("client %q: another connection with its certificate (serial %s) is still in its hello: one at a time", name, serial)
 	}
-	defer s.leaveHello(name)
+	defer s.leaveHello(serial)
 	// A certificate the hook refuses (revoked) is authentic: the client is
 	// told why in the hello, so that its operator can see it.
 	var refusal error
@@ -180,8 +184,8 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	h, err := serverHello(hctx, sess, &s.cfg, name, refusal, func() { cc.gate.helloOpen.Store(false) })
 	if err != nil {
 		_ = sess.Close()
-		if cc.gate.earlyFlood {
-			err = fmt.Errorf("hello from %q: %w", name, errStreamsBeforeHello)
+		if cc.gate.earlyFlood.Load() {
+			err = errStreamsBeforeHello
 		}
 		return nil, fmt.Errorf("hello from %q: %w", name, err)
 	}
@@ -340,21 +344,21 @@ func (s *Server) Disconnect(name string) bool {
 // is published anywhere. The server puts each channel's messages in order.
 func (s *Server) Channels() channels.Bus { return s.hub }
 
-// enterHello reserves name's one place in the hello phase; false if a
-// connection of name holds it.
-func (s *Server) enterHello(name string) bool {
+// enterHello reserves the one place in the hello phase of the
+// certificate with serial; false if a connection with it holds it.
+func (s *Server) enterHello(serial string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.hellos[name] {
+	if s.hellos[serial] {
 		return false
 	}
-	s.hellos[name] = true
+	s.hellos[serial] = true
 	return true
 }
 
-// leaveHello gives name's place in the hello phase back.
-func (s *Server) leaveHello(name string) {
+// leaveHello gives the place in the hello phase back.
+func (s *Server) leaveHello(serial string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.hellos, name)
+	delete(s.hellos, serial)
 }
