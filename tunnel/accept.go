@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,16 @@ type acceptGate struct {
 	pingSince time.Time
 	pingFlood bool
 
+	// Streams before the hello: on a server, helloOpen is set from the
+	// connection's start until the server is about to answer the hello.
+	// An honest client opens the hello's stream only until it has that
+	// answer, so more SYNs meanwhile are a peer filling yamux's accept
+	// backlog (each stream with its first window) before any bound
+	// applies: earlyFlood is set and the session ends.
+	helloOpen  atomic.Bool
+	earlySYNs  int64
+	earlyFlood atomic.Bool // read by the handshake too
+
 	// own, once the peer is made, hears of the peer's FINs and RSTs on
 	// the streams this node opened (pacing.go), from beforeRead: once
 	// yamux has handled them.
@@ -70,6 +81,10 @@ const maxPings = 64
 // errPingFlood ends a session whose peer asks for more than maxPings
 // pings a second.
 var errPingFlood = fmt.Errorf("ping flood: the peer asked for more than %d pings in a second", maxPings)
+
+// errStreamsBeforeHello ends a session whose peer opens streams besides
+// the hello's before the server has answered the hello.
+var errStreamsBeforeHello = errors.New("the peer opened streams before its hello was answered")
 
 func newAcceptGate() *acceptGate {
 	g := &acceptGate{}
@@ -114,6 +129,11 @@ func (g *acceptGate) scan(p []byte) {
 	}
 	if pings > 0 {
 		g.countPings(pings)
+	}
+	if syns > 0 && g.helloOpen.Load() {
+		if g.earlySYNs += syns; g.earlySYNs > 1 {
+			g.earlyFlood.Store(true)
+		}
 	}
 	if syns > 0 && g.pending.Add(syns) == syns {
 		g.startDue = true

@@ -136,6 +136,9 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 		if c.gate.pingFlood {
 			return 0, errPingFlood
 		}
+		if c.gate.earlyFlood.Load() {
+			return 0, errStreamsBeforeHello
+		}
 	}
 	return n, err
 }

@@ -60,8 +60,9 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 // serverHello runs the server's side of the hello exchange for the client
 // whose certificate names it certName, and returns the client's hello.
 // On a refusal (refuse, if not nil, is one decided already) it answers the
-// client with the reason before returning it.
-func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName string, refuse error) (*events.Hello, error) {
+// client with the reason before returning it. answering is called just
+// before the answer is written: from then on the client may open streams.
+func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName string, refuse error, answering func()) (*events.Hello, error) {
 	st, err := sess.AcceptStreamWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("accept hello stream: %w", err)
@@ -98,6 +99,7 @@ func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName
 	if refusal != nil {
 		answer.Error = refusal.Error()
 	}
+	answering() // from now on the client may open streams
 	w := events.NewWriter(st)
 	defer w.Release()
 	err = w.WriteMessage(answer)

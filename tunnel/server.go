@@ -34,6 +34,10 @@ type Server struct {
 	peers   map[string]*peer
 	closing bool
 	conns   sync.WaitGroup
+	// hellos are the certificates (by serial number) with a connection
+	// in its hello (TLS done, not yet registered), at most one each;
+	// guarded by mu.
+	hellos map[string]bool
 }
 
 // NewServer checks cfg and returns a Server.
@@ -44,14 +48,15 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	bufs := newBufPool(copyBufSize)
 	return &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		tls:   cfg.serverTLS(),
-		ycfg:  cfg.yamux(),
-		bufs:  bufs,
-		send:  cfg.sendBufs(copyBufSize, bufs),
-		hub:   channels.NewHub(cfg.hubOptions()),
-		peers: map[string]*peer{},
+		cfg:    cfg,
+		log:    cfg.Logger,
+		tls:    cfg.serverTLS(),
+		ycfg:   cfg.yamux(),
+		bufs:   bufs,
+		send:   cfg.sendBufs(copyBufSize, bufs),
+		hub:    channels.NewHub(cfg.hubOptions()),
+		peers:  map[string]*peer{},
+		hellos: map[string]bool{},
 	}, nil
 }
 
@@ -146,6 +151,20 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		return nil, errors.New("client certificate has no Common Name")
 	}
 	name := certs[0].Subject.CommonName
+	// Until its hello is done a connection is not bounded by the
+	// session's stream limits: yamux would buffer up to AcceptBacklog
+	// streams of the peer's, each with its first window. So a name has
+	// one connection in its hello at a time (another is closed at once;
+	// counted per certificate, so that the holder of a revoked one cannot
+	// lock a re-issued one of the same name out),
+	// and that connection may open only the hello's stream before it is
+	// answered (acceptGate.helloOpen): its hello stream's window, 512 KiB
+	// at most, is all it can make the server hold.
+	serial := certs[0].SerialNumber.String() // unique under the one CA
+	if !s.enterHello(serial) {
+		return nil, fmt.Errorf("client %q: another connection with its certificate (serial %s) is still in its hello: one at a time", name, serial)
+	}
+	defer s.leaveHello(serial)
 	// A certificate the hook refuses (revoked) is authentic: the client is
 	// told why in the hello, so that its operator can see it.
 	var refusal error
@@ -155,15 +174,19 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		}
 	}
 	cc := &coalesceConn{Conn: tc, rb: rb, idle: idle, gate: newAcceptGate()}
+	cc.gate.helloOpen.Store(true) // only the hello's stream until it is answered
 	idle.start()
 	sess, err := yamux.Server(cc, s.ycfg)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
 	cc.sess.Store(sess)
-	h, err := serverHello(hctx, sess, &s.cfg, name, refusal)
+	h, err := serverHello(hctx, sess, &s.cfg, name, refusal, func() { cc.gate.helloOpen.Store(false) })
 	if err != nil {
 		_ = sess.Close()
+		if cc.gate.earlyFlood.Load() {
+			err = errStreamsBeforeHello
+		}
 		return nil, fmt.Errorf("hello from %q: %w", name, err)
 	}
 	cc.gate.accepted() // the hello's stream
@@ -320,3 +343,22 @@ func (s *Server) Disconnect(name string) bool {
 // subscriber of the channel on every node; its subscribers receive what
 // is published anywhere. The server puts each channel's messages in order.
 func (s *Server) Channels() channels.Bus { return s.hub }
+
+// enterHello reserves the one place in the hello phase of the
+// certificate with serial; false if a connection with it holds it.
+func (s *Server) enterHello(serial string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hellos[serial] {
+		return false
+	}
+	s.hellos[serial] = true
+	return true
+}
+
+// leaveHello gives the place in the hello phase back.
+func (s *Server) leaveHello(serial string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.hellos, serial)
+}

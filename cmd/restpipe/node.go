@@ -301,6 +301,10 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 		return nil, err
 	}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if dir, mode := exposedSocketDir(path); dir != "" {
+			logger.Warn("another user can replace the front end's socket: its directory is writable by group or others and not sticky; they would receive its callers' requests",
+				"dir", dir, "mode", mode.String(), "fix", "chmod go-w "+dir+" (or put the socket in a directory only this user can write)")
+		}
 		return listenUnix(path) // mode 0600 from the start
 	}
 	host, _, _ := net.SplitHostPort(addr)

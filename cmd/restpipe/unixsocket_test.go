@@ -159,3 +159,47 @@ func TestUnixSocketNotASocket(t *testing.T) {
 		t.Errorf("abstract socket: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// TestUnixSocketSharedDirWarns: a socket in a directory that group or
+// others can write (and that is not sticky) can be renamed away and
+// replaced by another user's socket, which then receives the callers'
+// requests, credentials included: the node warns at start-up, naming the
+// directory and the fix. A sticky directory (like /tmp) and a private one
+// are quiet.
+func TestUnixSocketSharedDirWarns(t *testing.T) {
+	d := identities(t)
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		warn bool
+	}{
+		{"others can write", 0o777, true},
+		{"group can write", 0o770, true},
+		{"sticky", 0o777 | os.ModeSticky, false},
+		{"private", 0o700, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(dir, "front.sock")
+			srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "unix:"+sock,
+				"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+			srv.log.wait(t, unixAddrRe)
+			if status, _ := unixGet(t, sock, "/clients"); status != 200 {
+				t.Errorf("GET /clients over the socket: %d", status)
+			}
+			srv.stop()
+			logs := srv.log.String()
+			warned := strings.Contains(logs, "another user can replace the front end's socket") &&
+				strings.Contains(logs, "dir="+dir) && strings.Contains(logs, "chmod go-w")
+			if warned != tc.warn {
+				t.Errorf("directory %v: warned %v, want %v:\n%s", tc.mode, warned, tc.warn, logs)
+			}
+		})
+	}
+}

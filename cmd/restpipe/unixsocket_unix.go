@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,3 +72,30 @@ func linkUnsupported(err error) bool {
 // socketIsStale reports whether a failed connect to an existing socket
 // means that nobody listens on it.
 func socketIsStale(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
+
+// exposedSocketDir returns the first directory on the way from the
+// socket at path up to the root that group or others may write and that
+// is not sticky, with its mode; "" if there is none. Whoever can write
+// such a directory can rename the node's socket (or a directory above
+// it) away and put a socket of theirs at path: callers of the front end
+// would then send their requests, credentials included, to that user.
+// The socket's own mode cannot prevent it. In a sticky directory (/tmp)
+// only a file's owner may rename it.
+func exposedSocketDir(path string) (string, fs.FileMode) {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return "", 0
+	}
+	for {
+		if fi, err := os.Stat(dir); err == nil {
+			if m := fi.Mode(); m.Perm()&0o022 != 0 && m&fs.ModeSticky == 0 {
+				return dir, m
+			}
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", 0
+		}
+		dir = up
+	}
+}
