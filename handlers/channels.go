@@ -127,7 +127,10 @@ func channelTarget(req *Request) string {
 // channelURI is the X-Original-URI of a channel request: the channel's
 // front-end path, "/channels/NAME", each '/'-separated piece of the name
 // percent-escaped (so "news/sport" is "/channels/news/sport", and
-// "a b?" is "/channels/a%20b%3F"). Two names never share a URI.
+// "a b?" is "/channels/a%20b%3F"). Two names never share a URI. A piece
+// that is "." or ".." goes as "%2E" or "%2E%2E": a channel name is
+// literal, and an auth service that resolved dot segments would decide
+// about another channel ("a/../b" is not "b").
 func channelURI(name string) string {
 	var b strings.Builder
 	b.WriteString(channelPathPrefix)
@@ -135,7 +138,14 @@ func channelURI(name string) string {
 		if i > 0 {
 			b.WriteByte('/')
 		}
-		b.WriteString(url.PathEscape(seg))
+		switch seg {
+		case ".":
+			b.WriteString("%2E")
+		case "..":
+			b.WriteString("%2E%2E")
+		default:
+			b.WriteString(url.PathEscape(seg))
+		}
 	}
 	return b.String()
 }
@@ -144,7 +154,14 @@ func channelURI(name string) string {
 // target, a channel target ("subscribe:NAME" or "publish:NAME"): as it
 // is, or as "channel:NAME". In a channel target '/' is an ordinary
 // character, matched by '*' and '?' like any other (see matchFlat).
+// Only "*" alone and patterns that name a channel kind ("subscribe:",
+// "publish:", "channel:") match a channel: a handler glob such as
+// "*_time" or "[a-z]*" must not let a peer into "subscribe:overtime".
 func matchChannelTarget(pattern, target string) bool {
+	if pattern != "*" && !strings.HasPrefix(pattern, targetSubscribe) &&
+		!strings.HasPrefix(pattern, targetPublish) && !strings.HasPrefix(pattern, targetChannel) {
+		return false
+	}
 	if matchFlat(pattern, target) {
 		return true
 	}

@@ -19,6 +19,7 @@ func TestRulesChannels(t *testing.T) {
 		"ops-*=*",
 		"c3=get_*",
 		"c4=channel:a?c,channel:[x-z]",
+		"c5=*_time,[a-z]*,*e",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +53,11 @@ func TestRulesChannels(t *testing.T) {
 		{"c4", "publish:y", true},
 		{"c4", "publish:ab", false},
 		{"stranger", "subscribe:tenantA-x", false},
+		// Nor does a glob that names no channel kind, whatever it matches.
+		{"c5", "get_time", true},
+		{"c5", "subscribe:overtime", false},
+		{"c5", "publish:over_time", false},
+		{"c5", "subscribe:e", false},
 	} {
 		if got := rs.Allows(tc.peer, tc.target); got != tc.allow {
 			t.Errorf("%s -> %s: allowed %v, want %v", tc.peer, tc.target, got, tc.allow)
@@ -85,6 +91,10 @@ func TestChannelURI(t *testing.T) {
 		"a b?c#d%":       "/channels/a%20b%3Fc%23d%25",
 		"é/":             "/channels/%C3%A9/",
 		"tenantB-orders": "/channels/tenantB-orders",
+		// Dot segments stay literal: "a/../b" is not "b".
+		"tenantA-x/../tenantB-orders": "/channels/tenantA-x/%2E%2E/tenantB-orders",
+		"./a/.":                       "/channels/%2E/a/%2E",
+		"..x/.y":                      "/channels/..x/.y",
 	} {
 		if got := channelURI(name); got != want {
 			t.Errorf("channelURI(%q) = %q, want %q", name, got, want)
