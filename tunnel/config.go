@@ -112,7 +112,7 @@ type Config struct {
 	MaxEventHeader int
 	// MaxSubscriptions bounds the channels one client node may be
 	// subscribed to at the server through its relay; a subscribe beyond
-	// it is refused. Default 1024.
+	// it is refused. Default 1024, at most 65536.
 	MaxSubscriptions int
 	// RelayQueueBytes bounds the frames waiting to be written on one
 	// channel relay (messages and acknowledgements, each counted with
@@ -281,6 +281,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	case c.MaxStreams < 0 || c.MaxSubscriptions < 0:
 		return c, errors.New("tunnel: MaxStreams and MaxSubscriptions must be positive")
+	case c.MaxSubscriptions > 65536:
+		return c, fmt.Errorf("tunnel: MaxSubscriptions %d is over 65536", c.MaxSubscriptions)
 	case c.MaxStreams > maxAnnouncedStreams:
 		// It is announced to the peer, which refuses a hello beyond this.
 		return c, fmt.Errorf("tunnel: MaxStreams %d is over %d", c.MaxStreams, maxAnnouncedStreams)

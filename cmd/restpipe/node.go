@@ -157,6 +157,9 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if n.maxStreams > 65536 { // announced to the peer, which refuses more
 		return nil, tunnel.Config{}, nil, usageError{"--max-streams must be from 1 to 65536"}
 	}
+	if n.maxSubs > 65536 { // the memory bound of the README is per subscription
+		return nil, tunnel.Config{}, nil, usageError{"--max-subscriptions must be from 1 to 65536"}
+	}
 	if err := webguard.CheckOrigins(n.origins); err != nil {
 		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
 	}

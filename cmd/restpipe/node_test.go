@@ -232,6 +232,7 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--channel-queue", "999999999999999", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue must be from 1 to 65536"},
 		{[]string{"server", "--window", "17179869184GiB"}, 2, `"17179869184GiB" is too large`},
 		{[]string{"server", "--max-streams", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-streams"},
+		{[]string{"server", "--max-subscriptions", "65537", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-subscriptions must be from 1 to 65536"},
 		{[]string{"server", "--max-streams", "65537", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-streams must be from 1 to 65536"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {

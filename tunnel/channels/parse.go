@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -37,7 +38,8 @@ func ParsePath(escapedPath string) (string, error) {
 	return name, CheckName(name)
 }
 
-// CheckName checks that name is 1 to MaxNameLen characters of valid UTF-8.
+// CheckName checks that name is 1 to MaxNameLen characters of valid UTF-8
+// with no control character.
 func CheckName(name string) error {
 	switch n := utf8.RuneCountInString(name); {
 	case !utf8.ValidString(name):
@@ -46,6 +48,10 @@ func CheckName(name string) error {
 		return fmt.Errorf("%w: empty", ErrBadChannel)
 	case n > MaxNameLen:
 		return fmt.Errorf("%w: %d characters, the limit is %d", ErrBadChannel, n, MaxNameLen)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		// CR, LF and NUL would reach logs, SSE lines and the auth
+		// service's headers.
+		return fmt.Errorf("%w: holds a control character", ErrBadChannel)
 	}
 	return nil
 }

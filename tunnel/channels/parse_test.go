@@ -88,6 +88,11 @@ func TestCheckName(t *testing.T) {
 		{"invalid byte inside", "a\xffb", "UTF-8"},
 		{"lone surrogate encoded", "\xed\xa0\x80", "UTF-8"},
 		{"many invalid bytes", strings.Repeat("\xff", 300), "UTF-8"},
+		{"CR LF", "a\r\nb", "control character"},
+		{"NUL", "a\x00", "control character"},
+		{"DEL", "\x7f", "control character"},
+		{"C1 control", "a\u0085b", "control character"},
+		{"tab", "a\tb", "control character"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
