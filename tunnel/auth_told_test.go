@@ -356,32 +356,3 @@ func TestForwardErrorsNameNoAddress(t *testing.T) {
 		logs.wait(t, "route="+tc.route, tc.hdr[1], tc.addr)
 	}
 }
-
-// sendWithin is hostilePeer.send with the event's deadline set to d.
-func sendWithin(t *testing.T, h *hostilePeer, ev *events.Request, d time.Duration) (int, string) {
-	t.Helper()
-	st, err := h.sess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
-	ev.TimeoutMs = d.Milliseconds()
-	w := events.NewWriter(st)
-	if err := w.WriteMessage(ev); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.EndBody(""); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	r := events.NewReader(st)
-	var rep events.Reply
-	if err := r.ReadMessage(&rep); err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(r.Body())
-	return int(rep.Status), string(body)
-}

@@ -162,8 +162,19 @@ func newHostilePeer(t *testing.T, p *pki, s *serverNode, name string) *hostilePe
 	return &hostilePeer{sess: sess}
 }
 
-// send sends ev with an empty body and returns the reply's status and body.
+// send sends ev with an empty body and a 5 s deadline, and returns the
+// reply's status and body.
 func (h *hostilePeer) send(t *testing.T, ev *events.Request) (int, string) {
+	t.Helper()
+	if ev.Id == "" {
+		ev.Id = "hostile-1"
+	}
+	return sendWithin(t, h, ev, 5*time.Second)
+}
+
+// sendWithin sends ev with an empty body and the deadline d, and returns
+// the reply's status and body.
+func sendWithin(t *testing.T, h *hostilePeer, ev *events.Request, d time.Duration) (int, string) {
 	t.Helper()
 	st, err := h.sess.OpenStream()
 	if err != nil {
@@ -171,10 +182,7 @@ func (h *hostilePeer) send(t *testing.T, ev *events.Request) (int, string) {
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(10 * time.Second))
-	if ev.Id == "" {
-		ev.Id = "hostile-1"
-	}
-	ev.TimeoutMs = 5000
+	ev.TimeoutMs = d.Milliseconds()
 	w := events.NewWriter(st)
 	if err := w.WriteMessage(ev); err != nil {
 		t.Fatal(err)
