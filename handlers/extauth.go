@@ -291,10 +291,7 @@ func (a *ExternalAuth) keyOf(req *Request, uri string) authKey {
 func redactErr(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil {
-			return &url.Error{Op: ue.Op, URL: u.Redacted(), Err: ue.Err}
-		}
-		return &url.Error{Op: ue.Op, URL: "(the auth URL)", Err: ue.Err}
+		return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: ue.Err}
 	}
 	return err
 }
