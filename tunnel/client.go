@@ -51,7 +51,7 @@ func NewClient(cfg Config) (*Client, error) {
 		log:       cfg.Logger,
 		ycfg:      cfg.yamux(),
 		bufs:      bufs,
-		send:      cfg.sendBufs(relayBufSize, bufs),
+		send:      cfg.sendBufs(streamBufSize, bufs),
 		hub:       channels.NewHub(cfg.hubOptions()),
 		connected: make(chan struct{}),
 	}, nil

@@ -330,8 +330,8 @@ func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
 	switch size {
 	case copyBufSize:
 		return own
-	case relayBufSize:
-		return relayBufs
+	case streamBufSize:
+		return streamBufs
 	}
 	return newBufPool(size)
 }

@@ -238,7 +238,7 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	return f.writeReply(w, r, id, resp)
 }
 
-// writeReply relays resp, streaming its body.
+// writeReply writes resp to the caller, streaming its body.
 func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string, resp *Response) (int, string) {
 	defer resp.Body.Close()
 	h := w.Header()
@@ -344,7 +344,7 @@ type prefixedBody struct {
 func (p *prefixedBody) Read(b []byte) (int, error) { return p.r.Read(b) }
 func (p *prefixedBody) abortRead()                 { p.fb.abortRead() }
 
-// serveUpgrade relays a request to switch protocols (a WebSocket). If the
+// serveUpgrade carries a request to switch protocols (a WebSocket). If the
 // peer answers 101, the caller's connection is taken over and its bytes
 // cross the tunnel raw, both ways, as the event's two bodies; the peer's
 // first bytes are the 101 response of the service itself.
@@ -470,10 +470,10 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 	return status, code
 }
 
-// flushWriter relays a streamed reply to the caller. net/http sends each
+// flushWriter writes a streamed reply to the caller. net/http sends each
 // write of a chunked reply as two or three syscalls, whatever its size,
-// so writes are gathered, up to relayBufSize: what is gathered goes out
-// when the buffer is full, or relayDelay after its first byte came,
+// so writes are gathered, up to streamBufSize: what is gathered goes out
+// when the buffer is full, or replyFlushDelay after its first byte came,
 // whichever is first, so no byte waits longer than that. The stream's
 // pieces (a frame, 64 KiB or less) would otherwise each cost three
 // syscalls on the caller's connection.
@@ -487,13 +487,13 @@ type flushWriter struct {
 	err   error // a flush by the timer failed
 }
 
-// relayDelay bounds how long a streamed reply's bytes wait to be sent.
-const relayDelay = time.Millisecond
+// replyFlushDelay bounds how long a streamed reply's bytes wait to be sent.
+const replyFlushDelay = time.Millisecond
 
-var relayWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, relayBufSize) }}
+var replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBufSize) }}
 
 func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController) *flushWriter {
-	bw := relayWriters.Get().(*bufio.Writer)
+	bw := replyWriters.Get().(*bufio.Writer)
 	bw.Reset(w)
 	f := &flushWriter{bw: bw, rc: rc}
 	f.timer = time.AfterFunc(time.Duration(1<<62), f.flushLate)
@@ -509,7 +509,7 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	n, err := f.bw.Write(p)
 	if err == nil && f.bw.Buffered() > 0 && !f.armed {
 		f.armed = true
-		f.timer.Reset(relayDelay)
+		f.timer.Reset(replyFlushDelay)
 	}
 	return n, err
 }
@@ -545,7 +545,7 @@ func (f *flushWriter) release() {
 		_ = f.flush()
 	}
 	f.bw.Reset(nil)
-	relayWriters.Put(f.bw)
+	replyWriters.Put(f.bw)
 }
 
 // frontBody is a front-end request body: it enforces the size limit and

@@ -2,12 +2,15 @@ package tunnel
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/restpipe/restpipe/events"
 )
@@ -180,4 +183,24 @@ func (c *Config) withOwnExpiry(err error) error {
 	}
 	return fmt.Errorf("%w (this node's certificate %q serial %s expired at %s)", err,
 		leaf.Subject.CommonName, leaf.SerialNumber.Text(16), leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// disconnectReason says in words why a session ended.
+func disconnectReason(err error) string {
+	switch {
+	case err == nil:
+		return "closed"
+	case errors.As(err, new(*peerNotice)):
+		return err.Error()
+	case errors.Is(err, yamux.ErrKeepAliveTimeout):
+		return "keep-alive timeout: peer stopped answering"
+	case errors.Is(err, yamux.ErrSessionShutdown):
+		return "closed by this node"
+	case errors.Is(err, io.EOF):
+		return "closed by peer"
+	case errors.Is(err, yamux.ErrRemoteGoAway):
+		return "peer is shutting down"
+	default:
+		return err.Error()
+	}
 }

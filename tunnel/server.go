@@ -10,6 +10,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -89,7 +90,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				break
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept", "err", err, "retry_in", tempDelay)
 				time.Sleep(tempDelay)
