@@ -17,7 +17,7 @@ import (
 )
 
 // Forward makes route a forward route: every event whose first noun
-// segment is route ("/client/c1/files/a/b" for route "files") is relayed,
+// segment is route ("/client/c1/files/a/b" for route "files") is forwarded,
 // before any handler lookup, as a real HTTP request to the service at
 // target, with the rest of the path ("/a/b") appended to target's path.
 // Method, query, headers and body are passed on, streamed; the service's
@@ -128,7 +128,7 @@ func (r *Registry) transport() *http.Transport {
 // before the deadline.
 var errHeaderTimeout = errors.New("the service did not answer before the deadline")
 
-// forwarder relays events to one local HTTP service.
+// forwarder forwards events to one local HTTP service.
 type forwarder struct {
 	route  string
 	target *url.URL
@@ -177,9 +177,9 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 	return f
 }
 
-// serve relays req and returns the service's reply as soon as its status
+// serve forwards req and returns the service's reply as soon as its status
 // and headers are in; its body streams on. ctx carries the deadline for
-// that answer; the relay itself lives as long as req.Context().
+// that answer; the forwarded request itself lives as long as req.Context().
 func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 	path, err := forwardPath(req.RawPath)
 	if err != nil {
@@ -245,7 +245,7 @@ func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 		return nil, fmt.Errorf("forward %s: bad method %q", f.route, req.Method)
 	}
 	if upgradesToHTTP(req.Upgrade) {
-		return nil, fmt.Errorf("forward %s: an upgrade to %q is not relayed (the service would read requests for any path over it)", f.route, req.Upgrade)
+		return nil, fmt.Errorf("forward %s: an upgrade to %q is not forwarded (the service would read requests for any path over it)", f.route, req.Upgrade)
 	}
 	u := forwardURL(f.target, path, req.RawQuery)
 	in := &http.Request{
@@ -288,9 +288,9 @@ func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 // that carries HTTP requests of its own: h2c (HTTP/2 over cleartext), or
 // TLS (RFC 2817, which CUPS still speaks), with HTTP inside. A service
 // that switches would then read requests, with whatever path the caller
-// puts in them, straight from the relayed connection, outside every check
+// puts in them, straight from the forwarded connection, outside every check
 // of the route ("h2c smuggling"). Other upgrades (WebSocket) carry no
-// requests and are relayed.
+// requests and are forwarded.
 func upgradesToHTTP(up string) bool {
 	for _, tok := range strings.Split(up, ",") {
 		tok = strings.ToLower(strings.TrimSpace(tok))
@@ -341,7 +341,7 @@ func (w *replyWriter) Header() http.Header { return w.header }
 
 func (w *replyWriter) WriteHeader(status int) {
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
-		return // 1xx informational: not relayed
+		return // 1xx informational: not passed on
 	}
 	w.send(&Reply{Status: status, ContentType: w.header.Get("Content-Type"), Header: w.header.Clone(), Body: w.pr})
 }
