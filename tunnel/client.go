@@ -252,9 +252,24 @@ func (c *Client) Server() (PeerInfo, bool) {
 	return PeerInfo{}, false
 }
 
-// Call sends ev (with body, nil for none) to the server and returns its
-// reply. See Response.
-func (c *Client) Call(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
+// Call sends req to the server and returns its reply, once its header
+// has come: the caller reads and closes Response.Body. Its errors wrap
+// those of errors.go (ErrPeerUnavailable, ErrTimeout, ...).
+func (c *Client) Call(ctx context.Context, req *Request) (*Response, error) {
+	if req == nil {
+		return nil, errors.New("call: nil request")
+	}
+	ev, err := req.event(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.callEvent(ctx, ev, req.Body)
+}
+
+// callEvent sends the event ev, with body (nil for none), to the server:
+// the front end's Call, which sets fields of the wire header that Request
+// does not have.
+func (c *Client) callEvent(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
 	p := c.peer()
 	if p == nil {
 		return nil, fmt.Errorf("%w: not connected to the server", ErrPeerUnavailable)

@@ -90,7 +90,7 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 // names come from the local address of each connection, so the checks
 // hold whichever http.Server serves it.
 func (s *Server) Frontend() http.Handler {
-	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients,
+	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.callEvent, clients: s.Clients,
 		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub, guard: newGuard(&s.cfg)}
 }
 
@@ -98,7 +98,7 @@ func (s *Server) Frontend() http.Handler {
 // the server.
 func (c *Client) Frontend() http.Handler {
 	call := func(ctx context.Context, _ string, ev *events.Request, body io.Reader) (*Response, error) {
-		return c.Call(ctx, ev, body)
+		return c.callEvent(ctx, ev, body)
 	}
 	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call,
 		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), hub: c.hub, guard: newGuard(&c.cfg)}

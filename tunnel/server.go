@@ -284,9 +284,24 @@ func (s *Server) shutdown() {
 	wg.Wait()
 }
 
-// Call sends ev (with body, nil for none) to the client called name and
-// returns its reply. See Response.
-func (s *Server) Call(ctx context.Context, name string, ev *events.Request, body io.Reader) (*Response, error) {
+// Call sends req to the client called name and returns its reply, once
+// its header has come: the caller reads and closes Response.Body. Its
+// errors wrap those of errors.go (ErrPeerUnavailable, ErrTimeout, ...).
+func (s *Server) Call(ctx context.Context, name string, req *Request) (*Response, error) {
+	if req == nil {
+		return nil, errors.New("call: nil request")
+	}
+	ev, err := req.event(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.callEvent(ctx, name, ev, req.Body)
+}
+
+// callEvent sends the event ev, with body (nil for none), to the client
+// called name: the front end's Call, which sets fields of the wire header
+// that Request does not have.
+func (s *Server) callEvent(ctx context.Context, name string, ev *events.Request, body io.Reader) (*Response, error) {
 	p := s.peer(name)
 	if p == nil {
 		return nil, fmt.Errorf("%w: no client %q", ErrPeerUnavailable, name)
