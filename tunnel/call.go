@@ -1,8 +1,8 @@
 package tunnel
 
 import (
-	"context"
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
