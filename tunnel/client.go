@@ -16,6 +16,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // Client is a node that keeps one mTLS connection to the server: it
@@ -28,7 +29,7 @@ type Client struct {
 	bufs *sync.Pool
 	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
 
-	hub *channels.Hub // this node's channel subscribers
+	hub *hub.Hub // this node's channel subscribers
 
 	// relayMu guards chRelay, the channel relay of the current session.
 	relayMu sync.Mutex
@@ -52,7 +53,7 @@ func NewClient(cfg Config) (*Client, error) {
 		ycfg:      cfg.yamux(),
 		bufs:      bufs,
 		send:      cfg.sendBufs(streamBufSize, bufs),
-		hub:       channels.NewHub(cfg.hubOptions()),
+		hub:       hub.NewHub(cfg.hubOptions()),
 		connected: make(chan struct{}),
 	}, nil
 }

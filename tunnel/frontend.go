@@ -50,10 +50,9 @@ type frontend struct {
 	target  events.Target
 	call    func(ctx context.Context, peer string, ev *events.Request, body io.Reader) (*Response, error)
 	clients func() []PeerInfo // nil on a client node
-	// channels serves /channels/ and /publish/; hub holds its local
-	// subscribers, closed when the front end shuts down.
+	// channels serves /channels/ and /publish/; its subscribers are the
+	// node's, ended by CloseChannels.
 	channels *channels.Handler
-	hub      *channels.Hub
 	// guard refuses, before anything else, a Host that is not the front
 	// end's and a request from a page of another origin.
 	guard *webguard.Policy
@@ -95,7 +94,7 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 // server shuts down: srv.RegisterOnShutdown(s.CloseChannels).
 func (s *Server) Frontend() http.Handler {
 	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.callEvent, clients: s.Clients,
-		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub, guard: newGuard(&s.cfg)}
+		channels: newChannelsHandler(&s.cfg, s.log, s.hub), guard: newGuard(&s.cfg)}
 }
 
 // Frontend returns the client node's front end: "/server/<noun>" calls
@@ -106,7 +105,7 @@ func (c *Client) Frontend() http.Handler {
 		return c.callEvent(ctx, ev, body)
 	}
 	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call,
-		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), hub: c.hub, guard: newGuard(&c.cfg)}
+		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), guard: newGuard(&c.cfg)}
 }
 
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // Server is the central node: it accepts clients' mTLS connections, keeps
@@ -28,8 +29,8 @@ type Server struct {
 	tls  *tls.Config
 	ycfg *yamux.Config // shared by every session
 	bufs *sync.Pool
-	send *sync.Pool    // copy buffers of Config.MaxFrame (see peer.sendBufs)
-	hub  *channels.Hub // this node's channel subscribers and clients' relays
+	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
+	hub  *hub.Hub   // this node's channel subscribers and clients' relays
 
 	mu      sync.Mutex
 	peers   map[string]*peer
@@ -55,7 +56,7 @@ func NewServer(cfg Config) (*Server, error) {
 		ycfg:   cfg.yamux(),
 		bufs:   bufs,
 		send:   cfg.sendBufs(copyBufSize, bufs),
-		hub:    channels.NewHub(cfg.hubOptions()),
+		hub:    hub.NewHub(cfg.hubOptions()),
 		peers:  map[string]*peer{},
 		hellos: map[string]bool{},
 	}, nil
