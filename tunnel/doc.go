@@ -21,5 +21,6 @@
 // end (a forward route) on a listener of its own; Frontend returns the
 // front end as an http.Handler for an http.Server of the program's own,
 // which must then call CloseChannels as it shuts down. Channels is the
-// node's publish/subscribe bus (package channels).
+// node's publish/subscribe bus (package channels). ExampleClient runs
+// both nodes in one program.
 package tunnel
