@@ -1,11 +1,13 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,91 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 )
+
+// Request is an event for Server.Call and Client.Call: which handler of
+// the peer to run (Method and Noun name it, as handlers.Name does), its
+// arguments, and what it reads of the request. The handler sees the
+// fields in its handlers.Request.
+type Request struct {
+	// Method is the HTTP verb; with Noun it names the handler: "GET" and
+	// {"time", "utc"} call get_time_utc. Empty means GET.
+	Method string
+	// Noun is the handler's noun, one element per path segment.
+	Noun []string
+	// Args are the handler's arguments (the segments after "//" of a
+	// front-end path), taken as they are: no escaping.
+	Args []string
+	// Query is the query string the handler sees (its Query, and its
+	// RawQuery encoded by url.Values.Encode).
+	Query url.Values
+	// Header holds request headers for the handler. Hop-by-hop and framing
+	// headers (Connection, Content-Length, Transfer-Encoding...) are left
+	// out.
+	Header http.Header
+	// ContentType is Body's media type.
+	ContentType string
+	// Body streams the request body while the reply may already come
+	// back; nil for none. Call reads it to its end or until the event
+	// ends, and does not close it. A Body with a Len() int method (a
+	// bytes.Reader, a strings.Reader, a bytes.Buffer) tells the handler
+	// its length; another reads as one of unknown length. A Request with
+	// a Body is good for one Call.
+	Body io.Reader
+	// Timeout bounds the wait for the reply header and is the handler's
+	// deadline. Zero means the deadline of ctx, if it has one; with
+	// neither, the event waits as long as ctx lives and the handler has
+	// no deadline.
+	Timeout time.Duration
+	// ID is the request id that both nodes log (X-Request-Id); empty
+	// means a new random one.
+	ID string
+}
+
+// event returns the wire header of r, checked: the strings of an event
+// travel as protobuf strings, which must be UTF-8.
+func (r *Request) event(ctx context.Context) (*events.Request, error) {
+	ev := &events.Request{
+		Id:            requestID(r.ID),
+		Method:        cmp.Or(r.Method, http.MethodGet),
+		Noun:          r.Noun,
+		Args:          r.Args,
+		Query:         r.Query.Encode(),
+		ContentType:   r.ContentType,
+		Headers:       events.HeadersFromHTTP(r.Header),
+		ContentLength: bodyLength(r.Body),
+	}
+	switch d, ok := ctx.Deadline(); {
+	case r.Timeout < 0:
+		return nil, fmt.Errorf("event %s: negative timeout %v", ev.Id, r.Timeout)
+	case r.Timeout > 0:
+		ev.TimeoutMs = max(1, r.Timeout.Milliseconds())
+	case ok:
+		ev.TimeoutMs = max(1, time.Until(d).Milliseconds())
+	}
+	if len(r.Noun) == 0 {
+		return nil, fmt.Errorf("event %s: %w: no noun", ev.Id, events.ErrBadPath)
+	}
+	if _, err := checkUTF8(ev); err != nil {
+		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
+	}
+	return ev, nil
+}
+
+// bodyLength is the ContentLength of a Call's body: 0 for none, its Len()
+// if it has one, else -1 (unknown), as net/http counts.
+func bodyLength(body io.Reader) int64 {
+	switch b := body.(type) {
+	case nil:
+		return 0
+	case interface{ Len() int }:
+		return int64(b.Len())
+	default:
+		if body == http.NoBody {
+			return 0
+		}
+		return -1
+	}
+}
 
 // Response is the peer's answer to an event. Its Body streams the reply;
 // the caller must Close it, which ends the event and frees its stream.

@@ -531,3 +531,46 @@ func TestChannelsSlowNodeRelayDropped(t *testing.T) {
 		t.Fatalf("subscribing again: %q, %v", m, err)
 	}
 }
+
+// A program that serves Frontend() with an http.Server of its own ends
+// the front end's subscribers at its shutdown with CloseChannels, as
+// ServeFrontend does; after it, the node takes no new subscriber.
+func TestChannelsOwnHTTPServerCloseChannels(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	ctx := testCtx(t)
+	ln := listen(t)
+	hs := &http.Server{Handler: s.Frontend()}
+	hs.RegisterOnShutdown(s.CloseChannels)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	fe := "http://" + ln.Addr().String()
+	ws := subscribeWS(t, ctx, fe, "c")
+	sse := subscribeSSE(t, ctx, fe, "c")
+	publish(t, fe, "c", "before")
+	for _, sub := range []interface {
+		next(context.Context) (string, error)
+		name() string
+	}{ws, sse} {
+		if m, err := sub.next(ctx); err != nil || m != "before" {
+			t.Fatalf("%s: %q, %v", sub.name(), m, err)
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- hs.Shutdown(ctx) }()
+	if _, err := ws.next(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("WebSocket subscriber: %v, want close 1001", err)
+	}
+	if ev, err := sse.event(); err != nil || ev["event"] != "close" {
+		t.Fatalf("SSE subscriber: %v, %v; want a close event", ev, err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown: %v (it waited for a subscriber)", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	if _, err := s.Channels().Subscribe(ctx, "c"); !errors.Is(err, channels.ErrShutdown) {
+		t.Fatalf("Subscribe after CloseChannels: %v, want ErrShutdown", err)
+	}
+}

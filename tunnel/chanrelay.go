@@ -15,6 +15,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // The channel relay: at most one stream per session, opened by the client
@@ -23,7 +24,7 @@ import (
 // The server is the one place where a channel's messages get their order:
 // a client's publish goes to the server, which delivers it to its own
 // subscribers and to the relays of the clients that subscribed to the
-// channel, all under one lock (channels.Hub.Deliver), and acknowledges it.
+// channel, all under one lock (hub.Hub.Deliver), and acknowledges it.
 
 // frameOverhead is what a queued frame costs besides its encoded size
 // (the message struct, its slot in the queue), counted in a queue's bytes:
@@ -181,11 +182,11 @@ type ChannelAuthorizer interface {
 	AuthorizeChannel(ctx context.Context, req *handlers.Request) error
 }
 
-// serverRelay is the server's end of a client's relay: a channels.Sink
+// serverRelay is the server's end of a client's relay: a hub.Sink
 // attached to the server's hub for each channel the client subscribed to.
 type serverRelay struct {
 	p      *peer
-	hub    *channels.Hub
+	hub    *hub.Hub
 	st     *yamux.Stream
 	q      *frameQueue
 	maxMsg int64
@@ -505,7 +506,7 @@ func (r *clientRelay) refused(channel string, err error) {
 	}
 	r.mu.Unlock()
 	for _, sub := range end {
-		sub.End(err)
+		hub.End(sub, err)
 	}
 	r.p.log.Info("channel subscription ended by the server", "channel", channel, "reason", err)
 }
@@ -556,7 +557,7 @@ func (r *clientRelay) fail(err error) {
 		done(err)
 	}
 	for m := range members {
-		m.sub.End(err)
+		hub.End(m.sub, err)
 	}
 	r.p.log.Info("channel relay closed", "reason", err)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // Client is a node that keeps one mTLS connection to the server: it
@@ -28,7 +29,7 @@ type Client struct {
 	bufs *sync.Pool
 	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
 
-	hub *channels.Hub // this node's channel subscribers
+	hub *hub.Hub // this node's channel subscribers
 
 	// relayMu guards chRelay, the channel relay of the current session.
 	relayMu sync.Mutex
@@ -52,7 +53,7 @@ func NewClient(cfg Config) (*Client, error) {
 		ycfg:      cfg.yamux(),
 		bufs:      bufs,
 		send:      cfg.sendBufs(streamBufSize, bufs),
-		hub:       channels.NewHub(cfg.hubOptions()),
+		hub:       hub.NewHub(cfg.hubOptions()),
 		connected: make(chan struct{}),
 	}, nil
 }
@@ -252,9 +253,24 @@ func (c *Client) Server() (PeerInfo, bool) {
 	return PeerInfo{}, false
 }
 
-// Call sends ev (with body, nil for none) to the server and returns its
-// reply. See Response.
-func (c *Client) Call(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
+// Call sends req to the server and returns its reply, once its header
+// has come: the caller reads and closes Response.Body. Its errors wrap
+// those of errors.go (ErrPeerUnavailable, ErrTimeout, ...).
+func (c *Client) Call(ctx context.Context, req *Request) (*Response, error) {
+	if req == nil {
+		return nil, errors.New("call: nil request")
+	}
+	ev, err := req.event(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.callEvent(ctx, ev, req.Body)
+}
+
+// callEvent sends the event ev, with body (nil for none), to the server:
+// the front end's Call, which sets fields of the wire header that Request
+// does not have.
+func (c *Client) callEvent(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
 	p := c.peer()
 	if p == nil {
 		return nil, fmt.Errorf("%w: not connected to the server", ErrPeerUnavailable)

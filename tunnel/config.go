@@ -15,7 +15,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
-	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
@@ -341,8 +341,8 @@ func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
 const maxChannelMessage = 256 << 10
 
 // hubOptions are the subscriber queue bounds of the node's channel hub.
-func (c Config) hubOptions() channels.Options {
-	return channels.Options{QueueLen: c.ChannelQueue, QueueBytes: c.ChannelQueueBytes}
+func (c Config) hubOptions() hub.Options {
+	return hub.Options{QueueLen: c.ChannelQueue, QueueBytes: c.ChannelQueueBytes}
 }
 
 // streamCloseTimeout is how long yamux waits for the peer's FIN after

@@ -13,5 +13,14 @@
 //	cfg.Certificate, cfg.CA, cfg.Handler = cert, pool, reg
 //	client, err := tunnel.NewClient(cfg)
 //	go client.Run(ctx, "server.example:7443")
-//	tunnel.ServeFrontend(ctx, ln, client.Frontend(), cfg)
+//	go client.ServeFrontend(ctx, ln) // HTTP callers: /server/<noun>
+//	resp, err := client.Call(ctx, &tunnel.Request{Noun: []string{"time"}}) // Go callers
+//
+// The server node is the same with NewServer, ListenAndServe (or Serve)
+// and Call(ctx, clientName, req). ServeMount serves one part of a front
+// end (a forward route) on a listener of its own; Frontend returns the
+// front end as an http.Handler for an http.Server of the program's own,
+// which must then call CloseChannels as it shuts down. Channels is the
+// node's publish/subscribe bus (package channels). ExampleClient runs
+// both nodes in one program.
 package tunnel

@@ -50,10 +50,9 @@ type frontend struct {
 	target  events.Target
 	call    func(ctx context.Context, peer string, ev *events.Request, body io.Reader) (*Response, error)
 	clients func() []PeerInfo // nil on a client node
-	// channels serves /channels/ and /publish/; hub holds its local
-	// subscribers, closed when the front end shuts down.
+	// channels serves /channels/ and /publish/; its subscribers are the
+	// node's, ended by CloseChannels.
 	channels *channels.Handler
-	hub      *channels.Hub
 	// guard refuses, before anything else, a Host that is not the front
 	// end's and a request from a page of another origin.
 	guard *webguard.Policy
@@ -89,19 +88,24 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 // (403): see package webguard, Config.HTTPHosts and Config.Origins. Its
 // names come from the local address of each connection, so the checks
 // hold whichever http.Server serves it.
+//
+// ServeFrontend serves it on a listener. A program that serves it with
+// an http.Server of its own must end its channel subscribers when that
+// server shuts down: srv.RegisterOnShutdown(s.CloseChannels).
 func (s *Server) Frontend() http.Handler {
-	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.Call, clients: s.Clients,
-		channels: newChannelsHandler(&s.cfg, s.log, s.hub), hub: s.hub, guard: newGuard(&s.cfg)}
+	return &frontend{cfg: &s.cfg, log: s.log, target: events.TargetClient, call: s.callEvent, clients: s.Clients,
+		channels: newChannelsHandler(&s.cfg, s.log, s.hub), guard: newGuard(&s.cfg)}
 }
 
 // Frontend returns the client node's front end: "/server/<noun>" calls
-// the server.
+// the server. Served with an http.Server other than ServeFrontend's, it
+// needs srv.RegisterOnShutdown(c.CloseChannels), as Server.Frontend does.
 func (c *Client) Frontend() http.Handler {
 	call := func(ctx context.Context, _ string, ev *events.Request, body io.Reader) (*Response, error) {
-		return c.Call(ctx, ev, body)
+		return c.callEvent(ctx, ev, body)
 	}
 	return &frontend{cfg: &c.cfg, log: c.log, target: events.TargetServer, call: call,
-		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), hub: c.hub, guard: newGuard(&c.cfg)}
+		channels: newChannelsHandler(&c.cfg, c.log, c.Channels()), guard: newGuard(&c.cfg)}
 }
 
 func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -626,28 +630,50 @@ func (b *frontBody) abortRead() {
 	b.mu.Unlock()
 }
 
-// ServeFrontend serves h, a node's front end, on ln until ctx ends, then
-// shuts down gracefully within cfg.ShutdownTimeout. Request headers are
-// bounded in size (cfg.MaxHeaderBytes) and time (cfg.HeaderTimeout).
-func ServeFrontend(ctx context.Context, ln net.Listener, h http.Handler, cfg Config) error {
-	d := DefaultConfig()
-	shutdownTimeout := cmp.Or(cfg.ShutdownTimeout, d.ShutdownTimeout)
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+// ServeFrontend serves the server node's front end (see Frontend) on ln
+// until ctx ends, then shuts down gracefully within
+// Config.ShutdownTimeout, ending its channel subscribers (CloseChannels).
+// Request headers are bounded in size (Config.MaxHeaderBytes) and time
+// (Config.HeaderTimeout). It closes ln.
+func (s *Server) ServeFrontend(ctx context.Context, ln net.Listener) error {
+	return serveHTTP(ctx, ln, s.Frontend(), &s.cfg, s.CloseChannels)
+}
+
+// ServeFrontend serves the client node's front end (see Frontend) on ln,
+// as Server.ServeFrontend does.
+func (c *Client) ServeFrontend(ctx context.Context, ln net.Listener) error {
+	return serveHTTP(ctx, ln, c.Frontend(), &c.cfg, c.CloseChannels)
+}
+
+// CloseChannels ends the node's channel subscribers (its front end's
+// Server-Sent Events and WebSocket callers, and those of Channels()) with
+// channels.ErrShutdown, and refuses new ones: http.Server.Shutdown
+// neither ends nor waits for them, hijacked WebSocket connections least
+// of all. ServeFrontend calls it as it shuts down; a program that serves
+// Frontend with an http.Server of its own registers it with
+// RegisterOnShutdown. A server's clients keep their subscriptions.
+func (s *Server) CloseChannels() { s.hub.CloseAll(channels.ErrShutdown) }
+
+// CloseChannels ends the node's channel subscribers, as
+// Server.CloseChannels does.
+func (c *Client) CloseChannels() { c.hub.CloseAll(channels.ErrShutdown) }
+
+// serveHTTP serves h on ln until ctx ends, then shuts down within
+// cfg.ShutdownTimeout; onShutdown, if not nil, runs as the shutdown starts.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config, onShutdown func()) error {
+	logger := cfg.Logger // never nil: Config.withDefaults
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, d.HeaderTimeout),
-		MaxHeaderBytes:    cmp.Or(cfg.MaxHeaderBytes, d.MaxHeaderBytes),
+		ReadHeaderTimeout: cfg.HeaderTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if f, ok := h.(*frontend); ok {
+	if onShutdown != nil {
 		// Channel subscribers are long-lived (and WebSocket ones hijacked):
 		// Shutdown neither ends nor waits for them, so they are told here.
-		srv.RegisterOnShutdown(func() { f.hub.CloseAll(channels.ErrShutdown) })
+		srv.RegisterOnShutdown(onShutdown)
 	}
 	logger.Info("front end listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
@@ -657,7 +683,7 @@ func ServeFrontend(ctx context.Context, ln net.Listener, h http.Handler, cfg Con
 		return fmt.Errorf("front end %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		_ = srv.Close()

@@ -109,7 +109,7 @@ func startServerAt(t testing.TB, p *pki, addr string, tweak func(*tunnel.Config)
 	}
 	hln := listen(t)
 	stop := runUntilStopped(t, func(ctx context.Context) { _ = srv.Serve(ctx, tln) },
-		func(ctx context.Context) { _ = tunnel.ServeFrontend(ctx, hln, srv.Frontend(), cfg) })
+		func(ctx context.Context) { _ = srv.ServeFrontend(ctx, hln) })
 	return &serverNode{Server: srv, reg: reg, tunnelAddr: tln.Addr().String(),
 		httpURL: "http://" + hln.Addr().String(), stop: stop}
 }
@@ -141,7 +141,7 @@ func startClientWith(t testing.TB, id *certs.Identity, serverAddr string, tweak 
 	}
 	hln := listen(t)
 	stop := runUntilStopped(t, func(ctx context.Context) { _ = c.Run(ctx, serverAddr) },
-		func(ctx context.Context) { _ = tunnel.ServeFrontend(ctx, hln, c.Frontend(), cfg) })
+		func(ctx context.Context) { _ = c.ServeFrontend(ctx, hln) })
 	return &clientNode{Client: c, reg: reg, httpURL: "http://" + hln.Addr().String(), stop: stop}
 }
 

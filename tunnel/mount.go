@@ -1,7 +1,9 @@
 package tunnel
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,29 +11,69 @@ import (
 	"github.com/restpipe/restpipe/events"
 )
 
-// Mount returns a front end that serves only the paths under prefix of
-// h (a node's front end), at its root: a request for "/P" reaches h as
+// ServeMount serves, on ln, only the paths under prefix of the server's
+// front end, at its root: a request for "/P" reaches the front end as
 // prefix + "/P". prefix is a front-end path without arguments, such as
-// "/client/c1/web" (a forward route on client c1) or "/server/app".
+// "/client/c1/web" (a forward route on client c1); CheckMount tells
+// which are. It serves until ctx ends, as ServeFrontend does, and closes
+// ln.
 //
-// Served on a listener of its own with ServeFrontend, it gives a
-// browser-facing app an origin of its own: its pages cannot reach
-// /clients, other clients, channels or other routes, and what they send
-// to the node's main front end comes from a foreign origin there (403),
-// whereas pages served through the main front end are its own origin and
-// can drive all of it. h's Host and Origin checks apply with the mount's
-// listener's address.
-func Mount(h http.Handler, prefix string) (http.Handler, error) {
+// A mount gives a browser-facing app an origin of its own: its pages
+// cannot reach /clients, other clients, channels or other routes, and
+// what they send to the node's main front end comes from a foreign
+// origin there (403), whereas pages served through the main front end
+// are its own origin and can drive all of it. The front end's Host and
+// Origin checks apply with the mount's listener's address.
+func (s *Server) ServeMount(ctx context.Context, ln net.Listener, prefix string) error {
+	h, err := mount(s.Frontend(), prefix)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return serveHTTP(ctx, ln, h, &s.cfg, nil) // no channel reaches a mount
+}
+
+// ServeMount serves the paths under prefix of the client's front end on
+// ln, as Server.ServeMount does: prefix is a path such as "/server/app".
+func (c *Client) ServeMount(ctx context.Context, ln net.Listener, prefix string) error {
+	h, err := mount(c.Frontend(), prefix)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return serveHTTP(ctx, ln, h, &c.cfg, nil)
+}
+
+// CheckMount returns the error ServeMount would return for prefix: nil
+// for a front-end path of the form /client/<name>/<noun...> or
+// /server/<noun...>, without arguments, query or fragment (a trailing
+// slash is dropped).
+func CheckMount(prefix string) error {
+	_, err := mountPrefix(prefix)
+	return err
+}
+
+func mountPrefix(prefix string) (string, error) {
 	prefix = strings.TrimSuffix(prefix, "/")
 	p, err := events.ParsePath(prefix)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("mount %q: %w", prefix, err)
+		return "", fmt.Errorf("mount %q: %w", prefix, err)
 	case p.Target != events.TargetClient && p.Target != events.TargetServer,
 		len(p.Args) > 0 || strings.Contains(prefix, "//"):
-		return nil, fmt.Errorf("mount %q: want /client/<name>/<noun> or /server/<noun>, without arguments", prefix)
+		return "", fmt.Errorf("mount %q: want /client/<name>/<noun> or /server/<noun>, without arguments", prefix)
 	case strings.ContainsAny(prefix, "?#"):
-		return nil, fmt.Errorf("mount %q: a path only", prefix)
+		return "", fmt.Errorf("mount %q: a path only", prefix)
+	}
+	return prefix, nil
+}
+
+// mount returns a handler that serves the paths under prefix of h, a
+// node's front end, at its root.
+func mount(h http.Handler, prefix string) (http.Handler, error) {
+	prefix, err := mountPrefix(prefix)
+	if err != nil {
+		return nil, err
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := *r

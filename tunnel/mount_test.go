@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,12 +31,11 @@ func TestMountSeparatesAppFromControlAPI(t *testing.T) {
 	ran := 0
 	c.reg.MustHandle("post_count", func(context.Context, *handlers.Request) (any, error) { ran++; return "ran", nil })
 
-	app, err := tunnel.Mount(s.Frontend(), "/client/c1/web/")
-	if err != nil {
+	if err := tunnel.CheckMount("/client/c1/web/"); err != nil {
 		t.Fatal(err)
 	}
 	ln := listen(t)
-	runUntilStopped(t, func(ctx context.Context) { _ = tunnel.ServeFrontend(ctx, ln, app, tunnel.Config{}) })
+	runUntilStopped(t, func(ctx context.Context) { _ = s.ServeMount(ctx, ln, "/client/c1/web/") })
 	appURL := "http://" + ln.Addr().String()
 
 	for path, want := range map[string]string{
@@ -75,8 +75,22 @@ func TestMountSeparatesAppFromControlAPI(t *testing.T) {
 	}
 
 	for _, bad := range []string{"/clients", "/channels/x", "/client/c1", "/client/c1/web//arg", "/nowhere", "/server/a?b"} {
-		if _, err := tunnel.Mount(s.Frontend(), bad); err == nil {
-			t.Errorf("Mount(%q) accepted it", bad)
+		if err := tunnel.CheckMount(bad); err == nil {
+			t.Errorf("CheckMount(%q) accepted it", bad)
+		}
+		ln := listen(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // a mount it accepted would return at once, with no error
+		if err := s.ServeMount(ctx, ln, bad); err == nil {
+			t.Errorf("ServeMount(%q) accepted it", bad)
+		}
+		if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			t.Errorf("ServeMount(%q) left its listener open", bad)
+		}
+	}
+	for _, good := range []string{"/server/app", "/server/app/v1/", "/client/c2/x"} {
+		if err := tunnel.CheckMount(good); err != nil {
+			t.Errorf("CheckMount(%q): %v", good, err)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // Server is the central node: it accepts clients' mTLS connections, keeps
@@ -28,8 +29,8 @@ type Server struct {
 	tls  *tls.Config
 	ycfg *yamux.Config // shared by every session
 	bufs *sync.Pool
-	send *sync.Pool    // copy buffers of Config.MaxFrame (see peer.sendBufs)
-	hub  *channels.Hub // this node's channel subscribers and clients' relays
+	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
+	hub  *hub.Hub   // this node's channel subscribers and clients' relays
 
 	mu      sync.Mutex
 	peers   map[string]*peer
@@ -55,7 +56,7 @@ func NewServer(cfg Config) (*Server, error) {
 		ycfg:   cfg.yamux(),
 		bufs:   bufs,
 		send:   cfg.sendBufs(copyBufSize, bufs),
-		hub:    channels.NewHub(cfg.hubOptions()),
+		hub:    hub.NewHub(cfg.hubOptions()),
 		peers:  map[string]*peer{},
 		hellos: map[string]bool{},
 	}, nil
@@ -284,9 +285,24 @@ func (s *Server) shutdown() {
 	wg.Wait()
 }
 
-// Call sends ev (with body, nil for none) to the client called name and
-// returns its reply. See Response.
-func (s *Server) Call(ctx context.Context, name string, ev *events.Request, body io.Reader) (*Response, error) {
+// Call sends req to the client called name and returns its reply, once
+// its header has come: the caller reads and closes Response.Body. Its
+// errors wrap those of errors.go (ErrPeerUnavailable, ErrTimeout, ...).
+func (s *Server) Call(ctx context.Context, name string, req *Request) (*Response, error) {
+	if req == nil {
+		return nil, errors.New("call: nil request")
+	}
+	ev, err := req.event(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.callEvent(ctx, name, ev, req.Body)
+}
+
+// callEvent sends the event ev, with body (nil for none), to the client
+// called name: the front end's Call, which sets fields of the wire header
+// that Request does not have.
+func (s *Server) callEvent(ctx context.Context, name string, ev *events.Request, body io.Reader) (*Response, error) {
 	p := s.peer(name)
 	if p == nil {
 		return nil, fmt.Errorf("%w: no client %q", ErrPeerUnavailable, name)

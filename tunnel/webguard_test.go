@@ -301,7 +301,7 @@ func TestFrontendUnixSocketExemptFromHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	runUntilStopped(t, func(ctx context.Context) { _ = c.Run(ctx, s.tunnelAddr) },
-		func(ctx context.Context) { _ = tunnel.ServeFrontend(ctx, ln, c.Frontend(), cfg) })
+		func(ctx context.Context) { _ = c.ServeFrontend(ctx, ln) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.WaitConnected(ctx); err != nil {

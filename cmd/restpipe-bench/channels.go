@@ -24,7 +24,7 @@ import (
 )
 
 // roleChannels is a plain net/http server with the channels handler over
-// a local hub: the fan-out baseline.
+// a local bus (channels.NewLocalBus): the fan-out baseline.
 const roleChannels = "channels"
 
 // channelNodes is how many client nodes the fan-out runs across (besides
@@ -37,7 +37,7 @@ const channelNodes = 3
 const fanoutWindow = 32
 
 func channelsHandler() http.Handler {
-	return &channels.Handler{Bus: channels.NewHub(channels.Options{})}
+	return &channels.Handler{Bus: channels.NewLocalBus(0, 0)}
 }
 
 // fanoutResult is one fan-out run.

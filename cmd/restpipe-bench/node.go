@@ -192,7 +192,7 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 			return err
 		}
 		goRun("tunnel", func() error { return srv.Serve(ctx, tln) })
-		goRun("front end", func() error { return tunnel.ServeFrontend(ctx, fln, srv.Frontend(), cfg) })
+		goRun("front end", func() error { return srv.ServeFrontend(ctx, fln) })
 		ready.Tunnel, ready.HTTP = tln.Addr().String(), fln.Addr().String()
 		connected = func() int { return len(srv.Clients()) }
 
@@ -218,8 +218,7 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 			if err != nil {
 				return err
 			}
-			cfg := nodeTunnelConfig(ids[0], quiet)
-			goRun("front end", func() error { return tunnel.ServeFrontend(ctx, fln, clients[0].Frontend(), cfg) })
+			goRun("front end", func() error { return clients[0].ServeFrontend(ctx, fln) })
 			ready.HTTP = fln.Addr().String()
 		}
 		start = func() {

@@ -104,9 +104,9 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 	go func() {
 		errc <- runAll(ctx,
 			func(ctx context.Context) error { return srv.Serve(ctx, tln) },
-			func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, sln, srv.Frontend(), scfg) },
+			func(ctx context.Context) error { return srv.ServeFrontend(ctx, sln) },
 			func(ctx context.Context) error { return cli.Run(ctx, tln.Addr().String()) },
-			func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, cln, cli.Frontend(), ccfg) })
+			func(ctx context.Context) error { return cli.ServeFrontend(ctx, cln) })
 	}()
 
 	fmt.Fprintf(out, "restpipe demo: a temporary CA, a server node and a client node on this machine\n\n")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,7 +166,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 		return nil, tunnel.Config{}, nil, usageError{"--http-host: " + err.Error()}
 	}
 	for _, app := range n.httpApps {
-		if _, _, err := parseHTTPApp(app, http.NotFoundHandler()); err != nil {
+		if _, _, err := parseHTTPApp(app); err != nil {
 			return nil, tunnel.Config{}, nil, err
 		}
 	}
@@ -322,25 +321,30 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 }
 
 // parseHTTPApp parses --http-app ADDR=PATH into its address and the
-// part of front end h it serves.
-func parseHTTPApp(v string, h http.Handler) (string, http.Handler, error) {
+// part of the front end it serves.
+func parseHTTPApp(v string) (addr, prefix string, err error) {
 	addr, prefix, ok := strings.Cut(v, "=")
 	if !ok {
-		return "", nil, usageError{fmt.Sprintf("--http-app %q: want ADDR=PATH, like 127.0.0.1:9090=/client/c1/web", v)}
+		return "", "", usageError{fmt.Sprintf("--http-app %q: want ADDR=PATH, like 127.0.0.1:9090=/client/c1/web", v)}
 	}
 	if err := checkHTTPAddr(addr); err != nil {
-		return "", nil, usageError{fmt.Sprintf("--http-app %q: want host:port or unix:PATH before the =", v)}
+		return "", "", usageError{fmt.Sprintf("--http-app %q: want host:port or unix:PATH before the =", v)}
 	}
-	app, err := tunnel.Mount(h, prefix)
-	if err != nil {
-		return "", nil, usageError{fmt.Sprintf("--http-app %q: %v", v, err)}
+	if err := tunnel.CheckMount(prefix); err != nil {
+		return "", "", usageError{fmt.Sprintf("--http-app %q: %v", v, err)}
 	}
-	return addr, app, nil
+	return addr, prefix, nil
+}
+
+// frontNode is a Server or a Client: what serves a front end.
+type frontNode interface {
+	ServeFrontend(ctx context.Context, ln net.Listener) error
+	ServeMount(ctx context.Context, ln net.Listener, prefix string) error
 }
 
 // frontends opens the main front end and each --http-app one, and
 // returns a runner for each; on an error the listeners opened are closed.
-func (n *nodeFlags) frontends(logger *slog.Logger, h http.Handler, cfg tunnel.Config) ([]func(context.Context) error, error) {
+func (n *nodeFlags) frontends(logger *slog.Logger, node frontNode) ([]func(context.Context) error, error) {
 	var lns []net.Listener
 	fail := func(err error) ([]func(context.Context) error, error) {
 		for _, ln := range lns {
@@ -353,9 +357,9 @@ func (n *nodeFlags) frontends(logger *slog.Logger, h http.Handler, cfg tunnel.Co
 		return fail(err)
 	}
 	lns = append(lns, ln)
-	runs := []func(context.Context) error{func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, ln, h, cfg) }}
+	runs := []func(context.Context) error{func(ctx context.Context) error { return node.ServeFrontend(ctx, ln) }}
 	for _, v := range n.httpApps {
-		addr, app, err := parseHTTPApp(v, h)
+		addr, prefix, err := parseHTTPApp(v)
 		if err != nil {
 			return fail(err)
 		}
@@ -364,8 +368,8 @@ func (n *nodeFlags) frontends(logger *slog.Logger, h http.Handler, cfg tunnel.Co
 			return fail(err)
 		}
 		lns = append(lns, ln)
-		logger.Info("app front end", "addr", ln.Addr().String(), "serves", v[strings.IndexByte(v, '=')+1:])
-		runs = append(runs, func(ctx context.Context) error { return tunnel.ServeFrontend(ctx, ln, app, cfg) })
+		logger.Info("app front end", "addr", ln.Addr().String(), "serves", prefix)
+		runs = append(runs, func(ctx context.Context) error { return node.ServeMount(ctx, ln, prefix) })
 	}
 	return runs, nil
 }
@@ -600,7 +604,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("tunnel: listen %s: %w", f.listen, err)
 	}
-	fronts, err := n.frontends(logger, srv.Frontend(), cfg)
+	fronts, err := n.frontends(logger, srv)
 	if err != nil {
 		tln.Close()
 		return err
@@ -676,7 +680,7 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	fronts, err := n.frontends(logger, c.Frontend(), cfg)
+	fronts, err := n.frontends(logger, c)
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,9 @@ func run(role, listen, server, httpAddr, certFile, keyFile, caFile string) error
 		return err
 	}
 
-	var node interface{ Frontend() http.Handler }
+	var node interface {
+		ServeFrontend(ctx context.Context, ln net.Listener) error
+	}
 	var runTunnel func(context.Context) error
 	switch role {
 	case "server":
@@ -150,7 +152,7 @@ func run(role, listen, server, httpAddr, certFile, keyFile, caFile string) error
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- runTunnel(ctx) }()
-	go func() { errc <- tunnel.ServeFrontend(ctx, hln, node.Frontend(), cfg) }()
+	go func() { errc <- node.ServeFrontend(ctx, hln) }()
 	err = <-errc
 	stop()
 	return errors.Join(err, <-errc)

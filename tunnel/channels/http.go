@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/restpipe/restpipe/handlers"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // Handler serves channels on a front end: "/channels/<name>" (WebSocket
@@ -286,16 +287,16 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel st
 	for {
 		var err error
 		select {
-		case m := <-sub.q:
-			sub.queued.Add(-m.Size())
+		case m := <-hub.Queue(sub):
+			hub.Received(sub, m)
 			b.Reset()
 			writeEvent(&b, m)
 			err = write(b.String())
 		case <-ka.C:
 			err = write(": keep-alive\n\n")
-		case <-sub.done:
-			log.Info("SSE subscriber dropped", "reason", sub.err)
-			_ = write("event: close\ndata: " + oneLine(sub.err.Error()) + "\n\n")
+		case <-sub.Done():
+			log.Info("SSE subscriber dropped", "reason", sub.Err())
+			_ = write("event: close\ndata: " + oneLine(sub.Err().Error()) + "\n\n")
 			return
 		case <-r.Context().Done():
 			log.Debug("SSE subscriber left")
@@ -367,8 +368,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 	defer ka.Stop()
 	for {
 		select {
-		case m := <-sub.q:
-			sub.queued.Add(-m.Size())
+		case m := <-hub.Queue(sub):
+			hub.Received(sub, m)
 			if m.Text == "" {
 				continue // a GRIP item with an empty ws-message: nothing for WebSocket
 			}
@@ -388,9 +389,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 					cancel()
 				}
 			}()
-		case <-sub.done:
-			log.Info("WebSocket subscriber dropped", "reason", sub.err)
-			_ = c.Close(closeCode(sub.err), closeText(sub.err.Error()))
+		case <-sub.Done():
+			log.Info("WebSocket subscriber dropped", "reason", sub.Err())
+			_ = c.Close(closeCode(sub.Err()), closeText(sub.Err().Error()))
 			return
 		case why := <-closing:
 			log.Info("WebSocket subscriber closed", "code", why.code, "reason", why.text)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
@@ -26,32 +27,32 @@ import (
 // publishes to.
 type testServer struct {
 	*httptest.Server
-	hub *channels.Hub
+	hub *hub.Hub
 }
 
 // newServer serves h, whose Bus is a new Hub with opts.
-func newServer(t *testing.T, h *channels.Handler, opts channels.Options) *testServer {
+func newServer(t *testing.T, h *channels.Handler, opts hub.Options) *testServer {
 	t.Helper()
-	hub := channels.NewHub(opts)
-	h.Bus = hub
+	b := hub.NewHub(opts)
+	h.Bus = b
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &testServer{Server: srv, hub: hub}
+	return &testServer{Server: srv, hub: b}
 }
 
 // newGuardedServer serves h behind the webguard policy of origins, as a
 // node's front end does.
 func newGuardedServer(t *testing.T, h *channels.Handler, origins []string) *testServer {
 	t.Helper()
-	hub := channels.NewHub(channels.Options{})
-	h.Bus = hub
+	b := hub.NewHub(hub.Options{})
+	h.Bus = b
 	policy, err := webguard.New(nil, origins)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(policy.Handler(h))
 	t.Cleanup(srv.Close)
-	return &testServer{Server: srv, hub: hub}
+	return &testServer{Server: srv, hub: b}
 }
 
 // chanPath is the escaped path of channel.
@@ -222,7 +223,7 @@ func (s *sseStream) event(t *testing.T) string {
 
 func TestPostPublish(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{MaxMessage: 16}, channels.Options{})
+	srv := newServer(t, &channels.Handler{MaxMessage: 16}, hub.Options{})
 	sub, _ := join(t, srv.hub, "news")
 
 	tests := []struct {
@@ -286,7 +287,7 @@ func TestPostPublish(t *testing.T) {
 
 func TestPage(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{}, channels.Options{})
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
 	const name = `<script>alert("x")</script>`
 	resp, body := do(t, ctx, http.MethodGet, srv.URL+chanPath(name), nil, "")
 	if resp.StatusCode != http.StatusOK {
@@ -320,7 +321,7 @@ func TestPage(t *testing.T) {
 
 func TestHead(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{}, channels.Options{})
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
 	tests := []struct {
 		name   string
 		path   string
@@ -358,7 +359,7 @@ func TestHead(t *testing.T) {
 
 func TestServerSentEvents(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{}, channels.Options{})
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
 	sse := subscribeSSE(t, ctx, srv, "news")
 	for k, want := range map[string]string{
 		"Content-Type":      "text/event-stream",
@@ -437,7 +438,7 @@ func TestServerSentEvents(t *testing.T) {
 
 func TestEventStreamAccept(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{}, channels.Options{})
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
 	tests := []struct {
 		name   string
 		accept []string
@@ -479,7 +480,7 @@ func TestSubscribersToldWhyDropped(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {
 			ctx := testCtx(t)
-			srv := newServer(t, &channels.Handler{}, channels.Options{})
+			srv := newServer(t, &channels.Handler{}, hub.Options{})
 			sse := subscribeSSE(t, ctx, srv, "news")
 			ws := dialWS(t, ctx, srv, "news")
 			srv.hub.CloseAll(tt.err)
@@ -499,7 +500,7 @@ func TestSubscribersToldWhyDropped(t *testing.T) {
 
 func TestWebSocketPublish(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{MaxMessage: 64}, channels.Options{})
+	srv := newServer(t, &channels.Handler{MaxMessage: 64}, hub.Options{})
 	a := dialWS(t, ctx, srv, "chat")
 	b := dialWS(t, ctx, srv, "chat")
 	other := dialWS(t, ctx, srv, "other")
@@ -556,7 +557,7 @@ func TestWebSocketBadMessage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testCtx(t)
-			srv := newServer(t, &channels.Handler{MaxMessage: 64}, channels.Options{})
+			srv := newServer(t, &channels.Handler{MaxMessage: 64}, hub.Options{})
 			listener, _ := join(t, srv.hub, "chat")
 			c := dialWS(t, ctx, srv, "chat")
 			// A big write may fail once the server has closed.
@@ -682,7 +683,7 @@ func TestSlowWebSocketSubscriber(t *testing.T) {
 	const size = 256 << 10
 	srv := newServer(t,
 		&channels.Handler{MaxMessage: size, WriteTimeout: time.Minute},
-		channels.Options{QueueLen: 4, QueueBytes: 64 << 20})
+		hub.Options{QueueLen: 4, QueueBytes: 64 << 20})
 	fast := dialWS(t, ctx, srv, "big")
 	fast.SetReadLimit(size)
 	slow := dialWS(t, ctx, srv, "big") // does not read until dropped
@@ -737,7 +738,7 @@ func TestSlowWebSocketSubscriber(t *testing.T) {
 
 func TestGRIPPublish(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{Prefix: "app:", MaxMessage: 64}, channels.Options{})
+	srv := newServer(t, &channels.Handler{Prefix: "app:", MaxMessage: 64}, hub.Options{})
 	news, _ := join(t, srv.hub, "app:news")
 	jsonCT := http.Header{"Content-Type": {"application/json"}}
 	good := `{"items":[
@@ -876,7 +877,7 @@ func TestIs(t *testing.T) {
 // without a close frame).
 func TestWebSocketBadMessageWhileReceiving(t *testing.T) {
 	ctx := testCtx(t)
-	srv := newServer(t, &channels.Handler{}, channels.Options{})
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
 	for round := range 20 {
 		c := dialWS(t, ctx, srv, "busy")
 		read, errc := make(chan struct{}, 1), make(chan error, 1)
@@ -928,7 +929,7 @@ func checkAnswer(t *testing.T, resp *http.Response, body []byte, status int, wan
 
 // choosyBus refuses channels starting with "no-" (as the server's access
 // rules would) and is unavailable for "down"; the rest goes to its hub.
-type choosyBus struct{ *channels.Hub }
+type choosyBus struct{ *hub.Hub }
 
 func (b choosyBus) Publish(ctx context.Context, m *channels.Message) error {
 	switch {
@@ -944,8 +945,7 @@ func (b choosyBus) Publish(ctx context.Context, m *channels.Message) error {
 // is not a refusal stops it, saying what was done before.
 func TestGRIPRefusedItems(t *testing.T) {
 	ctx := testCtx(t)
-	hub := channels.NewHub(channels.Options{})
-	srv := httptest.NewServer(&channels.Handler{Bus: choosyBus{hub}})
+	srv := httptest.NewServer(&channels.Handler{Bus: choosyBus{hub.NewHub(hub.Options{})}})
 	t.Cleanup(srv.Close)
 	item := func(ch string) string {
 		return `{"channel":"` + ch + `","formats":{"ws-message":{"content":"x"}}}`

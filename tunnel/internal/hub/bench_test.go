@@ -1,4 +1,4 @@
-package channels_test
+package hub_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // BenchmarkHubDeliver measures fanning one message out to a channel's
@@ -20,7 +20,7 @@ func BenchmarkHubDeliver(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			const queueLen = 256
 			const batch = queueLen / 2
-			h := channels.NewHub(channels.Options{QueueLen: queueLen})
+			h := hub.NewHub(hub.Options{QueueLen: queueLen})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 
@@ -53,7 +53,7 @@ func BenchmarkHubDeliver(b *testing.B) {
 					}
 				}()
 			}
-			m := &channels.Message{Channel: "bench", Text: "a message of some sixty bytes, as chat and notifications go"}
+			m := &hub.Message{Channel: "bench", Text: "a message of some sixty bytes, as chat and notifications go"}
 
 			b.ReportAllocs()
 			b.ResetTimer()

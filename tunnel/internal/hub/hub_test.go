@@ -1,4 +1,4 @@
-package channels_test
+package hub_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/restpipe/restpipe/tunnel/channels"
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
 )
 
 // testCtx bounds every wait of a test: a test that would hang fails instead.
@@ -21,12 +22,12 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-func msg(channel, text string) *channels.Message {
-	return &channels.Message{Channel: channel, Text: text}
+func msg(channel, text string) *hub.Message {
+	return &hub.Message{Channel: channel, Text: text}
 }
 
 // join joins channel and counts the calls to its release.
-func join(t *testing.T, h *channels.Hub, channel string) (*channels.Subscriber, *atomic.Int32) {
+func join(t *testing.T, h *hub.Hub, channel string) (*hub.Subscriber, *atomic.Int32) {
 	t.Helper()
 	var released atomic.Int32
 	s, err := h.Join(channel, func() { released.Add(1) })
@@ -39,7 +40,7 @@ func join(t *testing.T, h *channels.Hub, channel string) (*channels.Subscriber, 
 
 // next returns the subscriber's next message, failing the test if there is
 // none in time.
-func next(t *testing.T, ctx context.Context, s *channels.Subscriber) *channels.Message {
+func next(t *testing.T, ctx context.Context, s *hub.Subscriber) *hub.Message {
 	t.Helper()
 	m, err := s.Next(ctx)
 	if err != nil {
@@ -55,11 +56,11 @@ type recordSink struct {
 	onDrop func(error)
 
 	mu      sync.Mutex
-	offered []*channels.Message
+	offered []*hub.Message
 	drops   []error
 }
 
-func (s *recordSink) Offer(m *channels.Message) bool {
+func (s *recordSink) Offer(m *hub.Message) bool {
 	if s.refuse.Load() {
 		return false
 	}
@@ -108,8 +109,8 @@ func equal(a, b []string) bool {
 
 func TestHubDeliverOrder(t *testing.T) {
 	ctx := testCtx(t)
-	h := channels.NewHub(channels.Options{})
-	var subs []*channels.Subscriber
+	h := hub.NewHub(hub.Options{})
+	var subs []*hub.Subscriber
 	for range 3 {
 		s, _ := join(t, h, "news")
 		subs = append(subs, s)
@@ -140,35 +141,35 @@ func TestHubDeliverOrder(t *testing.T) {
 func TestHubDeliverCount(t *testing.T) {
 	tests := []struct {
 		name    string
-		arrange func(t *testing.T, h *channels.Hub)
+		arrange func(t *testing.T, h *hub.Hub)
 		want    int
 	}{
-		{"no subscribers", func(*testing.T, *channels.Hub) {}, 0},
-		{"one local", func(t *testing.T, h *channels.Hub) { join(t, h, "c") }, 1},
-		{"three locals", func(t *testing.T, h *channels.Hub) {
+		{"no subscribers", func(*testing.T, *hub.Hub) {}, 0},
+		{"one local", func(t *testing.T, h *hub.Hub) { join(t, h, "c") }, 1},
+		{"three locals", func(t *testing.T, h *hub.Hub) {
 			for range 3 {
 				join(t, h, "c")
 			}
 		}, 3},
-		{"subscribers of another channel only", func(t *testing.T, h *channels.Hub) {
+		{"subscribers of another channel only", func(t *testing.T, h *hub.Hub) {
 			join(t, h, "d")
 			h.Attach("d", &recordSink{})
 		}, 0},
-		{"local and sink", func(t *testing.T, h *channels.Hub) {
+		{"local and sink", func(t *testing.T, h *hub.Hub) {
 			join(t, h, "c")
 			h.Attach("c", &recordSink{})
 		}, 2},
-		{"sink attached twice counts once", func(t *testing.T, h *channels.Hub) {
+		{"sink attached twice counts once", func(t *testing.T, h *hub.Hub) {
 			s := &recordSink{}
 			h.Attach("c", s)
 			h.Attach("c", s)
 		}, 1},
-		{"closed subscriber not counted", func(t *testing.T, h *channels.Hub) {
+		{"closed subscriber not counted", func(t *testing.T, h *hub.Hub) {
 			join(t, h, "c")
 			s, _ := join(t, h, "c")
 			s.Close()
 		}, 1},
-		{"refusing sink not counted", func(t *testing.T, h *channels.Hub) {
+		{"refusing sink not counted", func(t *testing.T, h *hub.Hub) {
 			join(t, h, "c")
 			s := &recordSink{}
 			s.refuse.Store(true)
@@ -177,7 +178,7 @@ func TestHubDeliverCount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := channels.NewHub(channels.Options{})
+			h := hub.NewHub(hub.Options{})
 			tt.arrange(t, h)
 			if n := h.Deliver(msg("c", "x")); n != tt.want {
 				t.Errorf("Deliver = %d, want %d", n, tt.want)
@@ -191,20 +192,20 @@ func TestHubDropsSlowSubscriber(t *testing.T) {
 	size := m.Size()
 	tests := []struct {
 		name string
-		opts channels.Options
+		opts hub.Options
 		// fits is how many of m the slow subscriber's queue takes: the
 		// next one drops it.
 		fits int
 	}{
-		{"QueueLen", channels.Options{QueueLen: 3, QueueBytes: 1 << 20}, 3},
-		{"QueueBytes", channels.Options{QueueLen: 100, QueueBytes: 4 * size}, 4},
-		{"QueueBytes one byte short", channels.Options{QueueLen: 100, QueueBytes: 4*size - 1}, 3},
-		{"QueueLen 1", channels.Options{QueueLen: 1}, 1},
+		{"QueueLen", hub.Options{QueueLen: 3, QueueBytes: 1 << 20}, 3},
+		{"QueueBytes", hub.Options{QueueLen: 100, QueueBytes: 4 * size}, 4},
+		{"QueueBytes one byte short", hub.Options{QueueLen: 100, QueueBytes: 4*size - 1}, 3},
+		{"QueueLen 1", hub.Options{QueueLen: 1}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testCtx(t)
-			h := channels.NewHub(tt.opts)
+			h := hub.NewHub(tt.opts)
 			slow, slowReleased := join(t, h, "c")
 			fast, _ := join(t, h, "c")
 			for i := range tt.fits {
@@ -224,7 +225,7 @@ func TestHubDropsSlowSubscriber(t *testing.T) {
 			default:
 				t.Fatal("slow subscriber's Done is not closed after it was dropped")
 			}
-			if err := slow.Err(); !errors.Is(err, channels.ErrSlow) {
+			if err := slow.Err(); !errors.Is(err, hub.ErrSlow) {
 				t.Fatalf("slow.Err() = %v, want ErrSlow", err)
 			}
 			if got := slowReleased.Load(); got != 1 {
@@ -235,7 +236,7 @@ func TestHubDropsSlowSubscriber(t *testing.T) {
 			}
 			// What was queued is discarded: Next says why, every time.
 			for range 2 {
-				if got, err := slow.Next(ctx); !errors.Is(err, channels.ErrSlow) || got != nil {
+				if got, err := slow.Next(ctx); !errors.Is(err, hub.ErrSlow) || got != nil {
 					t.Fatalf("slow.Next = %v, %v; want nil, ErrSlow", got, err)
 				}
 			}
@@ -259,7 +260,7 @@ func TestHubDropsSlowSubscriber(t *testing.T) {
 func TestHubMessageLargerThanQueueBytes(t *testing.T) {
 	ctx := testCtx(t)
 	big := msg("c", "0123456789")
-	h := channels.NewHub(channels.Options{QueueBytes: big.Size() - 1})
+	h := hub.NewHub(hub.Options{QueueBytes: big.Size() - 1})
 	a, _ := join(t, h, "c")
 	b, _ := join(t, h, "c")
 	if n := h.Deliver(msg("c", "small")); n != 2 {
@@ -268,8 +269,8 @@ func TestHubMessageLargerThanQueueBytes(t *testing.T) {
 	if n := h.Deliver(big); n != 0 {
 		t.Fatalf("Deliver of a message over QueueBytes = %d, want 0", n)
 	}
-	for _, s := range []*channels.Subscriber{a, b} {
-		if m, err := s.Next(ctx); !errors.Is(err, channels.ErrSlow) {
+	for _, s := range []*hub.Subscriber{a, b} {
+		if m, err := s.Next(ctx); !errors.Is(err, hub.ErrSlow) {
 			t.Fatalf("Next = %v, %v; want ErrSlow", m, err)
 		}
 	}
@@ -277,7 +278,7 @@ func TestHubMessageLargerThanQueueBytes(t *testing.T) {
 
 func TestSubscriberClose(t *testing.T) {
 	ctx := testCtx(t)
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	s, released := join(t, h, "c")
 	other, _ := join(t, h, "c")
 	h.Deliver(msg("c", "queued"))
@@ -293,10 +294,10 @@ func TestSubscriberClose(t *testing.T) {
 	if n := h.Subscribers("c"); n != 1 {
 		t.Fatalf("Subscribers = %d after Close, want 1", n)
 	}
-	if m, err := s.Next(ctx); !errors.Is(err, channels.ErrClosed) || m != nil {
+	if m, err := s.Next(ctx); !errors.Is(err, hub.ErrClosed) || m != nil {
 		t.Fatalf("Next after Close = %v, %v; want nil, ErrClosed", m, err)
 	}
-	if err := s.Err(); !errors.Is(err, channels.ErrClosed) {
+	if err := s.Err(); !errors.Is(err, hub.ErrClosed) {
 		t.Fatalf("Err after Close = %v, want ErrClosed", err)
 	}
 	if n := h.Deliver(msg("c", "later")); n != 1 {
@@ -320,12 +321,12 @@ func TestSubscriberClose(t *testing.T) {
 // reason stays.
 func TestSubscriberEnd(t *testing.T) {
 	ctx := testCtx(t)
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	s, released := join(t, h, "c")
 	h.Deliver(msg("c", "queued"))
-	why := fmt.Errorf("%w: relay lost", channels.ErrUnavailable)
-	s.End(why)
-	s.End(channels.ErrShutdown)
+	why := fmt.Errorf("%w: relay lost", hub.ErrUnavailable)
+	hub.End(s, why)
+	hub.End(s, hub.ErrShutdown)
 	s.Close()
 	if m, err := s.Next(ctx); err != why || m != nil {
 		t.Fatalf("Next after End = %v, %v; want nil, %v", m, err, why)
@@ -336,7 +337,7 @@ func TestSubscriberEnd(t *testing.T) {
 }
 
 func TestNextWaitsUntilContextEnds(t *testing.T) {
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	s, _ := join(t, h, "c")
 	ctx, cancel := context.WithCancel(testCtx(t))
 	cancel()
@@ -354,22 +355,22 @@ func TestHubCloseAll(t *testing.T) {
 		err         error
 		joinRefused bool
 	}{
-		{"shutdown", channels.ErrShutdown, true},
-		{"wrapped shutdown", fmt.Errorf("node stop: %w", channels.ErrShutdown), true},
-		{"unavailable", channels.ErrUnavailable, false},
-		{"wrapped unavailable", fmt.Errorf("relay lost: %w", channels.ErrUnavailable), false},
+		{"shutdown", hub.ErrShutdown, true},
+		{"wrapped shutdown", fmt.Errorf("node stop: %w", hub.ErrShutdown), true},
+		{"unavailable", hub.ErrUnavailable, false},
+		{"wrapped unavailable", fmt.Errorf("relay lost: %w", hub.ErrUnavailable), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testCtx(t)
-			h := channels.NewHub(channels.Options{})
+			h := hub.NewHub(hub.Options{})
 			a, aReleased := join(t, h, "a")
 			b, _ := join(t, h, "b")
 			sink := &recordSink{}
 			h.Attach("a", sink)
 
 			h.CloseAll(tt.err)
-			for _, s := range []*channels.Subscriber{a, b} {
+			for _, s := range []*hub.Subscriber{a, b} {
 				if m, err := s.Next(ctx); !errors.Is(err, tt.err) || m != nil {
 					t.Fatalf("Next on %s after CloseAll = %v, %v; want nil, %v", s.Channel, m, err, tt.err)
 				}
@@ -391,10 +392,10 @@ func TestHubCloseAll(t *testing.T) {
 			s, err := h.Join("a", nil)
 			s2, err2 := h.Subscribe(ctx, "a")
 			if tt.joinRefused {
-				if !errors.Is(err, channels.ErrShutdown) || s != nil {
+				if !errors.Is(err, hub.ErrShutdown) || s != nil {
 					t.Fatalf("Join after CloseAll(%v) = %v, %v; want refused with ErrShutdown", tt.err, s, err)
 				}
-				if !errors.Is(err2, channels.ErrShutdown) || s2 != nil {
+				if !errors.Is(err2, hub.ErrShutdown) || s2 != nil {
 					t.Fatalf("Subscribe after CloseAll(%v) = %v, %v; want refused with ErrShutdown", tt.err, s2, err2)
 				}
 				return
@@ -405,7 +406,7 @@ func TestHubCloseAll(t *testing.T) {
 			t.Cleanup(s.Close)
 			t.Cleanup(s2.Close)
 			h.Deliver(msg("a", "again"))
-			for _, s := range []*channels.Subscriber{s, s2} {
+			for _, s := range []*hub.Subscriber{s, s2} {
 				if m := next(t, ctx, s); m.Text != "again" {
 					t.Fatalf("new subscriber got %q, want again", m.Text)
 				}
@@ -416,7 +417,7 @@ func TestHubCloseAll(t *testing.T) {
 
 func TestHubAsBus(t *testing.T) {
 	ctx := testCtx(t)
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	var bus channels.Bus = h
 	s, err := bus.Subscribe(ctx, "c")
 	if err != nil {
@@ -435,7 +436,7 @@ func TestHubAsBus(t *testing.T) {
 }
 
 func TestHubSinks(t *testing.T) {
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	sink := &recordSink{}
 	h.Attach("a", sink)
 	h.Attach("a", sink) // twice: once
@@ -478,7 +479,7 @@ func TestHubSinks(t *testing.T) {
 
 func TestHubDropsRefusingSink(t *testing.T) {
 	ctx := testCtx(t)
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	sink := &recordSink{}
 	h.Attach("a", sink)
 	h.Attach("b", sink)
@@ -489,7 +490,7 @@ func TestHubDropsRefusingSink(t *testing.T) {
 		t.Fatalf("Deliver = %d, want 1 (the local subscriber)", n)
 	}
 	d := sink.dropped()
-	if len(d) != 1 || !errors.Is(d[0], channels.ErrSlow) {
+	if len(d) != 1 || !errors.Is(d[0], hub.ErrSlow) {
 		t.Fatalf("Drop calls = %v, want one with ErrSlow", d)
 	}
 	if n := h.Subscribers("a"); n != 1 {
@@ -528,7 +529,7 @@ func TestHubDropsRefusingSink(t *testing.T) {
 // lock held.
 func TestHubSinkDropOutsideLock(t *testing.T) {
 	ctx := testCtx(t)
-	h := channels.NewHub(channels.Options{})
+	h := hub.NewHub(hub.Options{})
 	sink := &recordSink{}
 	sink.onDrop = func(error) {
 		h.DetachAll(sink)
@@ -556,15 +557,15 @@ func TestHubSinkDropOutsideLock(t *testing.T) {
 func TestMessageEmpty(t *testing.T) {
 	tests := []struct {
 		name string
-		m    channels.Message
+		m    hub.Message
 		want bool
 	}{
-		{"zero", channels.Message{}, true},
-		{"channel and id only", channels.Message{Channel: "c", ID: "7"}, true},
-		{"text", channels.Message{Channel: "c", Text: "x"}, false},
-		{"stream only", channels.Message{Channel: "c", Stream: "data: x\n\n"}, false},
-		{"both", channels.Message{Text: "x", Stream: "y"}, false},
-		{"whitespace is content", channels.Message{Text: " "}, false},
+		{"zero", hub.Message{}, true},
+		{"channel and id only", hub.Message{Channel: "c", ID: "7"}, true},
+		{"text", hub.Message{Channel: "c", Text: "x"}, false},
+		{"stream only", hub.Message{Channel: "c", Stream: "data: x\n\n"}, false},
+		{"both", hub.Message{Text: "x", Stream: "y"}, false},
+		{"whitespace is content", hub.Message{Text: " "}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -576,11 +577,11 @@ func TestMessageEmpty(t *testing.T) {
 }
 
 func TestMessageSize(t *testing.T) {
-	m := channels.Message{Channel: "ch", Text: "text", Stream: "stream", ID: "id"}
+	m := hub.Message{Channel: "ch", Text: "text", Stream: "stream", ID: "id"}
 	if got, want := m.Size(), int64(2+4+6+2+64); got != want {
 		t.Fatalf("Size = %d, want %d", got, want)
 	}
-	var empty channels.Message
+	var empty hub.Message
 	if got := empty.Size(); got <= 0 {
 		t.Fatalf("Size of an empty message = %d, want > 0 so that keep-alives count too", got)
 	}
@@ -599,7 +600,7 @@ func TestHubConcurrent(t *testing.T) {
 	ctx := testCtx(t)
 	// Queues big enough for everything: no subscriber is dropped, so the
 	// reference subscriber sees every message, in the hub's order.
-	h := channels.NewHub(channels.Options{QueueLen: total + 1, QueueBytes: 1 << 30})
+	h := hub.NewHub(hub.Options{QueueLen: total + 1, QueueBytes: 1 << 30})
 	ref, _ := join(t, h, "c")
 
 	producing, stopped := context.WithCancel(ctx)
@@ -614,7 +615,7 @@ func TestHubConcurrent(t *testing.T) {
 			defer prodWG.Done()
 			joined.Wait()
 			for i := range perProd {
-				h.Deliver(&channels.Message{Channel: "c", Text: fmt.Sprintf("%d/%d", p, i)})
+				h.Deliver(&hub.Message{Channel: "c", Text: fmt.Sprintf("%d/%d", p, i)})
 			}
 		}()
 	}
@@ -662,7 +663,7 @@ func TestHubConcurrent(t *testing.T) {
 					}
 				}
 				var fail string
-				if m, err := s.Next(ctx); !errors.Is(err, channels.ErrClosed) {
+				if m, err := s.Next(ctx); !errors.Is(err, hub.ErrClosed) {
 					fail = fmt.Sprintf("joiner %d: Next after Close = %v, %v", j, m, err)
 				} else if n := released.Load(); n != 1 {
 					fail = fmt.Sprintf("joiner %d: release called %d times", j, n)

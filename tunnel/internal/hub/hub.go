@@ -1,12 +1,11 @@
-// Package channels is publish/subscribe on a node's front end:
-// subscribers (WebSocket, Server-Sent Events) and publishers (POST,
-// WebSocket messages, GRIP's /publish/) of named channels. A Hub fans
-// messages out to the subscribers of one node; a Bus carries them across
-// the tunnel (the tunnel package implements it: on the server, the Hub
-// itself, with each client's relay attached as a Sink; on a client, a
-// relay to the server, which puts every message of a channel in one
-// order). Handler serves the HTTP side.
-package channels
+// Package hub is the fan-out of channel messages on one node: a Hub
+// holds the local subscribers of each channel (package channels serves
+// them over HTTP) and the remote sinks tunnel attaches (on the server, a
+// client's relay), and delivers each message to all of them, in the order
+// Deliver is called. Package channels exports Message, Subscriber and the
+// errors under its own name; the Hub, its Sinks and Options are for
+// package tunnel only.
+package hub
 
 import (
 	"context"
@@ -54,17 +53,6 @@ var (
 	ErrClosed = errors.New("subscriber closed")
 )
 
-// Bus carries channel messages to every node of the tunnel.
-type Bus interface {
-	// Publish sends m to every subscriber of m.Channel on every node. It
-	// returns once m has its place in the channel's order.
-	Publish(ctx context.Context, m *Message) error
-	// Subscribe adds a subscriber of channel on this node. Every message
-	// published anywhere after Subscribe returns reaches it, in order,
-	// until it is closed or dropped.
-	Subscribe(ctx context.Context, channel string) (*Subscriber, error)
-}
-
 // Sink receives a channel's messages on behalf of something other than a
 // local subscriber: the relay to a client node, on the server.
 type Sink interface {
@@ -93,7 +81,7 @@ type sink interface {
 
 // Hub fans the messages of each channel out to its subscribers on this
 // node, each in the order Deliver is called. It is safe for concurrent
-// use; the Hub is itself a Bus whose reach is this node.
+// use; the Hub is itself a channels.Bus whose reach is this node.
 type Hub struct {
 	opts Options
 
@@ -375,16 +363,24 @@ func (s *Subscriber) Err() error {
 
 // Close removes the subscriber from its hub. It may be called more than
 // once, and after the subscriber was dropped.
-func (s *Subscriber) Close() { s.End(ErrClosed) }
+func (s *Subscriber) Close() { End(s, ErrClosed) }
 
-// End removes the subscriber from its hub with err as the reason Next
-// and Err give, unless it had already ended.
-func (s *Subscriber) End(err error) {
+// End removes s from its hub with err as the reason Next and Err give,
+// unless it had already ended.
+func End(s *Subscriber, err error) {
 	s.hub.mu.Lock()
 	s.hub.remove(s.Channel, s)
 	s.hub.mu.Unlock()
 	s.drop(err)
 }
+
+// Queue is what s's messages wait in, for a reader that selects on it
+// with other events (the HTTP handler's keep-alives); it must call
+// Received for each message it takes from it.
+func Queue(s *Subscriber) <-chan *Message { return s.q }
+
+// Received frees m's room in s's queue, once m was taken from Queue(s).
+func Received(s *Subscriber, m *Message) { s.queued.Add(-m.Size()) }
 
 // remote adapts a Sink to the hub, remembering its channels.
 type remote struct {

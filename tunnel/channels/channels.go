@@ -1,0 +1,64 @@
+// Package channels is publish/subscribe on a node's front end:
+// subscribers (WebSocket, Server-Sent Events) and publishers (POST,
+// WebSocket messages, GRIP's /publish/) of named channels.
+//
+// A Bus carries messages to every node of the tunnel; a node's Channels
+// method (tunnel.Server.Channels, tunnel.Client.Channels) returns its
+// Bus, through which a Go program publishes and subscribes as a front-end
+// caller does. Handler serves the HTTP side of a Bus. NewLocalBus is a
+// Bus whose reach is one process, with no tunnel.
+package channels
+
+import (
+	"context"
+
+	"github.com/restpipe/restpipe/tunnel/internal/hub"
+)
+
+// Message is one message published on a channel: its Channel, its Text
+// (a WebSocket subscriber's message, and the "data:" lines of a
+// Server-Sent Event), Stream (when set, written as is to Server-Sent
+// Events subscribers in place of Text: GRIP's http-stream format) and the
+// publisher's ID (the "id:" of the event), if any. It is shared by every
+// subscriber it goes to: it must not be changed once published.
+type Message = hub.Message
+
+// Subscriber is one subscriber of a channel on this node, with a bounded
+// queue of the messages not yet read: Next returns the next one (waiting
+// until its ctx ends), Done is closed and Err says why (an error wrapping
+// ErrSlow, ErrUnavailable, ErrShutdown or ErrClosed) once it was closed
+// or dropped, Close removes it. Its Channel field is the channel's name.
+type Subscriber = hub.Subscriber
+
+// Why a subscriber is dropped; its Err wraps one of these.
+var (
+	// ErrSlow: the subscriber fell behind and its queue filled up.
+	ErrSlow = hub.ErrSlow
+	// ErrUnavailable: the node cannot reach the rest of the tunnel (a
+	// client not connected to the server, or whose relay was lost).
+	ErrUnavailable = hub.ErrUnavailable
+	// ErrShutdown: the node is shutting down.
+	ErrShutdown = hub.ErrShutdown
+	// ErrClosed: the subscriber was closed by its owner.
+	ErrClosed = hub.ErrClosed
+)
+
+// Bus carries channel messages to every node of the tunnel.
+type Bus interface {
+	// Publish sends m to every subscriber of m.Channel on every node. It
+	// returns once m has its place in the channel's order.
+	Publish(ctx context.Context, m *Message) error
+	// Subscribe adds a subscriber of channel on this node. Every message
+	// published anywhere after Subscribe returns reaches it, in order,
+	// until it is closed or dropped.
+	Subscribe(ctx context.Context, channel string) (*Subscriber, error)
+}
+
+// NewLocalBus returns a Bus whose reach is this process: what is
+// published reaches its own subscribers, each in the order of the Publish
+// calls. A subscriber is dropped with ErrSlow once queueLen messages or
+// queueBytes bytes (the sum of their Size) wait for it; 0 means the
+// default of a node, 256 messages and 1 MiB.
+func NewLocalBus(queueLen int, queueBytes int64) Bus {
+	return hub.NewHub(hub.Options{QueueLen: queueLen, QueueBytes: queueBytes})
+}
