@@ -1,4 +1,6 @@
-package tunnel
+//go:build linux
+
+package muxconn
 
 import (
 	"errors"
@@ -9,7 +11,8 @@ import (
 )
 
 // idleReader is the socket under a session's tls.Conn, for the session's
-// reader to wait on a small stack.
+// reader to wait on a small stack (Linux only: idleread_other.go is the
+// portable default, without it).
 //
 // yamux's reader spends an idle session's life waiting for the next
 // frame, and a goroutine keeps the stack it had when it parked. Parked
@@ -19,16 +22,17 @@ import (
 // collection: after a burst of TLS handshakes, 8 KiB. Within readFrom, a
 // read here does not wait: one read(2), and errWouldBlock when there is
 // nothing, which crypto/tls passes up without breaking the
-// connection (a temporary net.Error, like a read deadline's timeout).
+// connection (a temporary net.Error, like a read deadline's timeout:
+// assumption 13).
 // coalesceConn.Read then waits a few frames from the top of the stack
 // (waitReadable) and reads again, and the stack shrinks to 4 KiB at the
 // next collection. It costs two syscalls per wait (a look before parking,
 // and one after).
 type idleReader struct {
 	net.Conn
-	raw     syscall.RawConn // nil: reads wait in the socket as usual
-	started bool            // set by start; readFrom may be used
-	noWait  bool            // while readFrom runs: Read does not wait
+	raw     syscall.RawConn
+	started bool // set by start; readFrom may be used
+	noWait  bool // while readFrom runs: Read does not wait
 
 	// readOnce's argument and results, and readable's byte: kept here so
 	// that the functions given to raw are made once, not per read.
@@ -40,23 +44,34 @@ type idleReader struct {
 	peekByte [1]byte
 }
 
-// newIdleReader wraps conn, the TCP connection a tls.Conn will run on.
+// newIdleReader wraps conn, the TCP connection a tls.Conn will run on;
+// nil if conn is no socket.
 func newIdleReader(conn net.Conn) *idleReader {
-	r := &idleReader{Conn: conn}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			r.raw = raw
-			r.readFn = r.readOnce
-			r.peekFn = r.readable
-		}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
 	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &idleReader{Conn: conn, raw: raw}
+	r.readFn = r.readOnce
+	r.peekFn = r.readable
 	return r
 }
 
 // start allows readFrom, once the handshake is done and before the
 // session's reader starts: from then on the only reader is
 // coalesceConn.Read, on the session's reader goroutine.
-func (r *idleReader) start() { r.started = r.raw != nil }
+func (r *idleReader) start() {
+	if r != nil {
+		r.started = true
+	}
+}
+
+// usable reports whether readFrom may be used.
+func (r *idleReader) usable() bool { return r != nil && r.started }
 
 // errWouldBlock is what a read that would have waited returns.
 var errWouldBlock error = wouldBlockError{}

@@ -1,7 +1,6 @@
-package tunnel
+package muxconn
 
 import (
-	"encoding/binary"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -10,91 +9,35 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// yamux v0.1.2's send loop (its only writer on the connection) writes each
-// frame as its own call, and a data frame as two: the 12-byte header, then
-// the body. Over TLS each call is its own record and syscall, and wakes the
-// peer's reader once more. A small event would cost three writes a side:
-// the stream's SYN (or ACK), its data, its FIN.
+// coalesceConn is the connection yamux's session runs on: the tls.Conn,
+// with its writes merged and its reads shown to the gate.
+//
+// yamux's send loop (the only writer, assumption 3) writes each frame as
+// its own call, and a data frame as two: the 12-byte header, then the
+// body (assumption 4). Over TLS each call is its own record and syscall,
+// and wakes the peer's reader once more. A small event would cost three
+// writes a side: the stream's SYN (or ACK), its data, its FIN.
 //
 // coalesceConn cuts that to about one:
 //   - it holds a data frame's header and sends it with its body in one
 //     write;
 //   - it holds the frames that open and close streams (window updates
-//     flagged SYN, ACK or FIN, header only) and sends them with the next
-//     frame that goes out: a SYN with the request right behind it, an ACK
-//     with the reply, a FIN with the next event's data. A held frame goes
-//     out on its own after holdFor at the latest, so nothing waits on it
-//     longer than that: an ACK whose handler is slow, a FIN that cancels a
-//     handler, the last FIN before the session goes idle.
+//     flagged SYN, ACK or FIN, header only: assumption 5) and sends them
+//     with the next frame that goes out: a SYN with the request right
+//     behind it, an ACK with the reply, a FIN with the next event's data.
+//     A held frame goes out on its own after holdFor at the latest, so
+//     nothing waits on it longer than that: an ACK whose handler is slow,
+//     a FIN that cancels a handler, the last FIN before the session goes
+//     idle.
 //
 // Every other frame (pings, go-aways, plain window updates that let a
-// sender go on) goes out at once, with whatever is held before it.
-//
-// Header layout (yamux spec): version (1), type (1), flags (2), stream id
-// (4), length (4); type 0 is data, and a data frame's body of length bytes
-// follows its header.
-const (
-	yamuxHeaderSize = 12
-	yamuxTypeData   = 0
-	yamuxTypeWindow = 1
-	yamuxTypePing   = 2
-	yamuxFlagSYN    = 1
-	yamuxFlagACK    = 2
-	yamuxFlagFIN    = 4
-	yamuxFlagRST    = 8
-	// maxCoalesce bounds one merged write: a 64 KiB body chunk with its
-	// framing and what is held fits, so a streamed chunk leaves in one
-	// write, not as a separate 12-byte header record.
-	maxCoalesce = 96 << 10
-	// holdFor bounds how long a SYN, ACK or FIN waits for company. Long
-	// enough to ride with the next event of a caller at concurrency 1 (a
-	// round trip is about 0.2 ms here), short against any timeout.
-	holdFor = time.Millisecond
-)
-
-// smallBuf is the size of the buffers that hold control frames and merge
-// them with a small frame: most writes. Only a large frame takes one of
-// maxCoalesce (pools hold on to what a burst of connections took).
-const smallBuf = 2 << 10
-
-var (
-	smallBufs = sync.Pool{New: func() any {
-		b := make([]byte, 0, smallBuf)
-		return &b
-	}}
-	coalesceBufs = sync.Pool{New: func() any {
-		b := make([]byte, 0, maxCoalesce)
-		return &b
-	}}
-)
-
-// getBuf returns an empty pooled buffer of at least n bytes (n at most
-// maxCoalesce).
-func getBuf(n int) *[]byte {
-	if n <= smallBuf {
-		return smallBufs.Get().(*[]byte)
-	}
-	return coalesceBufs.Get().(*[]byte)
-}
-
-// putBuf returns a buffer from getBuf to its pool.
-func putBuf(bp *[]byte) {
-	*bp = (*bp)[:0]
-	switch c := cap(*bp); {
-	case c == smallBuf:
-		smallBufs.Put(bp)
-	case c >= maxCoalesce:
-		coalesceBufs.Put(bp)
-	}
-}
-
-// coalesceConn is the connection under a yamux session; see above. Its
-// zero value on a net.Conn is ready. The send loop and the hold timer
-// both write, so writes are serialised by mu.
+// sender go on, resets) goes out at once, with whatever is held before
+// it. A reset of a stream the peer opened and nobody accepted is yamux
+// refusing it (assumption 8): the gate hears of it.
 type coalesceConn struct {
 	net.Conn
-	// gate, if set, counts the streams the peer opens (see acceptGate).
-	gate *acceptGate
+	// gate counts the streams the peer opens (see gate).
+	gate *gate
 
 	// rb, if set, is the socket under Conn (a tls.Conn): a write of more
 	// than one record goes to the socket in one syscall.
@@ -107,7 +50,7 @@ type coalesceConn struct {
 	sess atomic.Pointer[yamux.Session]
 
 	mu      sync.Mutex
-	hdr     [yamuxHeaderSize]byte
+	hdr     [headerSize]byte
 	hdrHeld bool    // hdr is a data header whose body comes next
 	pending *[]byte // held control frames, from getBuf; nil if none
 	timer   *time.Timer
@@ -126,18 +69,14 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 	}
 	var n int
 	var err error
-	if c.idle != nil && c.idle.started && c.idleSession() {
+	if c.idle.usable() && c.idleSession() {
 		n, err = c.idle.readFrom(c.Conn, p)
 	} else {
 		n, err = c.Conn.Read(p)
 	}
 	if c.gate != nil && n > 0 {
-		c.gate.scan(p[:n])
-		if c.gate.pingFlood {
-			return 0, errPingFlood
-		}
-		if c.gate.earlyFlood.Load() {
-			return 0, errStreamsBeforeHello
+		if verr := c.gate.scan(p[:n]); verr != nil {
+			return 0, verr
 		}
 	}
 	return n, err
@@ -153,8 +92,8 @@ func (c *coalesceConn) idleSession() bool {
 }
 
 // whenClosed has f called, on a goroutine of its own, once the connection
-// is closed: yamux closes it when the session ends, whatever the reason.
-// If it is closed already, f is called at once.
+// is closed: yamux closes it when the session ends, whatever the reason
+// (assumption 10). If it is closed already, f is called at once.
 func (c *coalesceConn) whenClosed(f func()) {
 	c.endMu.Lock()
 	defer c.endMu.Unlock()
@@ -175,18 +114,20 @@ func (c *coalesceConn) Write(p []byte) (int, error) {
 		c.hdrHeld = false
 		return c.writeHeld(c.hdr[:], p)
 	}
-	if len(p) == yamuxHeaderSize {
-		length := binary.BigEndian.Uint32(p[8:12])
-		flags := binary.BigEndian.Uint16(p[2:4])
+	if len(p) == headerSize {
+		h := header(p)
+		flags := h.flags()
 		switch {
-		case p[1] == yamuxTypeData && length > 0:
+		case h.typ() == typeData && h.length() > 0:
 			copy(c.hdr[:], p) // its body comes next
 			c.hdrHeld = true
 			return len(p), nil
-		case p[1] == yamuxTypeWindow && flags&(yamuxFlagSYN|yamuxFlagACK|yamuxFlagFIN) != 0 &&
-			(c.pending == nil || len(*c.pending)+len(p) <= yamuxHeaderSize*64):
+		case h.typ() == typeWindow && flags&(flagSYN|flagACK|flagFIN) != 0 &&
+			(c.pending == nil || len(*c.pending)+len(p) <= headerSize*64):
 			c.hold(p)
 			return len(p), nil
+		case h.typ() == typeWindow && flags&flagRST != 0 && c.gate != nil:
+			c.gate.refused(h.streamID())
 		}
 	}
 	return c.writeHeld(nil, p)
@@ -329,51 +270,4 @@ func (c *coalesceConn) Close() error {
 		c.mu.Unlock()
 	}
 	return c.Conn.Close()
-}
-
-// tlsRecordSize is the most plaintext one TLS record carries.
-const tlsRecordSize = 16 << 10
-
-// recordBatcher sits between a tls.Conn and its socket. crypto/tls writes
-// each record of a Write with its own syscall, so a 64 KiB frame costs
-// five; while batch runs, recordBatcher gathers them and sends them in
-// one. Other writes (the handshake, alerts, a key update) pass straight
-// through, in order: mu is held across every write to the socket.
-type recordBatcher struct {
-	net.Conn
-	mu       sync.Mutex
-	batching bool
-	buf      *[]byte // from getBuf while batching
-}
-
-func (b *recordBatcher) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.batching {
-		*b.buf = append(*b.buf, p...)
-		return len(p), nil
-	}
-	return b.Conn.Write(p)
-}
-
-// batch runs write (a Write to the tls.Conn above) with the records it
-// makes gathered into one socket write.
-func (b *recordBatcher) batch(write func() (int, error)) (int, error) {
-	b.mu.Lock()
-	b.batching = true
-	b.buf = getBuf(maxCoalesce)
-	b.mu.Unlock()
-	n, err := write()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.batching = false
-	bp := b.buf
-	b.buf = nil
-	if len(*bp) > 0 {
-		if _, werr := b.Conn.Write(*bp); err == nil && werr != nil {
-			err, n = werr, 0
-		}
-	}
-	putBuf(bp)
-	return n, err
 }
