@@ -74,13 +74,14 @@ type gate struct {
 	closes    []peerClose
 
 	// The count, and the acceptor it starts.
-	mu      sync.Mutex
-	pending int                 // streams queued by yamux, not yet accepted
-	waiting map[uint32]struct{} // their ids
-	running bool                // an acceptor runs, or is due to start
-	held    bool                // until Conn.Serve
-	sess    *yamux.Session
-	acc     Acceptor
+	mu       sync.Mutex
+	pending  int                 // streams queued by yamux, not yet accepted
+	refusals int                 // streams yamux refused, in all
+	waiting  map[uint32]struct{} // their ids
+	running  bool                // an acceptor runs, or is due to start
+	held     bool                // until Conn.Serve
+	sess     *yamux.Session
+	acc      Acceptor
 	// wake ends an acceptor's wait in AcceptStreamWithContext when the
 	// count drops to zero by refusals; made when needed.
 	wake       context.Context
@@ -222,6 +223,7 @@ func (g *gate) refused(id uint32) {
 	}
 	delete(g.waiting, id)
 	g.pending--
+	g.refusals++
 	if g.pending == 0 && g.wake != nil {
 		g.cancelWake() // an acceptor may wait for it: nothing will come
 		g.wake, g.cancelWake = nil, nil
