@@ -58,7 +58,7 @@ func testTLS(t testing.TB) (srv, cli *tls.Config) {
 }
 
 // tapConn is a TCP connection that counts its writes, and whose reads
-// can be paused.
+// can be paused: while paused, what it reads is held back.
 type tapConn struct {
 	net.Conn
 	writes atomic.Int64
@@ -73,17 +73,17 @@ func (c *tapConn) Write(p []byte) (int, error) {
 }
 
 func (c *tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	ch := c.resume
 	c.mu.Unlock()
 	if ch != nil {
 		<-ch
 	}
-	return c.Conn.Read(p)
+	return n, err
 }
 
-// pause makes the reads that start from now on wait for unpause; a read
-// in flight returns with the next bytes that come.
+// pause holds back what is read from now on until unpause.
 func (c *tapConn) pause() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
