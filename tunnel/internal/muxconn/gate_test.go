@@ -21,7 +21,7 @@ func TestAcceptGateScan(t *testing.T) {
 		flagged(typeData, 0, uint32(len(body))), body,
 		flagged(typeData, flagSYN, 5), []byte("hello"), // opens one, with data
 		flagged(typeWindow, flagACK, 0),
-		plain(2, 9),                              // ping
+		plain(2, 9),                     // ping
 		flagged(typeData, flagFIN, 0),   // empty data frame
 		flagged(typeWindow, flagSYN, 0), // opens one
 		flagged(typeData, 0, 4), []byte("tail"),
