@@ -17,6 +17,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel/channels"
 	"github.com/restpipe/restpipe/tunnel/internal/hub"
+	"github.com/restpipe/restpipe/tunnel/internal/muxconn"
 )
 
 // Client is a node that keeps one mTLS connection to the server: it
@@ -131,29 +132,24 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	idle := newIdleReader(raw)
-	rb := &recordBatcher{Conn: idle}
-	tc := tls.Client(rb, tlsConf)
-	if err := tc.HandshakeContext(hctx); err != nil {
+	mc, err := muxconn.Handshake(hctx, raw, muxconn.Client, tlsConf)
+	if err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	conn := net.Conn(tc)
-	certs := tc.ConnectionState().PeerCertificates
+	cs := mc.ConnectionState()
+	certs := cs.PeerCertificates
 	if c.cfg.VerifyPeer != nil {
 		if err := c.cfg.VerifyPeer(certs[0]); err != nil {
-			_ = conn.Close()
+			_ = mc.Close()
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
-	cc := &coalesceConn{Conn: tc, rb: rb, idle: idle, gate: newAcceptGate()}
-	idle.start()
-	sess, err := yamux.Client(cc, c.ycfg)
+	sess, err := mc.Start(c.ycfg, false)
 	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("yamux: %w", err)
+		_ = mc.Close()
+		return nil, err
 	}
-	cc.sess.Store(sess)
 	h, err := clientHello(hctx, sess, &c.cfg)
 	if err != nil {
 		_ = sess.Close()
@@ -161,11 +157,11 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	}
 	info := PeerInfo{
 		Name:           certs[0].Subject.CommonName,
-		RemoteAddr:     conn.RemoteAddr().String(),
+		RemoteAddr:     mc.RemoteAddr().String(),
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	p := newPeer(&c.cfg, cc, sess, "server", verifiedChain(tc), info, c.bufs, c.send)
+	p := newPeer(&c.cfg, mc, sess, "server", verifiedChain(cs), info, c.bufs, c.send)
 	p.paceTo(h.MaxStreams)
 	return p, nil
 }

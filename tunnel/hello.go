@@ -60,10 +60,11 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 // serverHello runs the server's side of the hello exchange for the client
 // whose certificate names it certName, and returns the client's hello.
 // On a refusal (refuse, if not nil, is one decided already) it answers the
-// client with the reason before returning it. answering is called just
-// before the answer is written: from then on the client may open streams.
-func serverHello(ctx context.Context, sess *yamux.Session, cfg *Config, certName string, refuse error, answering func()) (*events.Hello, error) {
-	st, err := sess.AcceptStreamWithContext(ctx)
+// client with the reason before returning it. accept takes the hello's
+// stream (muxconn.Conn.AcceptFirst). answering is called just before the
+// answer is written: from then on the client may open streams.
+func serverHello(ctx context.Context, accept func(context.Context) (*yamux.Stream, error), cfg *Config, certName string, refuse error, answering func()) (*events.Hello, error) {
+	st, err := accept(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("accept hello stream: %w", err)
 	}

@@ -36,9 +36,9 @@ import (
 //   - a peer that never closes: yamux resets the stream after
 //     streamCloseTimeout, and so frees it at the peer too.
 //
-// The session's frame scanner (acceptGate.scan) reports the peer's FINs
-// and RSTs on the streams this node opened. The same bookkeeping keeps
-// streamLimits.own exact: a stream this node opened counts as its own
+// The session's frame scanner (muxconn.Conn.OnOwnClosed) reports the
+// peer's FINs and RSTs on the streams this node opened. The same
+// bookkeeping keeps streamLimits.own exact: a stream this node opened counts as its own
 // until yamux frees it, never as the peer's.
 
 // Bounds of the MaxStreams a peer may announce.

@@ -21,34 +21,33 @@ import (
 // (or the channel relay, or a notice that the session is closing); it is
 // read, dispatched to Config.Handler and answered on the same stream.
 
-// acceptStreams takes the streams the gate counted until none is left,
-// and serves the last one itself: at one event at a time, the goroutine
-// the gate starts is the one that serves the event.
-func (p *peer) acceptStreams() {
-	for {
-		if !p.holdOff() {
-			return // the session is over
-		}
-		st, err := p.sess.AcceptStream()
-		if err != nil {
-			return // the session is over
-		}
-		last := p.cc.gate.accepted()
-		switch {
-		case p.overLimit():
-			p.refuseStream(st)
-		case !p.inflight.add():
-			_ = st.Close() // draining: no new events
-		case last:
-			p.serveStream(st, p.inflight.done)
-		default:
-			go p.serveStream(st, p.inflight.done)
-		}
-		if last {
-			return
-		}
+// peerStreams is what muxconn hands the streams the peer opens to (its
+// Acceptor): it takes them only when streams come, and serves the last
+// of a busy spell in place, so that at one event at a time the goroutine
+// it starts is the one that serves the event.
+type peerStreams struct{ p *peer }
+
+// Admit holds off a peer that holds too many streams (streams.go); false
+// once the session is over.
+func (a peerStreams) Admit() bool { return a.p.holdOff() }
+
+// Take refuses a stream over MaxStreams, and closes one that comes while
+// the session drains; it keeps the others for Serve.
+func (a peerStreams) Take(st *yamux.Stream) bool {
+	p := a.p
+	switch {
+	case p.overLimit():
+		p.refuseStream(st)
+		return false
+	case !p.inflight.add():
+		_ = st.Close() // draining: no new events
+		return false
 	}
+	return true
 }
+
+// Serve serves a stream Take kept.
+func (a peerStreams) Serve(st *yamux.Stream) { a.p.serveStream(st, a.p.inflight.done) }
 
 // watchAfter is how long a handler runs before its event's stream is
 // watched for the caller giving up (a half-close): a quick handler costs

@@ -18,6 +18,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel/channels"
 	"github.com/restpipe/restpipe/tunnel/internal/hub"
+	"github.com/restpipe/restpipe/tunnel/internal/muxconn"
 )
 
 // Server is the central node: it accepts clients' mTLS connections, keeps
@@ -142,13 +143,12 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	idle := newIdleReader(conn)
-	rb := &recordBatcher{Conn: idle}
-	tc := tls.Server(rb, s.tls)
-	if err := tc.HandshakeContext(hctx); err != nil {
+	mc, err := muxconn.Handshake(hctx, conn, muxconn.Server, s.tls)
+	if err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
-	certs := tc.ConnectionState().PeerCertificates
+	cs := mc.ConnectionState()
+	certs := cs.PeerCertificates
 	if len(certs) == 0 || certs[0].Subject.CommonName == "" {
 		return nil, errors.New("client certificate has no Common Name")
 	}
@@ -160,7 +160,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	// counted per certificate, so that the holder of a revoked one cannot
 	// lock a re-issued one of the same name out),
 	// and that connection may open only the hello's stream before it is
-	// answered (acceptGate.helloOpen): its hello stream's window, 512 KiB
+	// answered (muxconn's hello phase): its hello stream's window, 512 KiB
 	// at most, is all it can make the server hold.
 	serial := certs[0].SerialNumber.String() // unique under the one CA
 	if !s.enterHello(serial) {
@@ -175,30 +175,26 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 			refusal = fmt.Errorf("client %q: %w", name, err)
 		}
 	}
-	cc := &coalesceConn{Conn: tc, rb: rb, idle: idle, gate: newAcceptGate()}
-	cc.gate.helloOpen.Store(true) // only the hello's stream until it is answered
-	idle.start()
-	sess, err := yamux.Server(cc, s.ycfg)
+	// Only the hello's stream until it is answered (mc.EndHello).
+	sess, err := mc.Start(s.ycfg, true)
 	if err != nil {
-		return nil, fmt.Errorf("yamux: %w", err)
+		return nil, err
 	}
-	cc.sess.Store(sess)
-	h, err := serverHello(hctx, sess, &s.cfg, name, refusal, func() { cc.gate.helloOpen.Store(false) })
+	h, err := serverHello(hctx, mc.AcceptFirst, &s.cfg, name, refusal, mc.EndHello)
 	if err != nil {
 		_ = sess.Close()
-		if cc.gate.earlyFlood.Load() {
-			err = errStreamsBeforeHello
+		if v := mc.Violation(); v != nil {
+			err = v
 		}
 		return nil, fmt.Errorf("hello from %q: %w", name, err)
 	}
-	cc.gate.accepted() // the hello's stream
 	info := PeerInfo{
 		Name:           name,
 		RemoteAddr:     conn.RemoteAddr().String(),
 		ConnectedSince: time.Now().UTC(),
 		Version:        h.SoftwareVersion,
 	}
-	p := newPeer(&s.cfg, cc, sess, "client", verifiedChain(tc), info, s.bufs, s.send)
+	p := newPeer(&s.cfg, mc, sess, "client", verifiedChain(cs), info, s.bufs, s.send)
 	p.onRelay = s.serveRelay
 	p.paceTo(h.MaxStreams)
 	return p, nil

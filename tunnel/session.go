@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/tunnel/internal/muxconn"
 )
 
 // PeerInfo describes a connected peer.
@@ -35,7 +36,7 @@ type peer struct {
 	role  string              // what the peer is to this node: "client" or "server"
 	leaf  *x509.Certificate   // the peer's certificate
 	chain []*x509.Certificate // the peer's verified chain, leaf first
-	cc    *coalesceConn       // under sess
+	mc    *muxconn.Conn       // under sess
 	sess  *yamux.Session
 
 	// ctx ends when the session ends; it parents every event's context.
@@ -72,7 +73,7 @@ type peer struct {
 
 // newPeer makes the peer of a session; role is what the peer is ("client"
 // or "server"), chain its verified certificate chain, leaf first.
-func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, role string, chain []*x509.Certificate, info PeerInfo, bufs, sendBufs *sync.Pool) *peer {
+func newPeer(cfg *Config, mc *muxconn.Conn, sess *yamux.Session, role string, chain []*x509.Certificate, info PeerInfo, bufs, sendBufs *sync.Pool) *peer {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &peer{
 		role:     role,
@@ -81,7 +82,7 @@ func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, role string, ch
 		cfg:      cfg,
 		log:      cfg.Logger.With("peer", info.Name, "remote", info.RemoteAddr),
 		info:     info,
-		cc:       cc,
+		mc:       mc,
 		sess:     sess,
 		ctx:      ctx,
 		cancel:   cancel,
@@ -91,9 +92,7 @@ func newPeer(cfg *Config, cc *coalesceConn, sess *yamux.Session, role string, ch
 	}
 	// A client opens the odd stream ids.
 	p.own = newOwnStreams(role == "server", func() { p.limits.own.Add(-1) })
-	if cc.gate != nil {
-		cc.gate.own.Store(p.own)
-	}
+	mc.OnOwnClosed(p.own.peerClosed)
 	return p
 }
 
@@ -106,20 +105,20 @@ func (p *peer) paceTo(announced uint32) {
 // start serves the peer's streams from now on and keeps the session
 // alive. Once the session has ended, whatever the reason, onEnd is called
 // (on a goroutine of its own) with why. No goroutine waits for streams
-// while none comes (see acceptGate).
+// while none comes (see muxconn.Conn.Serve).
 func (p *peer) start(onEnd func(reason error)) {
 	p.watchExpiry() // before keepAlive may look at it
 	// Keep-alive: a timer, not a goroutine per session (yamux's own
 	// keep-alive loop costs a 4 KiB stack on every idle session).
 	p.ka = time.AfterFunc(time.Duration(math.MaxInt64), p.keepAlive)
 	p.ka.Reset(p.cfg.KeepAliveInterval) // after p.ka is set, for keepAlive to see it
-	p.cc.whenClosed(func() {
+	p.mc.WhenClosed(func() {
 		p.cancel()
 		p.ka.Stop()
 		p.expiry.Stop()
 		onEnd(p.endReason())
 	})
-	p.cc.gate.open(func() { go p.acceptStreams() })
+	p.mc.Serve(peerStreams{p})
 }
 
 // endReason says why the session, which has ended, ended. It closes the

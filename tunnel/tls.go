@@ -36,11 +36,10 @@ func (c Config) clientTLS(serverName string) *tls.Config {
 	}
 }
 
-// verifiedChain is the peer's certificate chain as the handshake verified
-// it, the peer's certificate first (its first verified chain, or what the
-// peer sent if none was built).
-func verifiedChain(tc *tls.Conn) []*x509.Certificate {
-	cs := tc.ConnectionState()
+// verifiedChain is the peer's certificate chain as the handshake (whose
+// state is cs) verified it, the peer's certificate first (its first
+// verified chain, or what the peer sent if none was built).
+func verifiedChain(cs tls.ConnectionState) []*x509.Certificate {
 	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
 		return cs.VerifiedChains[0]
 	}

@@ -1,37 +1,47 @@
-package tunnel
+package muxconn
 
 import (
 	"bytes"
 	"testing"
 )
 
+// opened is a gate released with its acceptors counted in starts, not
+// run.
+func opened(starts *int) *gate {
+	g := newGate(func(uint32) bool { return false })
+	g.start = func() { *starts++ }
+	g.serve(nil)
+	return g
+}
+
 func TestAcceptGateScan(t *testing.T) {
-	body := bytes.Repeat(flagged(yamuxTypeWindow, yamuxFlagSYN, 0), 3) // looks like SYNs, is data
+	body := bytes.Repeat(flagged(typeWindow, flagSYN, 0), 3) // looks like SYNs, is data
 	stream := cat(
-		flagged(yamuxTypeWindow, yamuxFlagSYN, 256<<10), // opens a stream
-		flagged(yamuxTypeData, 0, uint32(len(body))), body,
-		flagged(yamuxTypeData, yamuxFlagSYN, 5), []byte("hello"), // opens one, with data
-		flagged(yamuxTypeWindow, yamuxFlagACK, 0),
-		header(2, 9),                              // ping
-		flagged(yamuxTypeData, yamuxFlagFIN, 0),   // empty data frame
-		flagged(yamuxTypeWindow, yamuxFlagSYN, 0), // opens one
-		flagged(yamuxTypeData, 0, 4), []byte("tail"),
+		flagged(typeWindow, flagSYN, 256<<10), // opens a stream
+		flagged(typeData, 0, uint32(len(body))), body,
+		flagged(typeData, flagSYN, 5), []byte("hello"), // opens one, with data
+		flagged(typeWindow, flagACK, 0),
+		plain(2, 9),                     // ping
+		flagged(typeData, flagFIN, 0),   // empty data frame
+		flagged(typeWindow, flagSYN, 0), // opens one
+		flagged(typeData, 0, 4), []byte("tail"),
 	)
 	const want = 3
 	// The same bytes, cut into reads of every size: the count must not
 	// depend on where the reads fall.
 	for size := 1; size <= len(stream); size++ {
-		g := newAcceptGate()
 		starts := 0
-		g.open(func() { starts++ })
+		g := opened(&starts)
 		for p := stream; len(p) > 0; {
 			n := min(size, len(p))
 			g.beforeRead()
-			g.scan(p[:n])
+			if err := g.scan(p[:n]); err != nil {
+				t.Fatal(err)
+			}
 			p = p[n:]
 		}
 		g.beforeRead()
-		if got := g.pending.Load(); got != want {
+		if got, _ := g.counts(); got != want {
 			t.Fatalf("reads of %d bytes: %d streams pending, want %d", size, got, want)
 		}
 		if starts != 1 {
@@ -44,10 +54,9 @@ func TestAcceptGateScan(t *testing.T) {
 }
 
 func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
-	g := newAcceptGate()
 	starts := 0
-	syn := flagged(yamuxTypeWindow, yamuxFlagSYN, 0)
-	g.open(func() { starts++ })
+	syn := flagged(typeWindow, flagSYN, 0)
+	g := opened(&starts)
 	if starts != 0 {
 		t.Fatal("acceptor started with nothing pending")
 	}
@@ -61,10 +70,10 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 	if starts != 1 {
 		t.Fatalf("%d acceptors for one busy spell, want 1", starts)
 	}
-	if g.accepted() || g.accepted() {
+	if g.took(7) || g.took(7) {
 		t.Fatal("acceptor told it is done with a stream still pending")
 	}
-	if !g.accepted() {
+	if !g.took(7) {
 		t.Fatal("acceptor not told it is done after the last stream")
 	}
 	g.scan(syn)
@@ -75,11 +84,12 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 
 	// Streams that come while the gate is held (the hello) start an
 	// acceptor when it opens.
-	g = newAcceptGate()
+	g = newGate(func(uint32) bool { return false })
+	g.start = func() { starts++ }
 	g.scan(cat(syn, syn))
-	g.accepted() // the hello
+	g.took(7) // the hello
 	starts = 0
-	g.open(func() { starts++ })
+	g.serve(nil)
 	if starts != 1 {
 		t.Fatalf("%d acceptors for a stream that came during the hello, want 1", starts)
 	}
@@ -89,21 +99,21 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 // at arbitrary places: it must not panic, and it must count the same
 // streams as a reading of the whole at once, frame by frame.
 func FuzzAcceptGateScan(f *testing.F) {
-	syn := flagged(yamuxTypeWindow, yamuxFlagSYN, 0)
-	f.Add(cat(syn, flagged(yamuxTypeData, yamuxFlagSYN, 3), []byte("abc"), header(2, 1)), uint8(5))
-	f.Add(cat(flagged(yamuxTypeData, 0, 1<<31), syn), uint8(1))
+	syn := flagged(typeWindow, flagSYN, 0)
+	f.Add(cat(syn, flagged(typeData, flagSYN, 3), []byte("abc"), plain(2, 1)), uint8(5))
+	f.Add(cat(flagged(typeData, 0, 1<<31), syn), uint8(1))
 	f.Add([]byte{0, 0, 0}, uint8(0))
 	f.Fuzz(func(t *testing.T, stream []byte, cut uint8) {
 		// The reference: whole frames, read in one go.
-		var want int64
-		for p := stream; len(p) >= yamuxHeaderSize; {
-			h := p[:yamuxHeaderSize]
-			p = p[yamuxHeaderSize:]
+		var want int
+		for p := stream; len(p) >= headerSize; {
+			h := p[:headerSize]
+			p = p[headerSize:]
 			typ, flags := h[1], uint16(h[2])<<8|uint16(h[3])
-			if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&yamuxFlagSYN != 0 {
+			if (typ == typeData || typ == typeWindow) && flags&flagSYN != 0 {
 				want++
 			}
-			if typ == yamuxTypeData {
+			if typ == typeData {
 				n := uint64(h[8])<<24 | uint64(h[9])<<16 | uint64(h[10])<<8 | uint64(h[11])
 				if n >= uint64(len(p)) {
 					break
@@ -111,15 +121,15 @@ func FuzzAcceptGateScan(f *testing.F) {
 				p = p[n:]
 			}
 		}
-		g := newAcceptGate()
-		g.open(func() {})
+		starts := 0
+		g := opened(&starts)
 		size := int(cut)%64 + 1
 		for p := stream; len(p) > 0; {
 			n := min(size, len(p))
 			g.scan(p[:n])
 			p = p[n:]
 		}
-		if got := g.pending.Load(); got != want {
+		if got, _ := g.counts(); got != want {
 			t.Fatalf("reads of %d bytes: %d streams counted, want %d", size, got, want)
 		}
 	})

@@ -1,4 +1,4 @@
-package tunnel
+package muxconn
 
 import (
 	"bytes"
@@ -29,12 +29,12 @@ func (r *recordConn) Write(p []byte) (int, error) {
 
 func (r *recordConn) Close() error { return nil }
 
-func header(typ byte, length uint32) []byte {
+func plain(typ byte, length uint32) []byte {
 	return flagged(typ, 0, length)
 }
 
 func flagged(typ byte, flags uint16, length uint32) []byte {
-	h := make([]byte, yamuxHeaderSize)
+	h := make([]byte, headerSize)
 	h[1] = typ
 	binary.BigEndian.PutUint16(h[2:4], flags)
 	binary.BigEndian.PutUint32(h[4:8], 7)
@@ -50,16 +50,16 @@ func TestCoalesceConn(t *testing.T) {
 	small := bytes.Repeat([]byte("s"), 100)
 	big := bytes.Repeat([]byte("b"), maxCoalesce)
 	chunk := bytes.Repeat([]byte("c"), 32<<10+3) // a streamed chunk
-	syn := flagged(1, yamuxFlagSYN, 1<<20)
-	fin := flagged(1, yamuxFlagFIN, 0)
+	syn := flagged(1, flagSYN, 1<<20)
+	fin := flagged(1, flagFIN, 0)
 	for _, w := range [][]byte{
-		header(0, 100), small, // data frame: one write
-		header(1, 4096),                  // window update: no body, written at once
-		header(0, 0),                     // data frame with no body (a FIN): at once
-		header(0, uint32(len(big))), big, // too big to merge: two writes
-		header(0, uint32(len(chunk))), chunk, // a streamed chunk: one write
-		syn, header(0, 100), small, // SYN held, sent with the data
-		fin, header(2, 0), // FIN held, sent with a ping
+		plain(0, 100), small, // data frame: one write
+		plain(1, 4096),                  // window update: no body, written at once
+		plain(0, 0),                     // data frame with no body (a FIN): at once
+		plain(0, uint32(len(big))), big, // too big to merge: two writes
+		plain(0, uint32(len(chunk))), chunk, // a streamed chunk: one write
+		syn, plain(0, 100), small, // SYN held, sent with the data
+		fin, plain(2, 0), // FIN held, sent with a ping
 	} {
 		n, err := c.Write(w)
 		if err != nil || n != len(w) {
@@ -67,14 +67,14 @@ func TestCoalesceConn(t *testing.T) {
 		}
 	}
 	want := [][]byte{
-		append(header(0, 100), small...),
-		header(1, 4096),
-		header(0, 0),
-		header(0, uint32(len(big))),
+		append(plain(0, 100), small...),
+		plain(1, 4096),
+		plain(0, 0),
+		plain(0, uint32(len(big))),
 		big,
-		cat(header(0, uint32(len(chunk))), chunk),
-		cat(syn, header(0, 100), small),
-		cat(fin, header(2, 0)),
+		cat(plain(0, uint32(len(chunk))), chunk),
+		cat(syn, plain(0, 100), small),
+		cat(fin, plain(2, 0)),
 	}
 	if len(rec.writes) != len(want) {
 		t.Fatalf("%d writes, want %d", len(rec.writes), len(want))
@@ -91,8 +91,8 @@ func TestCoalesceConn(t *testing.T) {
 func TestCoalesceConnHeldFrameLeavesAlone(t *testing.T) {
 	rec := &recordConn{wrote: make(chan struct{}, 1)}
 	c := &coalesceConn{Conn: rec}
-	ack := flagged(1, yamuxFlagACK, 0)
-	fin := flagged(1, yamuxFlagFIN, 0)
+	ack := flagged(1, flagACK, 0)
+	fin := flagged(1, flagFIN, 0)
 	start := time.Now()
 	for _, w := range [][]byte{ack, fin} {
 		if n, err := c.Write(w); err != nil || n != len(w) {
