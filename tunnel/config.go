@@ -19,11 +19,15 @@ import (
 	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
-// Dispatcher answers the events a peer sends. *handlers.Registry is one.
+// Dispatcher answers the events a peer sends; *handlers.Registry is one
+// (Registry.Serve), and every event a node serves goes through it.
 type Dispatcher interface {
-	// Dispatch runs one event and returns its reply; it never returns nil.
-	// ctx carries the answer deadline.
-	Dispatch(ctx context.Context, req *handlers.Request) *handlers.Reply
+	// Serve runs the event req and calls answer exactly once with its
+	// reply, which answer writes to the peer; the event's stream stays
+	// open until it has. ctx carries the event's deadline. Serve may call
+	// answer from another goroutine (when ctx ends before the handler
+	// returns, say); it returns once answer has returned.
+	Serve(ctx context.Context, req *handlers.Request, answer func(*handlers.Reply))
 }
 
 // Config configures a Server or a Client. Start from DefaultConfig.
@@ -36,9 +40,11 @@ type Config struct {
 	// ServerName is the name a client checks the server certificate
 	// against. Default: the host of the address the client dials.
 	ServerName string
-	// Handler answers the peer's events. Default: an empty registry, so
-	// every event is 404 no_handler.
-	Handler Dispatcher
+	// Dispatcher answers the peer's events, usually a *handlers.Registry.
+	// On the server it also decides which channels a client node may use
+	// when it is a ChannelAuthorizer (a *handlers.Registry is). Default:
+	// an empty registry, so every event is 404 no_handler.
+	Dispatcher Dispatcher
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger
 	// Version is the software version sent in the hello, for logs.
@@ -183,7 +189,7 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller
-// sets Certificate, CA and Handler.
+// sets Certificate, CA and Dispatcher.
 func DefaultConfig() Config {
 	return Config{
 		HandshakeTimeout:  10 * time.Second,
@@ -265,8 +271,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Certificate.Leaf == nil {
 		c.Certificate.Leaf = c.leaf() // parsed once, not at every session
 	}
-	if c.Handler == nil {
-		c.Handler = handlers.NewRegistry()
+	if c.Dispatcher == nil {
+		c.Dispatcher = handlers.NewRegistry()
 	}
 	switch {
 	case len(c.Certificate.Certificate) == 0:

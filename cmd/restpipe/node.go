@@ -131,7 +131,7 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 	if err != nil {
 		return nil, cfg, nil, nil, err
 	}
-	return id, cfg, logger, cfg.Handler.(*handlers.Registry), nil
+	return id, cfg, logger, cfg.Dispatcher.(*handlers.Registry), nil
 }
 
 func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
@@ -231,7 +231,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
-	cfg.Handler = reg
+	cfg.Dispatcher = reg
 	cfg.Logger = logger.With("node", id.Name())
 	cfg.Version = version
 	cfg.DefaultTimeout = n.timeout
