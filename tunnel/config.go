@@ -279,6 +279,8 @@ type FieldError struct {
 	Err error
 }
 
+// Error says which field holds what, and what it must be:
+// "tunnel: Config.MaxStreams is 0: must be from 1 to 65536".
 func (e *FieldError) Error() string {
 	s := "tunnel: Config." + e.Field
 	if e.Value != nil {
