@@ -120,7 +120,7 @@ func TestAuthSeesWhatRuns(t *testing.T) {
 		{Noun: []string{"files", "ignored"}, RawPath: "/p%20q/r", RawQuery: "v=1"},
 	} {
 		req.Peer, req.Method, req.Body = "evil", "GET", http.NoBody
-		closeBody(r.Dispatch(context.Background(), req))
+		closeBody(dispatch(context.Background(), r, req))
 	}
 	if want := []string{"/admin/x//a%20b", "/files/p%20q/r?v=1"}; strings.Join(uris, " ") != strings.Join(want, " ") {
 		t.Errorf("auth service saw %q, want %q", uris, want)
@@ -162,7 +162,7 @@ func TestAccess(t *testing.T) {
 	}
 	r.SetAuth(r.Access(rules, ext))
 	call := func(noun string) (int, string) {
-		return statusBody(t, r.Dispatch(context.Background(), &Request{Peer: "c1", Method: "GET", Noun: []string{noun}, Body: http.NoBody}))
+		return statusBody(t, dispatch(context.Background(), r, &Request{Peer: "c1", Method: "GET", Noun: []string{noun}, Body: http.NoBody}))
 	}
 	for _, tc := range []struct {
 		noun   string
@@ -196,7 +196,7 @@ func TestAuthErrorStaysInLog(t *testing.T) {
 	r.SetAuth(func(context.Context, *Request) (Decision, error) {
 		return Decision{}, errors.New(`Get "http://svc:S3cretPw@10.1.2.3/": refused`)
 	})
-	status, body := statusBody(t, r.Dispatch(context.Background(), &Request{ID: "r-7", Peer: "c1", Method: "GET", Noun: []string{"x"}, Body: http.NoBody}))
+	status, body := statusBody(t, dispatch(context.Background(), r, &Request{ID: "r-7", Peer: "c1", Method: "GET", Noun: []string{"x"}, Body: http.NoBody}))
 	if status != 503 || strings.Contains(body, "S3cretPw") || strings.Contains(body, "10.1.2.3") || !strings.Contains(body, "r-7") {
 		t.Errorf("%d %s", status, body)
 	}

@@ -264,7 +264,7 @@ func TestExternalAuthChannels(t *testing.T) {
 	// An event that looks like a channel request, with a forged
 	// X-Restpipe-Channel, reaches the service without it.
 	r.MustHandle("subscribe_channels_tenantA-x", func(context.Context, *Request) (any, error) { return "ran", nil })
-	rep := r.Dispatch(ctx, &Request{Peer: "c1", Method: "SUBSCRIBE", Noun: []string{"channels", "tenantA-x"}, Body: http.NoBody,
+	rep := dispatch(ctx, r, &Request{Peer: "c1", Method: "SUBSCRIBE", Noun: []string{"channels", "tenantA-x"}, Body: http.NoBody,
 		Header: http.Header{"X-Restpipe-Channel": {"tenantA-x"}, "X_restpipe_channel": {"tenantA-x"}}})
 	if s := <-got; s != (seen{"/channels/tenantA-x", "SUBSCRIBE", "c1", ""}) {
 		t.Errorf("an event SUBSCRIBE /channels/tenantA-x: auth service saw %+v, want no %s", s, HeaderChannel)

@@ -159,7 +159,7 @@ func TestDispatch(t *testing.T) {
 
 	ok := func(name string, args ...string) *Reply {
 		t.Helper()
-		return r.Dispatch(context.Background(), &Request{Method: "GET", Noun: []string{name}, Args: args})
+		return dispatch(context.Background(), r, &Request{Method: "GET", Noun: []string{name}, Args: args})
 	}
 
 	t.Run("no handler", func(t *testing.T) {
@@ -227,27 +227,27 @@ func TestDispatch(t *testing.T) {
 	})
 	t.Run("name from method and noun", func(t *testing.T) {
 		req := &Request{Method: "Get", Noun: []string{"map"}}
-		if rep := r.Dispatch(context.Background(), req); rep.Status != http.StatusOK || req.Name != "get_map" {
+		if rep := dispatch(context.Background(), r, req); rep.Status != http.StatusOK || req.Name != "get_map" {
 			t.Errorf("status %d, name %q", rep.Status, req.Name)
 		}
 	})
 	t.Run("explicit name wins", func(t *testing.T) {
 		req := &Request{Method: "GET", Noun: []string{"missing"}, Name: "get_map"}
-		if rep := r.Dispatch(context.Background(), req); rep.Status != http.StatusOK {
+		if rep := dispatch(context.Background(), r, req); rep.Status != http.StatusOK {
 			t.Errorf("status %d", rep.Status)
 		}
 	})
 }
 
 // TestDispatchClosesDiscardedBody: a reply body that comes with an error
-// is nobody's, so Dispatch closes it.
+// is nobody's, so Serve closes it.
 func TestDispatchClosesDiscardedBody(t *testing.T) {
 	body := newCloser("lost")
 	r := NewRegistry()
 	r.MustHandle("get_x", func(context.Context, *Request) (any, error) {
 		return &Reply{Body: body}, errors.New("failed after all")
 	})
-	checkError(t, r.Dispatch(context.Background(), &Request{Name: "get_x"}), http.StatusInternalServerError, CodeHandlerError, "failed after all")
+	checkError(t, dispatch(context.Background(), r, &Request{Name: "get_x"}), http.StatusInternalServerError, CodeHandlerError, "failed after all")
 	select {
 	case <-body.closed:
 	default:
@@ -271,17 +271,26 @@ func blockingRegistry(t *testing.T) (r *Registry, entered chan struct{}, late *c
 	return r, entered, late
 }
 
-// dispatchAsync runs Dispatch and fails the test if it does not return.
+// dispatch serves req through r.Serve, the path a node serves every event
+// by, and returns the reply answer got as soon as it got it: at the
+// deadline, while a handler that ignores its context runs on.
+func dispatch(ctx context.Context, r *Registry, req *Request) *Reply {
+	got := make(chan *Reply, 1)
+	go r.Serve(ctx, req, func(rep *Reply) { got <- rep })
+	return <-got
+}
+
+// dispatchAsync runs dispatch and fails the test if it does not return.
 func dispatchAsync(t *testing.T, r *Registry, ctx context.Context) (rep *Reply, took time.Duration) {
 	t.Helper()
 	done := make(chan *Reply, 1)
 	start := time.Now()
-	go func() { done <- r.Dispatch(ctx, &Request{Name: "get_block"}) }()
+	go func() { done <- dispatch(ctx, r, &Request{Name: "get_block"}) }()
 	select {
 	case rep = <-done:
 		return rep, time.Since(start)
 	case <-time.After(waitLimit):
-		t.Fatal("Dispatch waited for a handler that ignores its context")
+		t.Fatal("Serve did not answer at the deadline of a handler that ignores its context")
 		return nil, 0
 	}
 }
@@ -300,7 +309,7 @@ func TestDispatchDeadline(t *testing.T) {
 	// The deadline was set before the dispatch started: whether it had
 	// passed is what tells, not how long the dispatch took.
 	if _, ok := ctx.Deadline(); ok && ctx.Err() == nil {
-		t.Errorf("Dispatch answered after %v, before the deadline", took)
+		t.Errorf("Serve answered after %v, before the deadline", took)
 	}
 	select {
 	case <-late.closed:
@@ -373,7 +382,7 @@ func TestDispatchHandlerSeesDeadline(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	checkError(t, r.Dispatch(ctx, &Request{Name: "get_wait"}), http.StatusGatewayTimeout, CodeTimeout, "deadline")
+	checkError(t, dispatch(ctx, r, &Request{Name: "get_wait"}), http.StatusGatewayTimeout, CodeTimeout, "deadline")
 }
 
 // TestDispatchConcurrent: handlers run at once, and registering while
@@ -390,7 +399,7 @@ func TestDispatchConcurrent(t *testing.T) {
 				done <- err
 				return
 			}
-			rep := r.Dispatch(context.Background(), &Request{Name: name})
+			rep := dispatch(context.Background(), r, &Request{Name: name})
 			b, err := io.ReadAll(rep.Body)
 			if err == nil && string(b) != fmt.Sprintf("%d\n", i) {
 				err = fmt.Errorf("%s answered %q", name, b)
@@ -412,7 +421,7 @@ func dispatchBuiltin(t *testing.T, req *Request) *Reply {
 	if req.Method == "" {
 		req.Method = "GET"
 	}
-	return r.Dispatch(context.Background(), req)
+	return dispatch(context.Background(), r, req)
 }
 
 func TestBuiltinTime(t *testing.T) {

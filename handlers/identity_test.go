@@ -41,7 +41,7 @@ func TestDispatchStripsForgeable(t *testing.T) {
 	})
 	h := http.Header{"X-Restpipe-Peer": {"admin"}, "X_restpipe_identity": {"root"}, "X-Forwarded-For": {"6.6.6.6"},
 		"Authorization": {"Bearer t"}}
-	rep := r.Dispatch(context.Background(), &Request{Peer: "c1", Method: "GET", Noun: []string{"x"}, Header: h, Body: http.NoBody})
+	rep := dispatch(context.Background(), r, &Request{Peer: "c1", Method: "GET", Noun: []string{"x"}, Header: h, Body: http.NoBody})
 	if status, _ := statusBody(t, rep); status != 200 || len(seen) != 3 {
 		t.Fatalf("%d, %d hooks saw it", status, len(seen))
 	}

@@ -52,7 +52,7 @@ func TestMiddlewareOrder(t *testing.T) {
 		note("post2 " + rep.Header.Get("X-Post"))
 		return nil, nil // nil keeps the reply
 	})
-	rep := r.Dispatch(context.Background(), &Request{Peer: "c1", Method: "GET", Noun: []string{"alias"}, Body: http.NoBody})
+	rep := dispatch(context.Background(), r, &Request{Peer: "c1", Method: "GET", Noun: []string{"alias"}, Body: http.NoBody})
 	if status, body := statusBody(t, rep); status != 200 || body != "\"real\"\n" {
 		t.Fatalf("reply %d %q", status, body)
 	}
@@ -108,7 +108,7 @@ func TestMiddlewareStops(t *testing.T) {
 			tc.setup(r)
 			var posted atomic.Bool
 			r.Post(func(_ context.Context, _ *Request, rep *Reply) (*Reply, error) { posted.Store(true); return rep, nil })
-			rep := r.Dispatch(context.Background(), &Request{Peer: "c1", Method: "GET", Noun: []string{"x"}, Body: http.NoBody})
+			rep := dispatch(context.Background(), r, &Request{Peer: "c1", Method: "GET", Noun: []string{"x"}, Body: http.NoBody})
 			status, body := statusBody(t, rep)
 			var eb ErrorBody
 			_ = json.Unmarshal([]byte(body), &eb)
@@ -164,13 +164,13 @@ func TestRules(t *testing.T) {
 			t.Errorf("ParseRule(%q) accepted", bad)
 		}
 	}
-	// Through Dispatch: a forward route's target is forward:NAME.
+	// Through Serve: a forward route's target is forward:NAME.
 	r := NewRegistry()
 	if err := r.Forward("files", "http://127.0.0.1:1"); err != nil {
 		t.Fatal(err)
 	}
 	r.SetAuth(rs.Auth)
-	rep := r.Dispatch(context.Background(), &Request{Peer: "c1", Method: "GET", Noun: []string{"files", "x"}, Body: http.NoBody})
+	rep := dispatch(context.Background(), r, &Request{Peer: "c1", Method: "GET", Noun: []string{"files", "x"}, Body: http.NoBody})
 	if status, body := statusBody(t, rep); status != 403 || !strings.Contains(body, "forward:files") {
 		t.Errorf("c1 -> forward:files: %d %s", status, body)
 	}
@@ -233,7 +233,7 @@ func TestExternalAuth(t *testing.T) {
 	call := func(noun string, args ...string) (int, string) {
 		req := &Request{Peer: "c1", ID: "req-9", Method: "GET", Noun: []string{noun}, Args: args,
 			Header: http.Header{"Authorization": {"Bearer t"}}, Body: http.NoBody}
-		return statusBody(t, r.Dispatch(context.Background(), req))
+		return statusBody(t, dispatch(context.Background(), r, req))
 	}
 	if status, body := call("open"); status != 200 || body != "\"ran\"\n" {
 		t.Errorf("204: %d %s", status, body)

@@ -89,30 +89,19 @@ func (r *Registry) Names() []string {
 	return names
 }
 
-// Dispatch runs the handler req names and returns its reply; it never
-// fails: a missing handler, an error, a panic or a passed deadline each
-// become the error reply of the error table. ctx carries the deadline;
-// req.Context() should be ctx without it.
+// Serve runs the handler req names and calls answer exactly once with
+// its reply. It never fails: a missing handler, an error, a panic or a
+// passed deadline each become the error reply of the error table. ctx
+// carries the deadline; req.Context() should be ctx without it. It is
+// the one way an event is dispatched: a node serves every event of its
+// peer through it (tunnel.Dispatcher).
 //
-// A handler that ignores its context does not hold the caller: when ctx
-// ends first, Dispatch answers 504 and lets the handler finish on its own.
-func (r *Registry) Dispatch(ctx context.Context, req *Request) *Reply {
-	c := r.chain()
-	r.prepare(req)
-	rep := r.before(ctx, c, req)
-	if rep == nil {
-		rep = r.run(ctx, req)
-	}
-	return r.after(ctx, c, req, rep)
-}
-
-// Serve is Dispatch for a caller that can take the reply from another
-// goroutine: it runs the handler in the calling goroutine, so an event
-// costs no goroutine of its own, and calls answer exactly once, with the
-// reply Dispatch would return. When ctx ends before the handler returns,
-// answer gets the error reply (504 at the deadline) at once, from another
-// goroutine, while the handler runs on and its reply is closed unread.
-// Serve returns once the handler has returned and answer has returned.
+// The handler runs in the calling goroutine, so an event costs no
+// goroutine of its own. A handler that ignores its context does not hold
+// the caller: when ctx ends before the handler returns, answer gets the
+// error reply (504 at the deadline) at once, from another goroutine,
+// while the handler runs on and its reply is closed unread. Serve returns
+// once the handler has returned and answer has returned.
 func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply)) {
 	c := r.chain()
 	r.prepare(req)
@@ -215,24 +204,6 @@ func (r *Registry) setRoute(req *Request) {
 			req.Route = req.Noun[0]
 		}
 		r.mu.RUnlock()
-	}
-}
-
-// run runs the forward route or handler req names.
-func (r *Registry) run(ctx context.Context, req *Request) *Reply {
-	rep, f := r.lookup(ctx, req)
-	if rep != nil {
-		return rep
-	}
-	done := make(chan *Reply, 1)
-	go func() { done <- r.call(ctx, f, req) }()
-	select {
-	case rep := <-done:
-		return rep
-	case <-ctx.Done():
-		// The reply, when the handler gets to it, is nobody's: close it.
-		go func() { closeBody(<-done) }()
-		return ctxReply(ctx.Err())
 	}
 }
 

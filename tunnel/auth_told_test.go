@@ -320,7 +320,7 @@ func TestForwardErrorsNameNoAddress(t *testing.T) {
 		if err := reg.Forward("slow", slow.URL+"/api"); err != nil {
 			t.Fatal(err)
 		}
-		cfg.Handler = reg
+		cfg.Dispatcher = reg
 	})
 	c := startClient(t, p, "c1", s.tunnelAddr, nil)
 	waitConnected(t, c, s)

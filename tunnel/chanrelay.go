@@ -175,7 +175,7 @@ func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message
 // req.Peer the client's certificate name). nil allows; an error refuses,
 // and a *handlers.Error's Status and Code are what the client's front end
 // answers with (403 forbidden otherwise). *handlers.Registry is one: its
-// Auth hook decides. When Config.Handler is not one, every client may use
+// Auth hook decides. When Config.Dispatcher is not one, every client may use
 // every channel. The server's own front end and Server.Channels are never
 // asked: their callers act as the server.
 type ChannelAuthorizer interface {
@@ -243,7 +243,7 @@ func (r *serverRelay) Drop(err error) {
 // is made), and ends those they no longer allow: the client node's
 // subscribers of that channel are closed with the reason (WebSocket 1008,
 // SSE "event: close"). Call it after changing the rules (SetAuth on the
-// Config.Handler), as a reload does. It returns how many it ended.
+// Config.Dispatcher), as a reload does. It returns how many it ended.
 func (s *Server) RecheckChannels() int {
 	ended := 0
 	for _, sink := range s.hub.Remotes() {
@@ -291,7 +291,7 @@ func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
 	defer p.relayOpen.Store(false)
 	r := &serverRelay{p: p, hub: s.hub, st: st, q: newFrameQueue(s.cfg.RelayQueueBytes),
 		maxMsg: s.cfg.ChannelMaxMessage, subs: map[string]struct{}{}, maxSubs: s.cfg.MaxSubscriptions}
-	r.authz, _ = s.cfg.Handler.(ChannelAuthorizer)
+	r.authz, _ = s.cfg.Dispatcher.(ChannelAuthorizer)
 	p.log.Debug("channel relay opened")
 	wrote := make(chan error, 1)
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,31 +20,39 @@ import (
 	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
-// Dispatcher answers the events a peer sends. *handlers.Registry is one.
+// Dispatcher answers the events a peer sends; *handlers.Registry is one
+// (Registry.Serve), and every event a node serves goes through it.
 type Dispatcher interface {
-	// Dispatch runs one event and returns its reply; it never returns nil.
-	// ctx carries the answer deadline.
-	Dispatch(ctx context.Context, req *handlers.Request) *handlers.Reply
+	// Serve runs the event req and calls answer exactly once with its
+	// reply, which answer writes to the peer; the event's stream stays
+	// open until it has. ctx carries the event's deadline. Serve may call
+	// answer from another goroutine (when ctx ends before the handler
+	// returns, say); it returns once answer has returned.
+	Serve(ctx context.Context, req *handlers.Request, answer func(*handlers.Reply))
 }
 
 // Config configures a Server or a Client. Start from DefaultConfig.
 type Config struct {
 	// Certificate is this node's identity; its Common Name is the node's
-	// name. Required.
+	// name. Required: DefaultConfig has none.
 	Certificate tls.Certificate
-	// CA verifies the peer's certificate. Required.
+	// CA verifies the peer's certificate. Required: DefaultConfig has
+	// none.
 	CA *x509.CertPool
 	// ServerName is the name a client checks the server certificate
 	// against. Default: the host of the address the client dials.
 	ServerName string
-	// Handler answers the peer's events. Default: an empty registry, so
-	// every event is 404 no_handler.
-	Handler Dispatcher
-	// Logger receives the node's logs. Default: discard.
+	// Dispatcher answers the peer's events, usually a *handlers.Registry.
+	// On the server it also decides which channels a client node may use
+	// when it is a ChannelAuthorizer (a *handlers.Registry is). Default:
+	// an empty registry, so every event is 404 no_handler.
+	Dispatcher Dispatcher
+	// Logger receives the node's logs. Default: a logger that discards.
 	Logger *slog.Logger
 	// Version is the software version sent in the hello, for logs.
+	// Default none.
 	Version string
-	// VerifyPeer, if set, is asked about the peer's certificate after the
+	// VerifyPeer, if set (the default is none), is asked about the peer's certificate after the
 	// TLS handshake has verified it, and again by Server.Reverify and
 	// Client.Reverify; an error refuses or drops the peer. Revocation
 	// lists plug in here (certs.RevocationFile.Check). It may be called
@@ -65,16 +74,18 @@ type Config struct {
 	WriteTimeout time.Duration
 	// StreamWindow is the receive window of each stream, in bytes: one
 	// stream's throughput is at most StreamWindow / RTT, and a stream
-	// whose reader is slow holds at most this much. Default 1 MiB.
+	// whose reader is slow holds at most this much. Default 1 MiB; from
+	// 256 KiB (yamux's least) to 64 MiB.
 	StreamWindow uint32
 	// MaxFrame is the largest frame, in bytes, a body is copied onto a
 	// stream in: each read of the body goes out as one frame. Bigger
 	// frames cost less CPU per byte streamed (256 KiB instead of 64 KiB:
 	// about a tenth less, both nodes and the caller together), but yamux
 	// keeps a send buffer as big as the biggest frame a session has sent
-	// for the session's life. 0, the default, means 256 KiB on a client
-	// (one session) and 64 KiB on a server (one session per client).
-	// From 16 KiB to 1 MiB.
+	// for the session's life. 0, the default, means the role's size:
+	// 256 KiB on a client (one session) and 64 KiB on a server (one
+	// session per client); DefaultConfig cannot know the role. Otherwise
+	// from 16 KiB to 1 MiB.
 	MaxFrame int
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
@@ -108,7 +119,7 @@ type Config struct {
 	// segments and arguments together. The same bounds apply to a reply's
 	// header (a reply over them fails the call with 502 tunnel_closed).
 	// Default 128 KiB: a front end's largest request (MaxHeaderBytes,
-	// 64 KiB, with its path twice) fits.
+	// 64 KiB, with its path twice) fits. From 4 KiB to 1 MiB.
 	MaxEventHeader int
 	// MaxSubscriptions bounds the channels one client node may be
 	// subscribed to at the server through its relay; a subscribe beyond
@@ -119,7 +130,7 @@ type Config struct {
 	// 256 bytes of bookkeeping). A server whose relay to a client falls
 	// this far behind drops the relay with the reason (the client's
 	// subscribers are closed) rather than slowing the other nodes or
-	// growing. Default 16 MiB.
+	// growing. Default 16 MiB, at least 1 MiB.
 	RelayQueueBytes int64
 
 	// DefaultTimeout is how long the front end waits for an answer when
@@ -145,16 +156,19 @@ type Config struct {
 
 	// ChannelQueue is how many messages may wait for one channel
 	// subscriber of the front end; one that falls further behind is
-	// disconnected. Default 256.
+	// disconnected. Default 256, at most 65536 (the queue is allocated
+	// whole).
 	ChannelQueue int
 	// ChannelQueueBytes bounds the bytes waiting for one channel
-	// subscriber the same way. Default 1 MiB.
+	// subscriber the same way. Default 1 MiB; at least twice
+	// ChannelMaxMessage plus 1 KiB, so that a GRIP message of two
+	// contents fits in an empty queue.
 	ChannelQueueBytes int64
 	// ChannelMaxMessage bounds one channel message, in bytes (413 above).
 	// Default 64 KiB, at most 256 KiB.
 	ChannelMaxMessage int64
 	// ChannelPrefix is put before the channel of every item published
-	// with GRIP's POST /publish/ on this node's front end.
+	// with GRIP's POST /publish/ on this node's front end. Default none.
 	ChannelPrefix string
 	// Origins are the web origins whose pages may call the front end
 	// besides its own, on every path: patterns as webguard.New takes them
@@ -183,9 +197,13 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default filled in; the caller
-// sets Certificate, CA and Handler.
+// sets Certificate, CA and Dispatcher. A field DefaultConfig leaves zero
+// means what its doc says zero means (MaxFrame: the role's frame size;
+// MaxBodyBytes: no limit).
 func DefaultConfig() Config {
 	return Config{
+		Dispatcher:        handlers.NewRegistry(),
+		Logger:            slog.New(slog.DiscardHandler),
 		HandshakeTimeout:  10 * time.Second,
 		KeepAliveInterval: 15 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -210,117 +228,219 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults fills zero fields from DefaultConfig and checks the rest.
+// withDefaults is the Config NewServer and NewClient run with: c with
+// its zero fields filled in from DefaultConfig, then checked by Validate.
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
-	setDur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setDur(&c.HandshakeTimeout, d.HandshakeTimeout)
-	setDur(&c.KeepAliveInterval, d.KeepAliveInterval)
-	setDur(&c.WriteTimeout, d.WriteTimeout)
-	setDur(&c.DefaultTimeout, d.DefaultTimeout)
-	setDur(&c.MaxTimeout, d.MaxTimeout)
-	setDur(&c.BodyIdleTimeout, d.BodyIdleTimeout)
-	setDur(&c.HeaderTimeout, d.HeaderTimeout)
-	if c.MaxHeaderBytes == 0 {
-		c.MaxHeaderBytes = d.MaxHeaderBytes
-	}
-	setDur(&c.ShutdownTimeout, d.ShutdownTimeout)
-	setDur(&c.ReconnectMin, d.ReconnectMin)
-	setDur(&c.ReconnectMax, d.ReconnectMax)
-	setDur(&c.StableAfter, d.StableAfter)
-	if c.StreamWindow == 0 {
-		c.StreamWindow = d.StreamWindow
-	}
-	if c.AcceptBacklog == 0 {
-		c.AcceptBacklog = d.AcceptBacklog
-	}
-	if c.MaxStreams == 0 {
-		c.MaxStreams = d.MaxStreams
-	}
-	if c.MaxEventHeader == 0 {
-		c.MaxEventHeader = d.MaxEventHeader
-	}
-	if c.MaxSubscriptions == 0 {
-		c.MaxSubscriptions = d.MaxSubscriptions
-	}
-	if c.RelayQueueBytes == 0 {
-		c.RelayQueueBytes = d.RelayQueueBytes
-	}
-	if c.ChannelQueue == 0 {
-		c.ChannelQueue = d.ChannelQueue
-	}
-	if c.ChannelQueueBytes == 0 {
-		c.ChannelQueueBytes = d.ChannelQueueBytes
-	}
-	if c.ChannelMaxMessage == 0 {
-		c.ChannelMaxMessage = d.ChannelMaxMessage
+	if c.Dispatcher == nil {
+		c.Dispatcher = d.Dispatcher
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = d.Logger
 	}
+	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, d.HandshakeTimeout)
+	c.KeepAliveInterval = cmp.Or(c.KeepAliveInterval, d.KeepAliveInterval)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, d.WriteTimeout)
+	c.StreamWindow = cmp.Or(c.StreamWindow, d.StreamWindow)
+	c.AcceptBacklog = cmp.Or(c.AcceptBacklog, d.AcceptBacklog)
+	c.MaxStreams = cmp.Or(c.MaxStreams, d.MaxStreams)
+	c.MaxEventHeader = cmp.Or(c.MaxEventHeader, d.MaxEventHeader)
+	c.MaxSubscriptions = cmp.Or(c.MaxSubscriptions, d.MaxSubscriptions)
+	c.RelayQueueBytes = cmp.Or(c.RelayQueueBytes, d.RelayQueueBytes)
+	c.DefaultTimeout = cmp.Or(c.DefaultTimeout, d.DefaultTimeout)
+	c.MaxTimeout = cmp.Or(c.MaxTimeout, d.MaxTimeout)
+	c.BodyIdleTimeout = cmp.Or(c.BodyIdleTimeout, d.BodyIdleTimeout)
+	c.HeaderTimeout = cmp.Or(c.HeaderTimeout, d.HeaderTimeout)
+	c.MaxHeaderBytes = cmp.Or(c.MaxHeaderBytes, d.MaxHeaderBytes)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, d.ShutdownTimeout)
+	c.ChannelQueue = cmp.Or(c.ChannelQueue, d.ChannelQueue)
+	c.ChannelQueueBytes = cmp.Or(c.ChannelQueueBytes, d.ChannelQueueBytes)
+	c.ChannelMaxMessage = cmp.Or(c.ChannelMaxMessage, d.ChannelMaxMessage)
+	c.ReconnectMin = cmp.Or(c.ReconnectMin, d.ReconnectMin)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, d.ReconnectMax)
+	c.StableAfter = cmp.Or(c.StableAfter, d.StableAfter)
 	if c.Certificate.Leaf == nil {
 		c.Certificate.Leaf = c.leaf() // parsed once, not at every session
 	}
-	if c.Handler == nil {
-		c.Handler = handlers.NewRegistry()
-	}
-	switch {
-	case len(c.Certificate.Certificate) == 0:
-		return c, errors.New("tunnel: config has no certificate")
-	case c.CA == nil:
-		return c, errors.New("tunnel: config has no CA")
-	case c.ReconnectMax < c.ReconnectMin:
-		return c, fmt.Errorf("tunnel: ReconnectMax %v is below ReconnectMin %v", c.ReconnectMax, c.ReconnectMin)
-	case c.MaxFrame != 0 && (c.MaxFrame < minFrame || c.MaxFrame > maxFrame):
-		return c, fmt.Errorf("tunnel: MaxFrame %d is not 0 or between %d and %d", c.MaxFrame, minFrame, maxFrame)
-	case c.MaxBodyBytes < 0:
-		return c, fmt.Errorf("tunnel: MaxBodyBytes %d is negative", c.MaxBodyBytes)
-	case c.MaxStreams < 0 || c.MaxSubscriptions < 0:
-		return c, errors.New("tunnel: MaxStreams and MaxSubscriptions must be positive")
-	case c.MaxSubscriptions > 65536:
-		return c, fmt.Errorf("tunnel: MaxSubscriptions %d is over 65536", c.MaxSubscriptions)
-	case c.MaxStreams > maxAnnouncedStreams:
-		// It is announced to the peer, which refuses a hello beyond this.
-		return c, fmt.Errorf("tunnel: MaxStreams %d is over %d", c.MaxStreams, maxAnnouncedStreams)
-	case c.MaxEventHeader < minEventHeader || c.MaxEventHeader > events.MaxMessageSize:
-		return c, fmt.Errorf("tunnel: MaxEventHeader %d is not between %d and %d", c.MaxEventHeader, minEventHeader, events.MaxMessageSize)
-	case c.RelayQueueBytes < 4*maxChannelMessage:
-		// A relay frame carries a message in two forms: two must fit.
-		return c, fmt.Errorf("tunnel: RelayQueueBytes %d is below %d", c.RelayQueueBytes, 4*maxChannelMessage)
-	case c.ChannelQueue < 0 || c.ChannelQueueBytes < 0:
-		return c, errors.New("tunnel: ChannelQueue and ChannelQueueBytes must be positive")
-	case c.ChannelMaxMessage < 0 || c.ChannelMaxMessage > maxChannelMessage:
-		return c, fmt.Errorf("tunnel: ChannelMaxMessage %d is not between 1 and %d", c.ChannelMaxMessage, maxChannelMessage)
-	case c.ChannelQueueBytes < 2*c.ChannelMaxMessage+1024:
-		// A GRIP message holds up to two contents of ChannelMaxMessage: one
-		// must fit in an empty queue.
-		return c, fmt.Errorf("tunnel: ChannelQueueBytes %d is below twice ChannelMaxMessage (%d) plus 1 KiB",
-			c.ChannelQueueBytes, c.ChannelMaxMessage)
-	}
-	if err := webguard.CheckOrigins(c.Origins); err != nil {
-		return c, fmt.Errorf("tunnel: %w", err)
-	}
-	if err := webguard.CheckHosts(c.HTTPHosts); err != nil {
-		return c, fmt.Errorf("tunnel: HTTPHosts: %w", err)
-	}
-	if err := yamux.VerifyConfig(c.yamux()); err != nil {
-		return c, fmt.Errorf("tunnel: %w", err)
-	}
-	return c, nil
+	return c, c.Validate()
 }
 
-// minEventHeader is the smallest Config.MaxEventHeader: what a front end
-// with a small request fits in.
-const minEventHeader = 4 << 10
+// FieldError is how Config.Validate refuses one field's value.
+type FieldError struct {
+	// Field is the name of the Config field: "MaxStreams".
+	Field string
+	// Value is the value refused; nil when it is not worth printing (a
+	// certificate, a list).
+	Value any
+	// Rule is what the value must be: "must be from 1 to 65536".
+	Rule string
+	// Err is why another package refused the value (webguard's reason for
+	// an Origins pattern), or nil.
+	Err error
+}
 
-// Bounds of Config.MaxFrame.
+// Error says which field holds what, and what it must be:
+// "tunnel: Config.MaxStreams is 0: must be from 1 to 65536".
+func (e *FieldError) Error() string {
+	s := "tunnel: Config." + e.Field
+	if e.Value != nil {
+		s += fmt.Sprintf(" is %v", e.Value)
+	}
+	if e.Rule != "" {
+		s += ": " + e.Rule
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns Err.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Validate checks every field of c as it is, and reports each one it
+// refuses as a *FieldError, all of them joined (errors.As finds the
+// first, in the order of the fields); nil if c is fit to run. A zero
+// field is checked as zero: start from DefaultConfig. NewServer and
+// NewClient fill the zero fields from DefaultConfig, then call Validate.
+// It checks that:
+//
+//   - Certificate, CA, Dispatcher and Logger are set;
+//   - every timeout and interval is positive, and ReconnectMax is not
+//     below ReconnectMin;
+//   - StreamWindow is from 256 KiB (yamux's least) to 64 MiB;
+//   - MaxFrame is 0 or from 16 KiB to 1 MiB;
+//   - AcceptBacklog and MaxHeaderBytes are positive, MaxBodyBytes is not
+//     negative;
+//   - MaxStreams (announced to the peer, which refuses more) and
+//     MaxSubscriptions are from 1 to 65536;
+//   - MaxEventHeader is from 4 KiB to events.MaxMessageSize (1 MiB);
+//   - RelayQueueBytes is at least 1 MiB (a relay frame holds the largest
+//     channel message twice, and two frames must fit);
+//   - ChannelQueue is from 1 to 65536 (a subscriber's queue is allocated
+//     whole), ChannelMaxMessage from 1 byte to 256 KiB, and
+//     ChannelQueueBytes at least twice ChannelMaxMessage plus 1 KiB (a
+//     GRIP message of two contents must fit in an empty queue);
+//   - Origins and HTTPHosts parse (webguard.CheckOrigins and
+//     webguard.CheckHosts);
+//   - yamux accepts the session config (yamux.VerifyConfig).
+func (c Config) Validate() error {
+	var errs []error
+	refuse := func(field string, value any, rule string) {
+		errs = append(errs, &FieldError{Field: field, Value: value, Rule: rule})
+	}
+	set := func(field string, ok bool) {
+		if !ok {
+			refuse(field, nil, "must be set")
+		}
+	}
+	positive := func(field string, d time.Duration) {
+		if d <= 0 {
+			refuse(field, d, "must be positive")
+		}
+	}
+	inRange := func(field string, v, lo, hi int64, size bool) {
+		if v < lo || v > hi {
+			refuse(field, v, "must be from "+quantity(lo, size)+" to "+quantity(hi, size))
+		}
+	}
+
+	set("Certificate", len(c.Certificate.Certificate) > 0)
+	set("CA", c.CA != nil)
+	set("Dispatcher", c.Dispatcher != nil)
+	set("Logger", c.Logger != nil)
+	positive("HandshakeTimeout", c.HandshakeTimeout)
+	positive("KeepAliveInterval", c.KeepAliveInterval)
+	positive("WriteTimeout", c.WriteTimeout)
+	inRange("StreamWindow", int64(c.StreamWindow), minStreamWindow, maxStreamWindow, true)
+	if c.MaxFrame != 0 && (c.MaxFrame < minFrame || c.MaxFrame > maxFrame) {
+		refuse("MaxFrame", c.MaxFrame, "must be 0 or from "+quantity(minFrame, true)+" to "+quantity(maxFrame, true))
+	}
+	if c.AcceptBacklog <= 0 {
+		refuse("AcceptBacklog", c.AcceptBacklog, "must be positive")
+	}
+	inRange("MaxStreams", int64(c.MaxStreams), 1, maxAnnouncedStreams, false)
+	inRange("MaxEventHeader", int64(c.MaxEventHeader), minEventHeader, events.MaxMessageSize, true)
+	inRange("MaxSubscriptions", int64(c.MaxSubscriptions), 1, maxSubscriptions, false)
+	if c.RelayQueueBytes < minRelayQueue {
+		refuse("RelayQueueBytes", c.RelayQueueBytes, "must be at least "+quantity(minRelayQueue, true))
+	}
+	positive("DefaultTimeout", c.DefaultTimeout)
+	positive("MaxTimeout", c.MaxTimeout)
+	if c.MaxBodyBytes < 0 {
+		refuse("MaxBodyBytes", c.MaxBodyBytes, "must not be negative")
+	}
+	positive("BodyIdleTimeout", c.BodyIdleTimeout)
+	positive("HeaderTimeout", c.HeaderTimeout)
+	if c.MaxHeaderBytes <= 0 {
+		refuse("MaxHeaderBytes", c.MaxHeaderBytes, "must be positive")
+	}
+	positive("ShutdownTimeout", c.ShutdownTimeout)
+	inRange("ChannelQueue", int64(c.ChannelQueue), 1, maxChannelQueue, false)
+	if least := 2*c.ChannelMaxMessage + 1024; c.ChannelQueueBytes < least {
+		refuse("ChannelQueueBytes", c.ChannelQueueBytes, "must be at least twice ChannelMaxMessage plus 1KiB ("+quantity(least, true)+")")
+	}
+	inRange("ChannelMaxMessage", c.ChannelMaxMessage, 1, maxChannelMessage, true)
+	if err := webguard.CheckOrigins(c.Origins); err != nil {
+		errs = append(errs, &FieldError{Field: "Origins", Err: err})
+	}
+	if err := webguard.CheckHosts(c.HTTPHosts); err != nil {
+		errs = append(errs, &FieldError{Field: "HTTPHosts", Err: err})
+	}
+	positive("ReconnectMin", c.ReconnectMin)
+	if c.ReconnectMax < c.ReconnectMin {
+		refuse("ReconnectMax", c.ReconnectMax, fmt.Sprintf("must not be below ReconnectMin (%v)", c.ReconnectMin))
+	}
+	positive("StableAfter", c.StableAfter)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	// The checks above cover yamux's; this one holds if yamux adds some.
+	if err := yamux.VerifyConfig(c.yamux()); err != nil {
+		return fmt.Errorf("tunnel: the session config: %w", err)
+	}
+	return nil
+}
+
+// quantity writes n as a count or, for a size, as the flags of the CLI
+// take it: 16KiB, 1MiB.
+func quantity(n int64, size bool) string {
+	switch {
+	case !size || n == 0:
+		return strconv.FormatInt(n, 10)
+	case n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// Bounds Validate holds a Config to.
 const (
+	// minEventHeader is the smallest MaxEventHeader: what a front end
+	// with a small request fits in.
+	minEventHeader = 4 << 10
+	// minStreamWindow is yamux's least window; maxStreamWindow bounds
+	// what one stream of a peer may hold (twice it, README "What one peer
+	// can cost a node").
+	minStreamWindow = 256 << 10
+	maxStreamWindow = 64 << 20
+	// MaxFrame's.
 	minFrame = 16 << 10
 	maxFrame = 1 << 20
+	// maxSubscriptions keeps the memory bound of the README, which is per
+	// subscription.
+	maxSubscriptions = 65536
+	// maxChannelQueue bounds ChannelQueue: a subscriber's queue is
+	// allocated whole.
+	maxChannelQueue = 65536
+	// maxChannelMessage caps ChannelMaxMessage: a relay frame holds a
+	// message in two forms and must stay under events.MaxMessageSize.
+	maxChannelMessage = 256 << 10
+	// minRelayQueue is the least RelayQueueBytes: a relay frame carries
+	// a message in two forms, and two must fit.
+	minRelayQueue = 4 * maxChannelMessage
 )
 
 // sendBufs returns the pool of copy buffers of cfg.MaxFrame bytes, or of
@@ -335,10 +455,6 @@ func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
 	}
 	return newBufPool(size)
 }
-
-// maxChannelMessage caps ChannelMaxMessage: a relay frame holds a message
-// in two forms and must stay under events.MaxMessageSize.
-const maxChannelMessage = 256 << 10
 
 // hubOptions are the subscriber queue bounds of the node's channel hub.
 func (c Config) hubOptions() hub.Options {

@@ -10,7 +10,7 @@
 //	reg := handlers.NewRegistry()
 //	handlers.Builtins(reg, "c1")
 //	cfg := tunnel.DefaultConfig()
-//	cfg.Certificate, cfg.CA, cfg.Handler = cert, pool, reg
+//	cfg.Certificate, cfg.CA, cfg.Dispatcher = cert, pool, reg
 //	client, err := tunnel.NewClient(cfg)
 //	go client.Run(ctx, "server.example:7443")
 //	go client.ServeFrontend(ctx, ln) // HTTP callers: /server/<noun>

@@ -62,7 +62,7 @@ type frontend struct {
 func newGuard(cfg *Config) *webguard.Policy {
 	g, err := webguard.New(cfg.HTTPHosts, cfg.Origins)
 	if err != nil {
-		// Config.withDefaults checked both lists: not reached. The empty
+		// Config.Validate checked both lists: not reached. The empty
 		// policy is the strictest.
 		return &webguard.Policy{}
 	}

@@ -67,7 +67,7 @@ func nodeConfig(t testing.TB, id *certs.Identity, reg *handlers.Registry) tunnel
 	cfg := tunnel.DefaultConfig()
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
-	cfg.Handler = reg
+	cfg.Dispatcher = reg
 	cfg.Logger = testLogger(t)
 	cfg.ReconnectMin = 10 * time.Millisecond
 	cfg.ReconnectMax = 100 * time.Millisecond

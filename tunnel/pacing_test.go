@@ -260,13 +260,14 @@ type stubborn struct {
 	release chan struct{}
 }
 
-func (d *stubborn) Dispatch(ctx context.Context, req *handlers.Request) *handlers.Reply {
+func (d *stubborn) Serve(ctx context.Context, req *handlers.Request, answer func(*handlers.Reply)) {
 	if req.Name != "get_held" {
-		return d.reg.Dispatch(ctx, req)
+		d.reg.Serve(ctx, req, answer)
+		return
 	}
 	d.arrived <- struct{}{}
 	<-d.release
-	return &handlers.Reply{Status: 200}
+	answer(&handlers.Reply{Status: 200})
 }
 
 // TestPacingAbandoned: an event its caller gave up on keeps its slot for
@@ -280,8 +281,8 @@ func TestPacingAbandoned(t *testing.T) {
 	s := startServer(t, p, func(cfg *tunnel.Config) {
 		cfg.Logger = logs.logger()
 		cfg.MaxStreams = 1
-		d.reg = cfg.Handler.(*handlers.Registry)
-		cfg.Handler = d
+		d.reg = cfg.Dispatcher.(*handlers.Registry)
+		cfg.Dispatcher = d
 	})
 	c := startClient(t, p, "c1", s.tunnelAddr, nil)
 	waitConnected(t, c, s)

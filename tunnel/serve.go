@@ -19,7 +19,7 @@ import (
 
 // Serving the peer's events: a stream the peer opens carries one event
 // (or the channel relay, or a notice that the session is closing); it is
-// read, dispatched to Config.Handler and answered on the same stream.
+// read, dispatched to Config.Dispatcher and answered on the same stream.
 
 // peerStreams is what muxconn hands the streams the peer opens to (its
 // Acceptor): it takes them only when streams come, and serves the last
@@ -190,18 +190,7 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		_ = st.Close()
 		done()
 	}
-	if s, ok := p.cfg.Handler.(inlineDispatcher); ok {
-		s.Serve(dctx, req, answer)
-	} else {
-		answer(p.cfg.Handler.Dispatch(dctx, req))
-	}
-}
-
-// inlineDispatcher is a Dispatcher that runs the handler in the calling
-// goroutine and answers from another one only if the deadline passes
-// first (*handlers.Registry): no goroutine per event.
-type inlineDispatcher interface {
-	Serve(ctx context.Context, req *handlers.Request, answer func(*handlers.Reply))
+	p.cfg.Dispatcher.Serve(dctx, req, answer)
 }
 
 // lazyWatch runs f in a goroutine of its own once start has been called

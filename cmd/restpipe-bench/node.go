@@ -335,7 +335,7 @@ func nodeTunnelConfig(id *certs.Identity, log *slog.Logger) tunnel.Config {
 	cfg := tunnel.DefaultConfig()
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
-	cfg.Handler = reg
+	cfg.Dispatcher = reg
 	cfg.Logger = log
 	cfg.Version = "bench"
 	return cfg
@@ -386,16 +386,18 @@ func directHandler() http.Handler {
 	reg := handlers.NewRegistry()
 	handlers.Builtins(reg, "direct")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rep := reg.Dispatch(r.Context(), &handlers.Request{
-			Method: http.MethodGet, Noun: []string{"time"}, Body: http.NoBody, ContentLength: 0,
+		req := &handlers.Request{Method: http.MethodGet, Noun: []string{"time"}, Body: http.NoBody, ContentLength: 0}
+		// Serve returns once answer has: w is not used after the handler
+		// returns.
+		reg.Serve(r.Context(), req, func(rep *handlers.Reply) {
+			if rep.ContentType != "" {
+				w.Header().Set("Content-Type", rep.ContentType)
+			}
+			w.WriteHeader(max(rep.Status, http.StatusOK))
+			if rep.Body != nil {
+				_, _ = io.Copy(w, rep.Body)
+			}
 		})
-		if rep.ContentType != "" {
-			w.Header().Set("Content-Type", rep.ContentType)
-		}
-		w.WriteHeader(max(rep.Status, http.StatusOK))
-		if rep.Body != nil {
-			_, _ = io.Copy(w, rep.Body)
-		}
 	})
 }
 

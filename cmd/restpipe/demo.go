@@ -66,7 +66,7 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 			return map[string]string{"greeting": "hello " + req.Peer + ", this is " + id.Name(), "request_id": req.ID}, nil
 		})
 		cfg := tunnel.DefaultConfig()
-		cfg.Certificate, cfg.CA, cfg.Handler = id.Certificate, id.Pool, reg
+		cfg.Certificate, cfg.CA, cfg.Dispatcher = id.Certificate, id.Pool, reg
 		cfg.Logger = logger.With("node", id.Name())
 		cfg.Version = version
 		cfg.ShutdownTimeout = 2 * time.Second

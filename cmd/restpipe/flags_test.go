@@ -1,9 +1,13 @@
 package main
 
 import (
+	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/restpipe/restpipe/tunnel"
 )
 
 func TestByteSize(t *testing.T) {
@@ -67,4 +71,42 @@ func FuzzByteSize(f *testing.F) {
 			t.Fatalf("String %q of Set(%q) does not parse back: %d, %v", b.String(), s, uint64(again), err)
 		}
 	})
+}
+
+// TestConfigFlags: the node flags that set tunnel.Config fields take
+// their defaults from tunnel.DefaultConfig, each names a flag that
+// exists, and a size too big for its field is refused, not wrapped.
+func TestConfigFlags(t *testing.T) {
+	env := &cliEnv{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	fs := newNodeFlagSet(env, "node", "", "")
+	var n nodeFlags
+	n.register(fs, "127.0.0.1:0")
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	got, want := reflect.ValueOf(n.tunnelConfig()), reflect.ValueOf(tunnel.DefaultConfig())
+	for field, name := range configFlags {
+		if fs.Lookup(name) == nil {
+			t.Errorf("Config.%s: no flag --%s", field, name)
+			continue
+		}
+		if g, w := got.FieldByName(field).Interface(), want.FieldByName(field).Interface(); !reflect.DeepEqual(g, w) {
+			t.Errorf("--%s defaults to %v, tunnel.DefaultConfig().%s is %v", name, g, field, w)
+		}
+	}
+	for _, tc := range []struct{ flag, value string }{
+		{"window", "4194560KiB"},    // 4 GiB + 256 KiB: 256 KiB in a uint32
+		{"max-frame", "4194320KiB"}, // 4 GiB + 16 KiB: 16 KiB in an int32
+	} {
+		var n nodeFlags
+		fs := newNodeFlagSet(env, "node", "", "")
+		n.register(fs, "127.0.0.1:0")
+		if err := fs.Parse([]string{"--" + tc.flag, tc.value}); err != nil {
+			t.Fatal(err)
+		}
+		err := n.flagError(n.tunnelConfig().Validate())
+		if want := "--" + tc.flag + " " + tc.value + ": --" + tc.flag + " must be"; err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("--%s %s: %v, want %q...", tc.flag, tc.value, err, want)
+		}
+	}
 }

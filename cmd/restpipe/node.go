@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -17,7 +19,6 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
-	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
 func protocolVersion() int { return events.ProtocolVersion }
@@ -52,6 +53,8 @@ type nodeFlags struct {
 	maxStreams      int // per peer
 	maxSubs         int
 
+	fs *flag.FlagSet // the flags above, for the value a message quotes
+
 	revocations atomic.Pointer[certs.RevocationFile] // the list in force, nil for none
 	// reverify drops the sessions whose peer the list in force refuses;
 	// set before the node starts.
@@ -59,6 +62,8 @@ type nodeFlags struct {
 }
 
 func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
+	n.fs = fs
+	d := tunnel.DefaultConfig()
 	fs.StringVar(&n.cert, "cert", "", "this node's certificate `file` (default: node.crt in --identity-dir)")
 	fs.StringVar(&n.key, "key", "", "this node's private key `file` (default: node.key in --identity-dir)")
 	fs.StringVar(&n.ca, "ca", "", "the CA certificate `file` that verifies the peer (default: ca.crt in --identity-dir)")
@@ -66,11 +71,11 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&n.http, "http", httpDefault, "the local front end: `ADDR` (host:port) or unix:PATH; whoever reaches it can drive the tunnel")
 	fs.StringVar(&n.logLevel, "log-level", "info", "debug, info, warn or error (DEBUG=1 means debug)")
 	fs.StringVar(&n.logFormat, "log-format", "text", "text or json")
-	fs.DurationVar(&n.timeout, "timeout", 30*time.Second, "how long the front end waits for an answer when the caller sets no X-Restpipe-Timeout")
-	fs.Int64Var(&n.maxBody, "max-body", 0, "largest request body the front end accepts, in `bytes` (0: no limit)")
-	fs.DurationVar(&n.keepAlive, "keepalive", 15*time.Second, "keep-alive ping interval; a dead peer is noticed within this plus 10s")
-	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long events in flight may finish on SIGINT/SIGTERM")
-	n.window = byteSize(tunnel.DefaultConfig().StreamWindow)
+	fs.DurationVar(&n.timeout, "timeout", d.DefaultTimeout, "how long the front end waits for an answer when the caller sets no X-Restpipe-Timeout")
+	fs.Int64Var(&n.maxBody, "max-body", d.MaxBodyBytes, "largest request body the front end accepts, in `bytes` (0: no limit)")
+	fs.DurationVar(&n.keepAlive, "keepalive", d.KeepAliveInterval, fmt.Sprintf("keep-alive ping interval; a dead peer is noticed within this plus %v", d.WriteTimeout))
+	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long events in flight may finish on SIGINT/SIGTERM")
+	n.window = byteSize(d.StreamWindow)
 	fs.Var(&n.window, "window", "each stream's receive `size` (256KiB to 64MiB): one stream moves at most this per round trip; set it on both nodes")
 	fs.Var(&n.maxFrame, "max-frame", "the largest frame a body is sent in, in `bytes` (16KiB to 1MiB; default 256KiB on a client, 64KiB on a server): bigger costs less CPU when streaming, but each session that has sent one keeps a buffer that big")
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are forwarded to the local HTTP service at URL (repeatable)")
@@ -85,7 +90,6 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.httpApps, "http-app", "a browser-facing app `ADDR=PATH`: a front end of its own on ADDR (host:port or unix:PATH) that serves only PATH (/client/c1/web on a server), at its root, so that the app's pages get an origin without the control API (repeatable)")
 	fs.Var(&n.httpHosts, "http-host", "a Host `NAME` the front end answers to besides its address, localhost, 127.0.0.1 and [::1]: NAME (with the front end's port) or NAME:PORT; any other Host gets 421 (repeatable)")
 	fs.StringVar(&n.channelPrefix, "channel-prefix", "", "a `PREFIX` put before the channel of every item published with GRIP's POST /publish/ on this node")
-	d := tunnel.DefaultConfig()
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
 	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
 	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, in `bytes` (up to 256KiB)")
@@ -130,40 +134,18 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 	if err != nil {
 		return nil, cfg, nil, nil, err
 	}
-	return id, cfg, logger, cfg.Handler.(*handlers.Registry), nil
+	return id, cfg, logger, cfg.Dispatcher.(*handlers.Registry), nil
 }
 
 func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
 	if err := checkHTTPAddr(n.http); err != nil {
 		return nil, tunnel.Config{}, nil, err
 	}
-	if n.window < 256<<10 || n.window > 64<<20 {
-		return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--window %s: must be from 256KiB to 64MiB", n.window.String())}
-	}
-	if n.maxFrame != 0 && (n.maxFrame < 16<<10 || n.maxFrame > 1<<20) {
-		return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--max-frame %s: must be from 16KiB to 1MiB", n.maxFrame.String())}
-	}
-	if n.timeout <= 0 || n.keepAlive <= 0 || n.shutdownTimeout <= 0 || n.maxBody < 0 {
-		return nil, tunnel.Config{}, nil, usageError{"--timeout, --keepalive and --shutdown-timeout must be positive, --max-body not negative"}
-	}
-	// A subscriber's queue is allocated whole: an unbounded length panics.
-	if n.channelQueue <= 0 || n.channelQueue > 65536 || n.channelMaxMsg == 0 || n.channelMaxMsg > 256<<10 {
-		return nil, tunnel.Config{}, nil, usageError{"--channel-queue must be from 1 to 65536, --channel-max-message from 1 byte to 256KiB"}
-	}
-	if n.maxStreams <= 0 || n.maxSubs <= 0 {
-		return nil, tunnel.Config{}, nil, usageError{"--max-streams and --max-subscriptions must be positive"}
-	}
-	if n.maxStreams > 65536 { // announced to the peer, which refuses more
-		return nil, tunnel.Config{}, nil, usageError{"--max-streams must be from 1 to 65536"}
-	}
-	if n.maxSubs > 65536 { // the memory bound of the README is per subscription
-		return nil, tunnel.Config{}, nil, usageError{"--max-subscriptions must be from 1 to 65536"}
-	}
-	if err := webguard.CheckOrigins(n.origins); err != nil {
-		return nil, tunnel.Config{}, nil, usageError{"--origin: " + err.Error()}
-	}
-	if err := webguard.CheckHosts(n.httpHosts); err != nil {
-		return nil, tunnel.Config{}, nil, usageError{"--http-host: " + err.Error()}
+	// The settings are checked before the identity is loaded and
+	// anything is logged, so that a mistake gets one line.
+	cfg := n.tunnelConfig()
+	if err := n.flagError(cfg.Validate()); err != nil {
+		return nil, tunnel.Config{}, nil, err
 	}
 	for _, app := range n.httpApps {
 		if _, _, err := parseHTTPApp(app); err != nil {
@@ -212,7 +194,6 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if auth != nil {
 		logger.Info("access control", "auth", authDesc)
 	}
-	cfg := tunnel.DefaultConfig()
 	if n.revoked != "" {
 		rf, err := n.openRevoked(logger, n.revoked)
 		if err != nil {
@@ -230,22 +211,73 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	}
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
-	cfg.Handler = reg
+	cfg.Dispatcher = reg
 	cfg.Logger = logger.With("node", id.Name())
 	cfg.Version = version
+	return id, cfg, logger, nil
+}
+
+// tunnelConfig is DefaultConfig with the settings of the flags; the
+// identity, the handlers and the logger are set later.
+func (n *nodeFlags) tunnelConfig() tunnel.Config {
+	cfg := tunnel.DefaultConfig()
 	cfg.DefaultTimeout = n.timeout
 	cfg.MaxBodyBytes = n.maxBody
 	cfg.KeepAliveInterval = n.keepAlive
 	cfg.ShutdownTimeout = n.shutdownTimeout
-	cfg.StreamWindow = uint32(n.window)
-	cfg.MaxFrame = int(n.maxFrame)
+	cfg.StreamWindow = uint32(min(n.window, math.MaxUint32)) // more is refused, not wrapped
+	cfg.MaxFrame = int(min(n.maxFrame, math.MaxInt32))
 	cfg.Origins = n.origins
 	cfg.HTTPHosts = frontendHosts(n.http, n.httpHosts)
 	cfg.ChannelPrefix = n.channelPrefix
 	cfg.ChannelQueue = n.channelQueue
-	cfg.ChannelMaxMessage = int64(n.channelMaxMsg)
+	cfg.ChannelMaxMessage = int64(min(n.channelMaxMsg, math.MaxInt64))
 	cfg.MaxStreams, cfg.MaxSubscriptions = n.maxStreams, n.maxSubs
-	return id, cfg, logger, nil
+	return cfg
+}
+
+// configFlags names the flag that sets each Config field the node flags
+// set.
+var configFlags = map[string]string{
+	"DefaultTimeout":    "timeout",
+	"MaxBodyBytes":      "max-body",
+	"KeepAliveInterval": "keepalive",
+	"ShutdownTimeout":   "shutdown-timeout",
+	"StreamWindow":      "window",
+	"MaxFrame":          "max-frame",
+	"Origins":           "origin",
+	"HTTPHosts":         "http-host",
+	"ChannelQueue":      "channel-queue",
+	"ChannelMaxMessage": "channel-max-message",
+	"MaxStreams":        "max-streams",
+	"MaxSubscriptions":  "max-subscriptions",
+}
+
+// flagError turns the first field Config.Validate refused that a flag
+// sets into a usage error naming the flag, its value and its bounds:
+// "--max-streams 0: --max-streams must be from 1 to 65536". The other
+// fields (the identity, not yet loaded) are checked again by NewServer
+// or NewClient once set.
+func (n *nodeFlags) flagError(err error) error {
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	for _, err := range errs {
+		var fe *tunnel.FieldError
+		if !errors.As(err, &fe) {
+			continue
+		}
+		name, ok := configFlags[fe.Field]
+		if !ok {
+			continue
+		}
+		if fe.Err != nil { // a list: its error names the item
+			return usageError{fmt.Sprintf("--%s: %v", name, fe.Err)}
+		}
+		return usageError{fmt.Sprintf("--%s %s: --%s %s", name, n.fs.Lookup(name).Value, name, fe.Rule)}
+	}
+	return nil
 }
 
 // keyFile is the private key file the node loads.

@@ -234,6 +234,21 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--max-streams", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-streams"},
 		{[]string{"server", "--max-subscriptions", "65537", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-subscriptions must be from 1 to 65536"},
 		{[]string{"server", "--max-streams", "65537", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-streams must be from 1 to 65536"},
+		// Each bound is Config.Validate's; the message names the flag, the
+		// value given and the bound.
+		{[]string{"server", "--timeout", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--timeout 0s: --timeout must be positive"},
+		{[]string{"client", "--server", "127.0.0.1:1", "--keepalive", "-1s", "--cert", crt, "--key", key, "--ca", ca}, 2, "--keepalive -1s: --keepalive must be positive"},
+		{[]string{"server", "--shutdown-timeout", "0s", "--cert", crt, "--key", key, "--ca", ca}, 2, "--shutdown-timeout 0s: --shutdown-timeout must be positive"},
+		{[]string{"server", "--max-body", "-1", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-body -1: --max-body must not be negative"},
+		{[]string{"server", "--window", "65537KiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "--window 65537KiB: --window must be from 256KiB to 64MiB"},
+		// 4 GiB + 256 KiB is 256 KiB in a uint32: refused, not wrapped.
+		{[]string{"server", "--window", "4194560KiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "--window 4194560KiB: --window must be from 256KiB to 64MiB"},
+		{[]string{"server", "--max-frame", "4KiB", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-frame 4KiB: --max-frame must be 0 or from 16KiB to 1MiB"},
+		{[]string{"server", "--max-subscriptions", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-subscriptions 0: --max-subscriptions must be from 1 to 65536"},
+		{[]string{"server", "--channel-max-message", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-max-message 0: --channel-max-message must be from 1 to 256KiB"},
+		{[]string{"server", "--channel-queue", "65537", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue 65537: --channel-queue must be from 1 to 65536"},
+		// A flag out of bounds is told before a missing identity.
+		{[]string{"server", "--max-streams", "0", "--identity-dir", filepath.Join(d, "empty")}, 2, "--max-streams 0: --max-streams must be from 1 to 65536"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 	} {
 		r := caRun(t, tc.args...)

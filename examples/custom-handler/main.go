@@ -121,7 +121,7 @@ func run(role, listen, server, httpAddr, certFile, keyFile, caFile string) error
 	register(reg)
 
 	cfg := tunnel.DefaultConfig()
-	cfg.Certificate, cfg.CA, cfg.Handler, cfg.Logger = cert, pool, reg, logger
+	cfg.Certificate, cfg.CA, cfg.Dispatcher, cfg.Logger = cert, pool, reg, logger
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
