@@ -48,7 +48,7 @@ func ExampleClient() {
 	sreg := handlers.NewRegistry()
 	handlers.Builtins(sreg, "server")
 	scfg := tunnel.DefaultConfig()
-	scfg.Certificate, scfg.CA, scfg.Handler = serverID.Certificate, serverID.Pool, sreg
+	scfg.Certificate, scfg.CA, scfg.Dispatcher = serverID.Certificate, serverID.Pool, sreg
 	server, err := tunnel.NewServer(scfg)
 	if err != nil {
 		log.Fatal(err)
@@ -65,7 +65,7 @@ func ExampleClient() {
 		return map[string]string{"hello": req.Peer, "to": strings.Join(req.Args, " ")}, nil
 	})
 	cfg := tunnel.DefaultConfig()
-	cfg.Certificate, cfg.CA, cfg.Handler = clientID.Certificate, clientID.Pool, reg
+	cfg.Certificate, cfg.CA, cfg.Dispatcher = clientID.Certificate, clientID.Pool, reg
 	client, err := tunnel.NewClient(cfg)
 	if err != nil {
 		log.Fatal(err)
