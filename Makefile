@@ -5,7 +5,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS        = -X main.version=$(VERSION)
 BIN            = bin/restpipe
 
-.PHONY: all build demo test test-long browser-deps bench vet fmt-check proto clean
+.PHONY: all build demo test test-long browser-deps bench vet cross fmt-check proto clean
 
 all: build
 
@@ -16,14 +16,14 @@ build:
 demo: build
 	./$(BIN) demo
 
-## test: vet, formatting and every test with the race detector; the
-## slowest cases (1 GiB transfers) are skipped with -short. The browser
-## test (tunnel/browser_test.go) is required: RESTPIPE_BROWSER=1.
-test: vet fmt-check browser-deps
+## test: vet, the cross builds, formatting and every test with the race
+## detector; the slowest cases (1 GiB transfers) are skipped with -short.
+## The browser test (tunnel/browser_test.go) is required: RESTPIPE_BROWSER=1.
+test: vet cross fmt-check browser-deps
 	RESTPIPE_BROWSER=1 $(GO) test -race -short -count=1 ./...
 
 ## test-long: every test at full size, the slow ones included.
-test-long: vet fmt-check browser-deps
+test-long: vet cross fmt-check browser-deps
 	RESTPIPE_BROWSER=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 ## browser-deps: Debian's chromium and chromium-driver for the browser
@@ -50,6 +50,29 @@ bench:
 
 vet:
 	$(GO) vet ./...
+
+## cross: every package, its tests included, must build for each OS and
+## architecture restpipe supports. go vet type-checks a package with its
+## _test.go files (internal and external) after compiling what it imports,
+## which is what a build checks short of linking; test binaries for
+## another OS cannot run here. For the other targets dependencies are
+## compiled without optimisation (-N -l): the same type checks for a
+## quarter less CPU on a cold cache; the host's own target is the vet
+## target's go vet ./..., cached. About 3 min for all eight on a cold
+## cache on 2 busy cores, 5 s warm. One line per target, vet's errors
+## under a target that fails, each prefixed with it, and the targets that
+## failed at the end.
+CROSS = linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 freebsd/arm64
+cross:
+	@host=$$($(GO) env GOOS)/$$($(GO) env GOARCH); failed=; for t in $(CROSS); do \
+	  if [ "$$t" = "$$host" ]; then flags=; else flags='all=-N -l'; fi; \
+	  if out=$$(GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet $${flags:+-gcflags="$$flags"} ./... 2>&1); then \
+	    echo "cross: $$t ok"; \
+	  else \
+	    echo "cross: $$t FAILED:"; printf '%s\n' "$$out" | sed "s|^|  $$t: |"; failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "cross: go vet failed for$$failed"; exit 1; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -19,6 +19,8 @@
 //
 // Keys are ECDSA P-256, written as PKCS#8 PEM ("PRIVATE KEY") with mode
 // 0600 whatever the umask; directories this package creates are 0700.
+// Where the OS has no such modes (Windows: see PermissionBits) a file
+// takes its directory's ACL.
 // Every file is written to a temporary file in the same directory and then
 // renamed, so a reader never sees half a key. Nothing here overwrites an
 // existing key unless asked to (force), and the CA key is only ever read

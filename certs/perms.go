@@ -102,7 +102,8 @@ func exposed(what, path string, mask fs.FileMode, fix string) (Exposure, bool) {
 }
 
 // CheckKeyFile reports a private key file that users other than its
-// owner can read or write (want 0600).
+// owner can read or write (want 0600). Without PermissionBits it reports
+// nothing.
 func CheckKeyFile(path string) (Exposure, bool) {
 	return exposed("private key", path, privateMask, "chmod 600 "+path)
 }

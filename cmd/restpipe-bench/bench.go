@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -24,7 +25,39 @@ type row struct {
 	Base     float64 `json:"baseline_value,omitempty"`
 	Ratio    float64 `json:"ratio,omitempty"` // Value / Base
 	Target   string  `json:"target,omitempty"`
-	Met      string  `json:"met,omitempty"` // "yes", "NO" or ""
+	Met      string  `json:"met,omitempty"` // "yes", "NO", "n/a" (not measured) or ""
+	// NotMeasured: this OS does not give the bench the figure (see
+	// notMeasured); Value, Base and Ratio are then 0.
+	NotMeasured bool `json:"not_measured,omitempty"`
+}
+
+// unmeasured makes r the row of a figure this OS does not give the
+// bench: shown as "n/a", no ratio, no verdict on its target; baseline
+// is the baseline's name as shown.
+func unmeasured(r row, baseline string) row {
+	r.Value, r.Base, r.Ratio, r.Shown, r.Baseline, r.NotMeasured = 0, 0, 0, "n/a", baseline, true
+	if r.Target != "" {
+		r.Met = "n/a"
+	}
+	return r
+}
+
+// measured reports whether none of v is notMeasured.
+func measured[T int64 | float64](v ...T) bool {
+	for _, x := range v {
+		if x == notMeasured {
+			return false
+		}
+	}
+	return true
+}
+
+// kib shows a memory figure in KiB, or "n/a".
+func kib(v int64) string {
+	if v == notMeasured {
+		return "n/a"
+	}
+	return fmtKiB(float64(v))
 }
 
 // bench runs the measurements and collects the rows.
@@ -220,7 +253,7 @@ func (b *bench) stream(ctx context.Context) error {
 	if err != nil {
 		return cl.errorf("stream through the tunnel: %v", err)
 	}
-	selfTun := cpuSeconds() - self0
+	selfTun := cpuSince(self0)
 	st1, err := allStats(ctx, srv, cl)
 	if err != nil {
 		return err
@@ -249,7 +282,7 @@ func (b *bench) stream(ctx context.Context) error {
 	if err != nil {
 		return echo.errorf("stream over raw TLS: %v", err)
 	}
-	selfRaw := cpuSeconds() - self0
+	selfRaw := cpuSince(self0)
 	echoSt, err := echo.stats(ctx, false)
 	if err != nil {
 		return err
@@ -264,8 +297,36 @@ func (b *bench) stream(ctx context.Context) error {
 	// Where the CPU goes: every process shares the same cores, so the
 	// throughput follows the CPU all of them spend per byte.
 	gib := float64(size) / (1 << 30)
-	tunCPU := []float64{selfTun, clSt.CPUSeconds - cl0.CPUSeconds, srvSt.CPUSeconds - srv0.CPUSeconds}
-	rawCPU := []float64{selfRaw, echoSt.CPUSeconds - echo0.CPUSeconds}
+	if !measured(selfTun, selfRaw, cl0.CPUSeconds, clSt.CPUSeconds, srv0.CPUSeconds, srvSt.CPUSeconds, echo0.CPUSeconds, echoSt.CPUSeconds) {
+		b.add(unmeasured(row{Section: sec, Name: "CPU seconds per GiB, all processes", Unit: "s"}, "raw TLS n/a"))
+		b.note("CPU seconds are not measured on %s", runtime.GOOS)
+	} else {
+		b.cpuPerGiB(sec, gib, []float64{selfTun, clSt.CPUSeconds - cl0.CPUSeconds, srvSt.CPUSeconds - srv0.CPUSeconds},
+			[]float64{selfRaw, echoSt.CPUSeconds - echo0.CPUSeconds})
+	}
+	const limitKiB = 64 << 10
+	for _, n := range []struct {
+		name string
+		st   nodeStats
+	}{{"server node peak RSS", srvSt}, {"client node peak RSS", clSt}} {
+		r := row{Section: sec, Name: n.name, Value: float64(n.st.HWMKiB), Unit: "KiB", Shown: fmtKiB(float64(n.st.HWMKiB)),
+			Baseline: "raw TLS echo process " + fmtKiB(float64(echoSt.HWMKiB)), Base: float64(echoSt.HWMKiB),
+			Ratio: float64(n.st.HWMKiB) / float64(echoSt.HWMKiB), Target: "< 64 MiB", Met: met(n.st.HWMKiB < limitKiB)}
+		if !measured(n.st.HWMKiB, echoSt.HWMKiB) {
+			r = unmeasured(r, "raw TLS echo process "+kib(echoSt.HWMKiB))
+		}
+		b.add(r)
+	}
+	if !measured(srvSt.HWMKiB, clSt.HWMKiB, echoSt.HWMKiB) {
+		b.note("peak RSS is not measured on %s", runtime.GOOS)
+	}
+	return nil
+}
+
+// cpuPerGiB adds the row and the note of the CPU seconds per GiB echoed:
+// tunCPU is the load generator's, the client node's and the server
+// node's, rawCPU the load generator's and the echo process's.
+func (b *bench) cpuPerGiB(sec string, gib float64, tunCPU, rawCPU []float64) {
 	sum := func(v []float64) (t float64) {
 		for _, x := range v {
 			t += x
@@ -279,16 +340,6 @@ func (b *bench) stream(ctx context.Context) error {
 		"raw TLS %.2f s (load generator %.2f, echo process %.2f). Each byte crosses the client node's HTTP "+
 		"connection twice and its tunnel connection twice; the raw baseline has no HTTP leg",
 		tunTotal, tunCPU[0]/gib, tunCPU[1]/gib, tunCPU[2]/gib, rawTotal, rawCPU[0]/gib, rawCPU[1]/gib)
-	const limitKiB = 64 << 10
-	for _, n := range []struct {
-		name string
-		st   nodeStats
-	}{{"server node peak RSS", srvSt}, {"client node peak RSS", clSt}} {
-		b.add(row{Section: sec, Name: n.name, Value: float64(n.st.HWMKiB), Unit: "KiB", Shown: fmtKiB(float64(n.st.HWMKiB)),
-			Baseline: "raw TLS echo process " + fmtKiB(float64(echoSt.HWMKiB)), Base: float64(echoSt.HWMKiB),
-			Ratio: float64(n.st.HWMKiB) / float64(echoSt.HWMKiB), Target: "< 64 MiB", Met: met(n.st.HWMKiB < limitKiB)})
-	}
-	return nil
 }
 
 // allStats asks each node for its stats (no GC first), in order.
@@ -358,13 +409,17 @@ func (b *bench) scale(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		clientKiB += st.RSSKiB
+		if st.RSSKiB == notMeasured || clientKiB == notMeasured {
+			clientKiB = notMeasured
+		} else {
+			clientKiB += st.RSSKiB
+		}
 	}
 	perClient := float64(after.RSSKiB-before.RSSKiB) / float64(n)
 	perClientRaw := float64(raw.RSSKiB-before.RSSKiB) / float64(n)
 	goroutines := float64(after.Goroutines-before.Goroutines) / float64(n)
 	b.progress("scale     server RSS %s -> %s (%s before GC), %d -> %d goroutines",
-		fmtKiB(float64(before.RSSKiB)), fmtKiB(float64(after.RSSKiB)), fmtKiB(float64(raw.RSSKiB)), before.Goroutines, after.Goroutines)
+		kib(before.RSSKiB), kib(after.RSSKiB), kib(raw.RSSKiB), before.Goroutines, after.Goroutines)
 
 	// Restart: kill the server, start a new one on the same port, and
 	// wait for every client to be back.
@@ -384,11 +439,17 @@ func (b *bench) scale(ctx context.Context) error {
 	b.progress("scale     %d of %d clients back %s after the server was killed", back, n, fmtDur(restart))
 
 	sec := fmt.Sprintf("3. scale: %d idle clients on one server", n)
-	b.add(row{Section: sec, Name: "server RSS per idle client", Value: perClient, Unit: "KiB", Shown: fmtKiB(perClient),
-		Target: "<= 40 KiB", Met: met(perClient <= 40)})
-	b.note("server RSS per idle client is measured after debug.FreeOSMemory in the server (%s before it); "+
-		"RSS %s with no client, %s with %d; the client processes hold %s per client",
-		fmtKiB(perClientRaw), fmtKiB(float64(before.RSSKiB)), fmtKiB(float64(after.RSSKiB)), n, fmtKiB(float64(clientKiB)/float64(n)))
+	rssRow := row{Section: sec, Name: "server RSS per idle client", Value: perClient, Unit: "KiB", Shown: fmtKiB(perClient),
+		Target: "<= 40 KiB", Met: met(perClient <= 40)}
+	if measured(before.RSSKiB, after.RSSKiB, raw.RSSKiB, clientKiB) {
+		b.add(rssRow)
+		b.note("server RSS per idle client is measured after debug.FreeOSMemory in the server (%s before it); "+
+			"RSS %s with no client, %s with %d; the client processes hold %s per client",
+			fmtKiB(perClientRaw), fmtKiB(float64(before.RSSKiB)), fmtKiB(float64(after.RSSKiB)), n, fmtKiB(float64(clientKiB)/float64(n)))
+	} else {
+		b.add(unmeasured(rssRow, ""))
+		b.note("current RSS is not measured on %s", runtime.GOOS)
+	}
 	per := func(a, b uint64) string { return fmtKiB((float64(a) - float64(b)) / 1024 / float64(n)) }
 	b.note("of the server's memory per idle client: live heap %s, free space in heap spans in use %s, goroutine stacks %s",
 		per(after.HeapAlloc, before.HeapAlloc), per(after.HeapInuse-after.HeapAlloc, before.HeapInuse-before.HeapAlloc),

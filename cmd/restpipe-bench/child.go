@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -66,10 +65,7 @@ func (f *fleet) start(ctx context.Context, name, role string, args ...string) (*
 	argv := append([]string{"node", "-role", role}, args...)
 	cmd := exec.CommandContext(ctx, f.exe, argv...)
 	cmd.Env = append(os.Environ(), nodeEnv+"=1")
-	// Its own process group, so that a kill takes anything it started
-	// with it, and a Ctrl-C in the terminal reaches the bench alone (which
-	// then kills it).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownProcessGroup(cmd)
 	cmd.Cancel = func() error { return killGroup(cmd) }
 	cmd.WaitDelay = 3 * time.Second
 	c := &child{name: name, cmd: cmd, tail: &tailWriter{max: 8 << 10, copy: f.verbose, prefix: name + ": "}, http: f.http, exited: make(chan struct{})}
@@ -139,16 +135,6 @@ func (c *child) stop() {
 	case <-c.exited:
 	case <-time.After(5 * time.Second):
 	}
-}
-
-func killGroup(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return cmd.Process.Kill()
-	}
-	return nil
 }
 
 // send writes one command line to the node's stdin.

@@ -1,88 +1,34 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
-// memStatus is the memory of one process, from /proc/PID/status.
+// notMeasured stands for a figure this OS does not give the bench (see
+// memory_*.go and cpu_*.go); the table shows it as "n/a".
+const notMeasured = -1
+
+// memStatus is the memory of one process, in KiB; a figure the OS does
+// not give is notMeasured.
 type memStatus struct {
-	RSSKiB int64 // VmRSS: resident now
-	HWMKiB int64 // VmHWM: peak resident since the process started
+	RSSKiB int64 // resident now
+	HWMKiB int64 // peak resident since the process started
 }
 
-// readMemStatus reads VmRSS and VmHWM of process pid ("self" for this one).
-func readMemStatus(pid string) (memStatus, error) {
-	path := "/proc/" + pid + "/status"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return memStatus{}, fmt.Errorf("read %s: %w", path, err)
+// cpuSince is the CPU time this process has used since cpuSeconds gave
+// t0; notMeasured if either reading is.
+func cpuSince(t0 float64) float64 {
+	t1 := cpuSeconds()
+	if !measured(t0, t1) {
+		return notMeasured
 	}
-	var m memStatus
-	var found int
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch key {
-		case "VmRSS":
-			dst = &m.RSSKiB
-		case "VmHWM":
-			dst = &m.HWMKiB
-		default:
-			continue
-		}
-		// "  123456 kB"
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
-		if err != nil {
-			return memStatus{}, fmt.Errorf("parse %s in %s: %w", key, path, err)
-		}
-		*dst = n
-		found++
-	}
-	if found != 2 {
-		return memStatus{}, fmt.Errorf("%s: no VmRSS/VmHWM lines (not Linux?)", path)
-	}
-	return m, nil
-}
-
-// cpuSeconds is the CPU time, user and system, this process has used;
-// 0 if it cannot be read.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
-}
-
-// raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: a node
-// with thousands of tunnel connections needs a descriptor for each. It
-// returns the soft limit in force afterwards.
-func raiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("getrlimit NOFILE: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, fmt.Errorf("setrlimit NOFILE to %d: %w", lim.Max, err)
-		}
-	}
-	return lim.Cur, nil
+	return t1 - t0
 }
 
 // percentile returns the p-th percentile (0 < p <= 100) of sorted, by

@@ -59,14 +59,17 @@ type nodeReady struct {
 // nodeStats is the answer of GET /stats. The same port serves
 // /debug/pprof/.
 type nodeStats struct {
-	PID        int   `json:"pid"`
+	PID int `json:"pid"`
+	// RSSKiB and HWMKiB are the resident memory now and at its peak;
+	// notMeasured (-1) where the OS does not give them (memory_*.go).
 	RSSKiB     int64 `json:"rss_kib"`
 	HWMKiB     int64 `json:"hwm_kib"`
 	Goroutines int   `json:"goroutines"`
 	// Connected is, on a server, the clients connected to it; on a
 	// clients node, its clients connected to the server.
 	Connected int `json:"connected"`
-	// CPUSeconds is the CPU time (user and system) the process has used.
+	// CPUSeconds is the CPU time (user and system) the process has used;
+	// notMeasured where the OS does not give it (cpu_*.go).
 	CPUSeconds float64 `json:"cpu_seconds"`
 	// From runtime.MemStats: live heap objects, heap spans in use (live
 	// objects and the free space between them), goroutine stacks.
@@ -104,9 +107,6 @@ func nodeMain(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(os.Stderr, "restpipe-bench node: %v\n", err)
 		return 2
-	}
-	if _, err := raiseFileLimit(); err != nil {
-		fmt.Fprintf(os.Stderr, "restpipe-bench node: %v\n", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -358,7 +358,7 @@ func statsHandler(connected func() int) http.Handler {
 		if r.URL.Query().Get("gc") == "1" {
 			debug.FreeOSMemory()
 		}
-		mem, err := readMemStatus("self")
+		mem, err := readMemStatus()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

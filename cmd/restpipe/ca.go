@@ -84,8 +84,10 @@ func date(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
 // warnExposed prints one line on stderr for each part of the CA in dir
 // that users other than its owner can reach (see certs.CheckCADir): the
-// command works, but the CA key may not be private any more.
+// command works, but the CA key may not be private any more. Where
+// there are no permission bits to check, it says so.
 func warnExposed(env *cliEnv, dir string) {
+	noteUncheckedCADir(env.stderr, dir)
 	for _, e := range certs.CheckCADir(dir) {
 		fmt.Fprintf(env.stderr, "restpipe ca: warning: %s\n", e)
 	}
@@ -128,7 +130,7 @@ func runCAInit(_ context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "created CA %q, valid until %s\n", ca.Cert.Subject.CommonName, date(ca.Cert.NotAfter))
 	fmt.Fprintf(env.stdout, "  certificate: %s (every node needs it)\n", filepath.Join(*dir, "ca.crt"))
-	fmt.Fprintf(env.stdout, "  key:         %s (0600; keep it there)\n", filepath.Join(*dir, "ca.key"))
+	fmt.Fprintf(env.stdout, "  key:         %s (%s; keep it there)\n", filepath.Join(*dir, "ca.key"), keyMode())
 	fmt.Fprintf(env.stdout, "next: restpipe ca issue --dir %s --name server --host HOST\n", *dir)
 	return nil
 }
@@ -188,7 +190,7 @@ func runCAIssue(_ context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "%s, valid until %s\n", what, date(id.Leaf.NotAfter))
 	fmt.Fprintf(env.stdout, "  certificate: %s\n", certPath)
-	fmt.Fprintf(env.stdout, "  key:         %s (0600)\n", keyPath)
+	fmt.Fprintf(env.stdout, "  key:         %s (%s)\n", keyPath, keyMode())
 	fmt.Fprintf(env.stdout, "  CA:          %s\n", caPath)
 	if revoked != nil {
 		list := filepath.Join(*dir, certs.RevokedFile)

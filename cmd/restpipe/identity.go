@@ -42,7 +42,7 @@ func runIdentitySet(_ context.Context, env *cliEnv, args []string) error {
 	}
 	certPath, keyPath, caPath := certs.IdentityFiles(*dir)
 	fmt.Fprintf(env.stdout, "installed identity %q (%s auth, valid until %s) into %s\n", id.Name(), id.Usage(), date(id.Leaf.NotAfter), *dir)
-	fmt.Fprintf(env.stdout, "  certificate: %s\n  key:         %s (0600)\n  CA:          %s\n", certPath, keyPath, caPath)
+	fmt.Fprintf(env.stdout, "  certificate: %s\n  key:         %s (%s)\n  CA:          %s\n", certPath, keyPath, keyMode(), caPath)
 	return nil
 }
 

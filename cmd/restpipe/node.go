@@ -166,6 +166,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if e, exposed := certs.CheckKeyFile(n.keyFile()); exposed {
 		logger.Warn("this node's private key is not private: other users can reach it", "file", e.Path, "mode", fmt.Sprintf("%#o", e.Mode.Perm()), "fix", e.Fix)
 	}
+	noteUncheckedKey(logger, n.keyFile())
 	want := certs.UsageClient
 	if role == "server" {
 		want = certs.UsageServer
@@ -339,7 +340,8 @@ func listenHTTP(addr string, logger *slog.Logger) (net.Listener, error) {
 			logger.Warn("another user can replace the front end's socket: its directory is writable by group or others and not sticky; they would receive its callers' requests",
 				"dir", dir, "mode", mode.String(), "fix", "chmod go-w "+dir+" (or put the socket in a directory only this user can write)")
 		}
-		return listenUnix(path) // mode 0600 from the start
+		warnSocketWithoutMode(logger, path)
+		return listenUnix(path) // mode 0600 from the start where sockets have modes
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {

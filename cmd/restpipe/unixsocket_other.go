@@ -9,6 +9,11 @@ import (
 	"os"
 )
 
+// socketHasMode: a UNIX socket here has no permission bits (on Windows
+// its ACL, inherited from its directory, decides who may connect), so
+// the node warns (warnSocketWithoutMode).
+const socketHasMode = false
+
 // listenUnix opens the front end's UNIX socket at path. Without Unix
 // permission bits (Windows: the socket file takes its directory's ACL)
 // there is no mode to set: keep the socket in a directory only this user

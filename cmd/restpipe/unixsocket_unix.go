@@ -12,6 +12,10 @@ import (
 	"syscall"
 )
 
+// socketHasMode: a UNIX socket here is a file with permission bits, so
+// listenUnix makes it 0600.
+const socketHasMode = true
+
 // listenUnix opens the front end's UNIX socket at path with mode 0600 from
 // its first moment, so that no other user can ever connect to it: the
 // socket is bound inside a fresh 0700 directory next to path (nobody else
