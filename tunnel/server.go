@@ -10,7 +10,6 @@ import (
 	"net"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -92,7 +91,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				break
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+			if errors.As(err, &ne) && ne.Timeout() || tooManyFiles(err) {
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept", "err", err, "retry_in", tempDelay)
 				time.Sleep(tempDelay)
