@@ -390,9 +390,13 @@ func TestKeepAliveAfterUnreadBody(t *testing.T) {
 }
 
 // TestIdleSessionWaitsForNoStream checks that once events are over, no
-// goroutine waits for the next stream on either node (muxconn's gate): an
-// idle session costs yamux's reader and writer only.
+// goroutine waits for the next stream on either node (acceptGate): an idle
+// session costs yamux's reader and writer only, and the reader waits on a
+// small stack (idleReader).
 func TestIdleSessionWaitsForNoStream(t *testing.T) {
+	// A reader decides where to wait when it parks: one that parked while
+	// the last event's stream was still closing waits where it is until
+	// the next frame. Pings every 50 ms bring that frame soon.
 	p := newPKI(t)
 	pings := func(c *tunnel.Config) { c.KeepAliveInterval = 50 * time.Millisecond }
 	s := startServer(t, p, pings)
@@ -421,6 +425,13 @@ func TestIdleSessionWaitsForNoStream(t *testing.T) {
 		dump = dump[:runtime.Stack(dump, true)]
 		return !bytes.Contains(dump, []byte("AcceptStream"))
 	}, "no goroutine in AcceptStream")
+	// With no stream open, each side's reader waits for the socket near
+	// the top of its stack (idleReader), not inside crypto/tls.
+	waitFor(t, ctx, func() bool {
+		dump = make([]byte, 1<<20)
+		dump = dump[:runtime.Stack(dump, true)]
+		return bytes.Count(dump, []byte("(*idleReader).waitReadable")) == 2
+	}, "both session readers waiting in idleReader.waitReadable")
 
 	// And the next event still gets through, both ways.
 	if r := get(t, c.httpURL+"/server/time"); r.status != http.StatusOK {

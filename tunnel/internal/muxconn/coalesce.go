@@ -3,7 +3,10 @@ package muxconn
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // coalesceConn is the connection yamux's session runs on: the tls.Conn,
@@ -39,6 +42,12 @@ type coalesceConn struct {
 	// rb, if set, is the socket under Conn (a tls.Conn): a write of more
 	// than one record goes to the socket in one syscall.
 	rb *recordBatcher
+	// idle, if set, is the socket under rb: while the session has no
+	// stream open, Read waits for it here, on a small stack, rather than
+	// inside Conn (see idleReader).
+	idle *idleReader
+	// sess is the session over this connection, once yamux has made it.
+	sess atomic.Pointer[yamux.Session]
 
 	mu      sync.Mutex
 	hdr     [headerSize]byte
@@ -58,13 +67,28 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 	if c.gate != nil {
 		c.gate.beforeRead()
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.idle.usable() && c.idleSession() {
+		n, err = c.idle.readFrom(c.Conn, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if c.gate != nil && n > 0 {
 		if verr := c.gate.scan(p[:n]); verr != nil {
 			return 0, verr
 		}
 	}
 	return n, err
+}
+
+// idleSession reports whether the session has no stream open: the next
+// frame may be a long way off. With a stream open (an event, a relay, a
+// transfer) the next one is usually near, and waiting on a small stack
+// would cost each frame two more syscalls.
+func (c *coalesceConn) idleSession() bool {
+	s := c.sess.Load()
+	return s != nil && s.NumStreams() == 0
 }
 
 // whenClosed has f called, on a goroutine of its own, once the connection

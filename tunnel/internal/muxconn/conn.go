@@ -38,13 +38,14 @@ type Acceptor interface {
 // Conn is one connection's stack, from the TCP connection up to the yamux
 // session:
 //
-//	TCP -> record batcher -> tls.Conn -> coalescing conn -> yamux.Session
+//	TCP -> idle reader -> record batcher -> tls.Conn -> coalescing conn -> yamux.Session
 //
 // Make it with Handshake, then Start the session, then Serve it.
 type Conn struct {
 	role Role
 	tc   *tls.Conn
 	rb   *recordBatcher
+	idle *idleReader
 	cc   *coalesceConn
 	g    *gate
 	sess *yamux.Session
@@ -55,7 +56,12 @@ type Conn struct {
 // Its error is crypto/tls's, for the caller to say what failed; raw is
 // left to the caller to close.
 func Handshake(ctx context.Context, raw net.Conn, role Role, cfg *tls.Config) (*Conn, error) {
-	c := &Conn{role: role, rb: &recordBatcher{Conn: raw}}
+	c := &Conn{role: role, idle: newIdleReader(raw)}
+	under := raw
+	if c.idle != nil {
+		under = c.idle
+	}
+	c.rb = &recordBatcher{Conn: under}
 	if role == Server {
 		c.tc = tls.Server(c.rb, cfg)
 	} else {
@@ -81,7 +87,8 @@ func (c *Conn) Start(cfg *yamux.Config, helloPhase bool) (*yamux.Session, error)
 	odd := c.role == Client
 	c.g = newGate(func(id uint32) bool { return id != 0 && (id%2 == 1) == odd })
 	c.g.helloOpen.Store(helloPhase)
-	c.cc = &coalesceConn{Conn: c.tc, rb: c.rb, gate: c.g}
+	c.cc = &coalesceConn{Conn: c.tc, rb: c.rb, idle: c.idle, gate: c.g}
+	c.idle.start()
 	var sess *yamux.Session
 	var err error
 	if c.role == Server {
@@ -92,6 +99,7 @@ func (c *Conn) Start(cfg *yamux.Config, helloPhase bool) (*yamux.Session, error)
 	if err != nil {
 		return nil, fmt.Errorf("yamux: %w", err)
 	}
+	c.cc.sess.Store(sess)
 	c.g.mu.Lock()
 	c.g.sess = sess
 	c.g.mu.Unlock()
