@@ -1,7 +1,7 @@
 // Package muxconn is everything between a peer's TCP connection and its
 // yamux session:
 //
-//	TCP -> record batcher -> tls.Conn -> coalescing conn -> yamux.Session
+//	TCP -> idle reader (Linux) -> record batcher -> tls.Conn -> coalescing conn -> yamux.Session
 //
 // built the same way for both roles (Handshake, then Conn.Start), with the
 // tricks that make a small event cost about one socket write a side and an
@@ -80,18 +80,28 @@
 //     16 KiB is one record, once the connection has sent its first
 //     128 KiB or so (crypto/tls starts with records of about 1 KiB, which
 //     a small event's merged write fits in). TestTLSRecordsAsAssumed.
+//
 //  12. crypto/tls writes each record to the socket with a Write of its
 //     own, in order, from the goroutine that called tls.Conn.Write (its
 //     other writes, alerts and key updates, are serialised with them):
 //     recordBatcher gathers those of one big write into one syscall.
 //     TestTLSRecordsAsAssumed.
 //
-// The idle reader that tunnel had (a Linux-only read path that let an
-// idle session's reader wait on a small stack, relying on crypto/tls
-// passing up a Temporary() net.Error without breaking the connection) is
-// gone: measured with `restpipe-bench -only scale` (2000 idle clients),
-// it saved 0.8 KiB of server memory per idle client (38.2 KiB with it,
-// 39.0 KiB without; goroutine stacks 8.1 against 8.4 KiB), less than the
-// run-to-run spread of that figure (36.9 to 38.9 KiB), for a build that
-// only Linux had and a deprecated interface.
+//  13. (Linux, the idle reader.) A Read error from the connection under a
+//     tls.Conn that is a net.Error whose deprecated Temporary() is true is
+//     passed up by tls.Conn.Read without breaking the connection: the
+//     next Read reads on. The idle reader returns such an error for a
+//     read that would block, so that the session's reader waits for the
+//     socket near the top of its stack (idleReader.waitReadable) rather
+//     than inside crypto/tls's record layer, and its stack shrinks from
+//     8 to 4 KiB at the next collection. TestTLSPassesTemporaryRead.
+//
+// The idle reader is Linux-only (idleread_linux.go; idleread_other.go is
+// the portable default, which waits inside tls.Conn). Measured with
+// `restpipe-bench` (2000 idle clients, two runs each, same machine and
+// hour): with it, goroutine stacks 8.0 KiB per idle client and server
+// RSS 39.9 to 40.8 KiB; without it, stacks 10.7 to 10.9 KiB and RSS 41.9
+// to 43.1 KiB, over the 40 KiB target. Should assumption 13 stop
+// holding, TestTLSPassesTemporaryRead fails, and idleread_linux.go is to
+// go (the portable default is what every other OS runs).
 package muxconn
