@@ -246,7 +246,7 @@ func TestChannelExternalAuth(t *testing.T) {
 	wantAsked(ask{"/channels/tenantB-orders", "SUBSCRIBE", "c1"})
 	wantForbidden(t, r, "tenantB-orders")
 	if !strings.Contains(r.body, "tenant A only") {
-		t.Errorf("the auth service's reason is not relayed: %s", r.body)
+		t.Errorf("the auth service's reason is not passed on: %s", r.body)
 	}
 	r = do(t, http.MethodPost, chanURL(c1.httpURL, "tenantB-orders"), strings.NewReader("x"))
 	wantAsked(ask{"/channels/tenantB-orders", "PUBLISH", "c1"})

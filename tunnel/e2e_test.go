@@ -42,8 +42,8 @@ func TestCallsBothWays(t *testing.T) {
 	if r.header.Get("X-Event-Return-Code") != "200" || r.header.Get("X-Request-Id") == "" {
 		t.Errorf("headers: %v", r.header)
 	}
-	// A small reply has all arrived when it is relayed: it goes out with
-	// its length, not chunked.
+	// A small reply has all arrived when the front end writes it: it goes
+	// out with its length, not chunked.
 	if r.length != int64(len(r.body)) {
 		t.Errorf("Content-Length %d, body of %d bytes", r.length, len(r.body))
 	}

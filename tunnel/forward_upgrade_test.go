@@ -79,7 +79,7 @@ func (s *laxH2CService) take() []string {
 
 // TestForwardRefusesH2CUpgrade: a caller that asks a forward route to
 // switch to h2c would, once the service switched, speak HTTP/2 to it
-// directly over the relayed connection, with any path (h2c smuggling):
+// directly over the forwarded connection, with any path (h2c smuggling):
 // the path checks would no longer apply. The serving node refuses such an
 // upgrade, in any spelling, from a front end and from a hostile peer,
 // and the service never sees the request.

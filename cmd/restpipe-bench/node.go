@@ -87,7 +87,7 @@ type nodeConfig struct {
 	first, n     int    // clients: c<first> .. c<first+n-1>
 	frontend     bool   // clients: give the first client a front end
 	reconnectMax time.Duration
-	target       string // proxy: the URL to relay to
+	target       string // proxy: the URL to forward to
 }
 
 // nodeMain runs a node and returns its exit code.

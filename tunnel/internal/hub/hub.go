@@ -37,7 +37,7 @@ func (m *Message) Size() int64 {
 }
 
 // Empty reports whether the message has nothing to deliver (keep-alives
-// are empty: they are dropped, not relayed).
+// are empty: they are dropped, not delivered).
 func (m *Message) Empty() bool { return m.Text == "" && m.Stream == "" }
 
 // Why a subscriber is dropped; its Err wraps one of these.

@@ -83,9 +83,9 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 }
 
 // idleSession reports whether the session has no stream open: the next
-// frame may be a long way off. With a stream open (an event, a relay, a
-// transfer) the next one is usually near, and waiting on a small stack
-// would cost each frame two more syscalls.
+// frame may be a long way off. With a stream open (an event, a channel
+// relay, a transfer) the next one is usually near, and waiting on a
+// small stack would cost each frame two more syscalls.
 func (c *coalesceConn) idleSession() bool {
 	s := c.sess.Load()
 	return s != nil && s.NumStreams() == 0
