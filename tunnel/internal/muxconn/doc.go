@@ -100,8 +100,9 @@
 // the portable default, which waits inside tls.Conn). Measured with
 // `restpipe-bench` (2000 idle clients, two runs each, same machine and
 // hour): with it, goroutine stacks 8.0 KiB per idle client and server
-// RSS 39.9 to 40.8 KiB; without it, stacks 10.7 to 10.9 KiB and RSS 41.9
-// to 43.1 KiB, over the 40 KiB target. Should assumption 13 stop
+// RSS 40.0 to 40.8 KiB (39.9 to 40.8 before issue 13); without it,
+// stacks 10.7 to 10.9 KiB and RSS 41.9 to 43.1 KiB: about 2 KiB more
+// per idle client, against a target of 40 KiB. Should assumption 13 stop
 // holding, TestTLSPassesTemporaryRead fails, and idleread_linux.go is to
 // go (the portable default is what every other OS runs).
 package muxconn
