@@ -1,6 +1,9 @@
 package tunnel
 
-import "sync"
+import (
+	"cmp"
+	"sync"
+)
 
 // copyBufSize is the size of the buffers that copy bodies onto streams.
 const copyBufSize = 64 << 10
@@ -21,4 +24,17 @@ func newBufPool(size int) *sync.Pool {
 		b := make([]byte, size)
 		return &b
 	}}
+}
+
+// sendBufs returns the pool of copy buffers of Config.MaxFrame bytes, or of
+// def bytes when it is 0; own is a pool of copyBufSize ones to reuse.
+func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
+	size := cmp.Or(c.MaxFrame, def)
+	switch size {
+	case copyBufSize:
+		return own
+	case streamBufSize:
+		return streamBufs
+	}
+	return newBufPool(size)
 }

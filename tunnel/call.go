@@ -56,9 +56,13 @@ type Request struct {
 	ID string
 }
 
-// event returns the wire header of r, checked: the strings of an event
-// travel as protobuf strings, which must be UTF-8.
+// event returns the wire header of r, checked (Server.Call and
+// Client.Call): the strings of an event travel as protobuf strings, which
+// must be UTF-8.
 func (r *Request) event(ctx context.Context) (*events.Request, error) {
+	if r == nil {
+		return nil, errors.New("call: nil request")
+	}
 	ev := &events.Request{
 		Id:            requestID(r.ID),
 		Method:        cmp.Or(r.Method, http.MethodGet),

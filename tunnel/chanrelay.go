@@ -179,6 +179,8 @@ func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message
 // every channel. The server's own front end and Server.Channels are never
 // asked: their callers act as the server.
 type ChannelAuthorizer interface {
+	// AuthorizeChannel allows (nil) or refuses req, a client node's
+	// subscribe or publish.
 	AuthorizeChannel(ctx context.Context, req *handlers.Request) error
 }
 

@@ -251,11 +251,9 @@ func (c *Client) Server() (PeerInfo, bool) {
 
 // Call sends req to the server and returns its reply, once its header
 // has come: the caller reads and closes Response.Body. Its errors wrap
-// those of errors.go (ErrPeerUnavailable, ErrTimeout, ...).
+// this package's Err values (ErrPeerUnavailable, ErrTimeout, ...), which
+// the front end maps to its error table.
 func (c *Client) Call(ctx context.Context, req *Request) (*Response, error) {
-	if req == nil {
-		return nil, errors.New("call: nil request")
-	}
 	ev, err := req.event(ctx)
 	if err != nil {
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -52,11 +51,11 @@ type Config struct {
 	// Version is the software version sent in the hello, for logs.
 	// Default none.
 	Version string
-	// VerifyPeer, if set (the default is none), is asked about the peer's certificate after the
-	// TLS handshake has verified it, and again by Server.Reverify and
+	// VerifyPeer, if set, is asked about the peer's certificate after
+	// the TLS handshake has verified it, and again by Server.Reverify and
 	// Client.Reverify; an error refuses or drops the peer. Revocation
 	// lists plug in here (certs.RevocationFile.Check). It may be called
-	// from several goroutines at once.
+	// from several goroutines at once. Default none.
 	//
 	// Whatever VerifyPeer says, a session ends when the first of the
 	// certificates it rests on expires: this node's, the peer's, or the
@@ -90,7 +89,7 @@ type Config struct {
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
 	// acknowledged. yamux allocates 8 bytes per slot on every session,
-	// idle or not. Default 64.
+	// idle or not. Default 64; at least 1.
 	AcceptBacklog int
 
 	// Bounds on what one peer may hold at this node (README "Security"),
@@ -105,7 +104,8 @@ type Config struct {
 	// it closes some. Each stream may hold twice StreamWindow in yamux's
 	// receive buffer plus about 768 KiB of buffers and header, so the
 	// default, 48, keeps a peer's streams under 132 MiB with the default
-	// 1 MiB window (README "What one peer can cost a node"). Streams this node opens to the peer do not count.
+	// 1 MiB window (README "What one peer can cost a node"). Streams this
+	// node opens to the peer do not count.
 	//
 	// The node announces it in its hello (at most 65536), and an honest
 	// peer paces itself to it: its events wait for a slot, until their
@@ -148,7 +148,7 @@ type Config struct {
 	// slow sender (slowloris) cannot hold a connection. Default 10 s.
 	HeaderTimeout time.Duration
 	// MaxHeaderBytes bounds a front-end request's headers (431 above).
-	// Default 64 KiB.
+	// Default 64 KiB; at least 1.
 	MaxHeaderBytes int
 	// ShutdownTimeout bounds how long events in flight may finish once
 	// the node is asked to stop. Default 10 s.
@@ -189,7 +189,8 @@ type Config struct {
 	// A client whose session the server ended because another connection
 	// with the same identity replaced it waits at least ReconnectMax
 	// before it tries again, so that two clients sharing one identity do
-	// not fight over it. Defaults 500 ms and 30 s.
+	// not fight over it. Defaults 500 ms and 30 s; ReconnectMax is not
+	// below ReconnectMin.
 	ReconnectMin, ReconnectMax time.Duration
 	// StableAfter is how long a connection must have stayed up for the
 	// backoff to start again from ReconnectMin. Default 30 s.
@@ -443,19 +444,6 @@ const (
 	minRelayQueue = 4 * maxChannelMessage
 )
 
-// sendBufs returns the pool of copy buffers of cfg.MaxFrame bytes, or of
-// def bytes when it is 0; own is a pool of copyBufSize ones to reuse.
-func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
-	size := cmp.Or(c.MaxFrame, def)
-	switch size {
-	case copyBufSize:
-		return own
-	case streamBufSize:
-		return streamBufs
-	}
-	return newBufPool(size)
-}
-
 // hubOptions are the subscriber queue bounds of the node's channel hub.
 func (c Config) hubOptions() hub.Options {
 	return hub.Options{QueueLen: c.ChannelQueue, QueueBytes: c.ChannelQueueBytes}
@@ -494,6 +482,8 @@ func (c Config) nodeName() string {
 	return ""
 }
 
+// leaf is the node's own certificate, parsed (withDefaults keeps it in
+// Certificate.Leaf); nil if there is none.
 func (c Config) leaf() *x509.Certificate {
 	if c.Certificate.Leaf != nil {
 		return c.Certificate.Leaf

@@ -69,6 +69,8 @@ func newGuard(cfg *Config) *webguard.Policy {
 	return g
 }
 
+// newChannelsHandler serves the front end's /channels/ and /publish/ on
+// bus, with cfg's bounds.
 func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channels.Handler {
 	return &channels.Handler{
 		Bus:          bus,

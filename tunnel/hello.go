@@ -23,15 +23,10 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 		return nil, fmt.Errorf("open hello stream: %w", err)
 	}
 	defer st.Close()
-	setStreamDeadline(ctx, st)
+	setStreamDeadline(ctx, st, cfg)
 	w := events.NewWriter(st)
 	defer w.Release()
-	err = w.WriteMessage(&events.Hello{
-		ProtocolVersion: events.ProtocolVersion,
-		NodeName:        cfg.nodeName(),
-		SoftwareVersion: cfg.Version,
-		MaxStreams:      uint32(cfg.MaxStreams),
-	})
+	err = w.WriteMessage(cfg.hello())
 	if err == nil {
 		err = w.Flush()
 	}
@@ -69,7 +64,7 @@ func serverHello(ctx context.Context, accept func(context.Context) (*yamux.Strea
 		return nil, fmt.Errorf("accept hello stream: %w", err)
 	}
 	defer st.Close()
-	setStreamDeadline(ctx, st)
+	setStreamDeadline(ctx, st, cfg)
 	var h events.Hello
 	r := events.NewReader(st)
 	defer r.Release()
@@ -77,12 +72,7 @@ func serverHello(ctx context.Context, accept func(context.Context) (*yamux.Strea
 	if err != nil && !errors.Is(err, events.ErrTooLarge) {
 		return nil, fmt.Errorf("read client hello: %w", err)
 	}
-	answer := &events.Hello{
-		ProtocolVersion: events.ProtocolVersion,
-		NodeName:        cfg.nodeName(),
-		SoftwareVersion: cfg.Version,
-		MaxStreams:      uint32(cfg.MaxStreams),
-	}
+	answer := cfg.hello()
 	refusal := refuse
 	switch {
 	case refusal != nil:
@@ -152,10 +142,22 @@ func checkHello(h *events.Hello) error {
 	return nil
 }
 
-func setStreamDeadline(ctx context.Context, st *yamux.Stream) {
-	if d, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(d)
-	} else {
-		_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+// hello is this node's hello, the same on both sides.
+func (c *Config) hello() *events.Hello {
+	return &events.Hello{
+		ProtocolVersion: events.ProtocolVersion,
+		NodeName:        c.nodeName(),
+		SoftwareVersion: c.Version,
+		MaxStreams:      uint32(c.MaxStreams),
 	}
+}
+
+// setStreamDeadline bounds the hello's stream by ctx's deadline, the
+// handshake's; by HandshakeTimeout from now if ctx has none.
+func setStreamDeadline(ctx context.Context, st *yamux.Stream, cfg *Config) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		d = time.Now().Add(cfg.HandshakeTimeout)
+	}
+	_ = st.SetDeadline(d)
 }

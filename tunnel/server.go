@@ -252,6 +252,17 @@ func (s *Server) unregister(p *peer) {
 	s.mu.Unlock()
 }
 
+// sessions returns the registered sessions, one per client.
+func (s *Server) sessions() []*peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	peers := make([]*peer, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	return peers
+}
+
 func (s *Server) peer(name string) *peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,11 +273,8 @@ func (s *Server) peer(name string) *peer {
 func (s *Server) shutdown() {
 	s.mu.Lock()
 	s.closing = true
-	peers := make([]*peer, 0, len(s.peers))
-	for _, p := range s.peers {
-		peers = append(peers, p)
-	}
 	s.mu.Unlock()
+	peers := s.sessions()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -282,11 +290,9 @@ func (s *Server) shutdown() {
 
 // Call sends req to the client called name and returns its reply, once
 // its header has come: the caller reads and closes Response.Body. Its
-// errors wrap those of errors.go (ErrPeerUnavailable, ErrTimeout, ...).
+// errors wrap this package's Err values (ErrPeerUnavailable, ErrTimeout,
+// ...), which the front end maps to its error table.
 func (s *Server) Call(ctx context.Context, name string, req *Request) (*Response, error) {
-	if req == nil {
-		return nil, errors.New("call: nil request")
-	}
 	ev, err := req.event(ctx)
 	if err != nil {
 		return nil, err
@@ -324,14 +330,8 @@ func (s *Server) Reverify() []string {
 	if s.cfg.VerifyPeer == nil {
 		return nil
 	}
-	s.mu.Lock()
-	peers := make([]*peer, 0, len(s.peers))
-	for _, p := range s.peers {
-		peers = append(peers, p)
-	}
-	s.mu.Unlock()
 	var dropped []string
-	for _, p := range peers {
+	for _, p := range s.sessions() {
 		if err := s.cfg.VerifyPeer(p.leaf); err != nil {
 			p.log.Warn("client dropped: its certificate is no longer accepted", "err", err)
 			go p.endWith(codeRefused, fmt.Errorf("%w: %v", ErrNoLongerAccepted, err))
