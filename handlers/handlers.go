@@ -124,11 +124,15 @@ type Func func(ctx context.Context, req *Request) (any, error)
 // Error is an error a handler returns to choose the status and code the
 // caller sees. Any other error is a 500 "handler_error".
 type Error struct {
+	// Status is the HTTP status; 0 means 500.
 	Status int
-	Code   string
-	Msg    string
+	// Code is the error body's code; empty means "handler_error".
+	Code string
+	// Msg is the error body's message.
+	Msg string
 }
 
+// Error returns Msg.
 func (e *Error) Error() string { return e.Msg }
 
 // Errorf returns an *Error with the given status and code.
@@ -139,14 +143,24 @@ func Errorf(status int, code, format string, args ...any) *Error {
 // Error codes of the error table (DESIGN.md), as they appear in error
 // bodies and Reply.ErrorCode.
 const (
-	CodeBadPath         = "bad_path"
+	// CodeBadPath: the path matches neither form (404), or holds what the
+	// node will not carry: a segment that is not UTF-8, a forward path
+	// that leaves its target (400).
+	CodeBadPath = "bad_path"
+	// CodePeerUnavailable: the peer is not connected (503).
 	CodePeerUnavailable = "peer_unavailable"
-	CodeNoHandler       = "no_handler"
-	CodeHandlerError    = "handler_error"
-	CodeTimeout         = "timeout"
-	CodeTunnelClosed    = "tunnel_closed"
-	CodeTooLarge        = "too_large"
-	CodeBadRequest      = "bad_request"
+	// CodeNoHandler: the peer has no handler of that name (404).
+	CodeNoHandler = "no_handler"
+	// CodeHandlerError: the handler failed or panicked (500).
+	CodeHandlerError = "handler_error"
+	// CodeTimeout: the deadline passed before the answer (504).
+	CodeTimeout = "timeout"
+	// CodeTunnelClosed: the tunnel dropped during the event (502).
+	CodeTunnelClosed = "tunnel_closed"
+	// CodeTooLarge: a body or header over its limit (413, 431).
+	CodeTooLarge = "too_large"
+	// CodeBadRequest: a request the front end cannot carry (400).
+	CodeBadRequest = "bad_request"
 	// CodeBodyTimeout: the caller stopped sending its request body (408).
 	CodeBodyTimeout = "body_timeout"
 	// CodeUpstreamUnavailable: a forward route's service is down (502).

@@ -284,8 +284,10 @@ func JSONReply(status int, v any) *Reply {
 
 // ErrorBody is the JSON body of every error reply.
 type ErrorBody struct {
+	// Error says what went wrong, in words.
 	Error string `json:"error"`
-	Code  string `json:"code"`
+	// Code is the row of the error table ("no_handler").
+	Code string `json:"code"`
 }
 
 // ErrorReply returns the error reply {"error": msg, "code": code}.
