@@ -223,8 +223,8 @@ func DefaultConfig() Config {
 		ReconnectMin:      500 * time.Millisecond,
 		ReconnectMax:      30 * time.Second,
 		StableAfter:       30 * time.Second,
-		ChannelQueue:      256,
-		ChannelQueueBytes: 1 << 20,
+		ChannelQueue:      hub.DefaultQueueLen,   // 256
+		ChannelQueueBytes: hub.DefaultQueueBytes, // 1 MiB
 		ChannelMaxMessage: 64 << 10,
 	}
 }

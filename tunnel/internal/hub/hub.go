@@ -66,12 +66,19 @@ type Sink interface {
 // Options bound a Hub's subscriber queues.
 type Options struct {
 	// QueueLen is how many messages may wait for one subscriber before it
-	// is dropped as too slow. Default 256.
+	// is dropped as too slow. Default DefaultQueueLen.
 	QueueLen int
 	// QueueBytes is how many bytes of messages (see Message.Size) may
-	// wait for one subscriber. Default 1 MiB.
+	// wait for one subscriber. Default DefaultQueueBytes.
 	QueueBytes int64
 }
+
+// The defaults of Options, and so of a node's (tunnel.DefaultConfig's
+// ChannelQueue and ChannelQueueBytes) and of channels.NewLocalBus.
+const (
+	DefaultQueueLen   = 256
+	DefaultQueueBytes = 1 << 20
+)
 
 // sink is what a hub delivers to: a local Subscriber or a remote Sink.
 type sink interface {
@@ -94,10 +101,10 @@ type Hub struct {
 // NewHub returns an empty Hub.
 func NewHub(opts Options) *Hub {
 	if opts.QueueLen <= 0 {
-		opts.QueueLen = 256
+		opts.QueueLen = DefaultQueueLen
 	}
 	if opts.QueueBytes <= 0 {
-		opts.QueueBytes = 1 << 20
+		opts.QueueBytes = DefaultQueueBytes
 	}
 	return &Hub{opts: opts, subs: map[string]map[sink]struct{}{}, remotes: map[Sink]*remote{}}
 }
