@@ -16,8 +16,10 @@
 //	go client.ServeFrontend(ctx, ln) // HTTP callers: /server/<noun>
 //	resp, err := client.Call(ctx, &tunnel.Request{Noun: []string{"time"}}) // Go callers
 //
-// The server node is the same with NewServer, ListenAndServe (or Serve)
-// and Call(ctx, clientName, req). ServeMount serves one part of a front
+// NewClient and NewServer fill the zero fields of cfg from DefaultConfig
+// and check it with Config.Validate, whose *FieldError names a field
+// refused. The server node is the same with NewServer, ListenAndServe (or
+// Serve) and Call(ctx, clientName, req). ServeMount serves one part of a front
 // end (a forward route) on a listener of its own; Frontend returns the
 // front end as an http.Handler for an http.Server of the program's own,
 // which must then call CloseChannels as it shuts down. Channels is the

@@ -31,7 +31,7 @@
 //     window update, 2 ping, 3 go-away), flags (2 bytes: SYN 1, ACK 2,
 //     FIN 4, RST 8), stream id (4), length (4), big-endian (frame.go).
 //     TestYamuxFramesAsAssumed; the scanner's own tests and fuzzer
-//     (FuzzAcceptGateScan).
+//     (FuzzGateScan).
 //  2. Only a data frame has a body: length bytes after its header. A
 //     window update's length is the window's increment, a ping's its id,
 //     a go-away's its code. TestYamuxFramesAsAssumed.
@@ -59,7 +59,7 @@
 //     streams the scanner counted are in the accept queue, and an
 //     acceptor started then takes the first without waiting (were it
 //     otherwise, the acceptor would wait a little in AcceptStream).
-//     TestAcceptGateStartsOnePerBusySpell; every session test.
+//     TestGateStartsOnePerBusySpell; every session test.
 //  8. A stream the peer opens after this session's GoAway, or beyond its
 //     AcceptBacklog, is never queued: yamux resets it at once with a
 //     header-only window update flagged RST, and sends no other reset for

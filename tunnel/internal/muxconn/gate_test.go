@@ -14,7 +14,7 @@ func opened(starts *int) *gate {
 	return g
 }
 
-func TestAcceptGateScan(t *testing.T) {
+func TestGateScan(t *testing.T) {
 	body := bytes.Repeat(flagged(typeWindow, flagSYN, 0), 3) // looks like SYNs, is data
 	stream := cat(
 		flagged(typeWindow, flagSYN, 256<<10), // opens a stream
@@ -53,7 +53,7 @@ func TestAcceptGateScan(t *testing.T) {
 	}
 }
 
-func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
+func TestGateStartsOnePerBusySpell(t *testing.T) {
 	starts := 0
 	syn := flagged(typeWindow, flagSYN, 0)
 	g := opened(&starts)
@@ -95,10 +95,10 @@ func TestAcceptGateStartsOnePerBusySpell(t *testing.T) {
 	}
 }
 
-// FuzzAcceptGateScan feeds the gate what a peer may send, cut into reads
+// FuzzGateScan feeds the gate what a peer may send, cut into reads
 // at arbitrary places: it must not panic, and it must count the same
 // streams as a reading of the whole at once, frame by frame.
-func FuzzAcceptGateScan(f *testing.F) {
+func FuzzGateScan(f *testing.F) {
 	syn := flagged(typeWindow, flagSYN, 0)
 	f.Add(cat(syn, flagged(typeData, flagSYN, 3), []byte("abc"), plain(2, 1)), uint8(5))
 	f.Add(cat(flagged(typeData, 0, 1<<31), syn), uint8(1))
