@@ -38,8 +38,8 @@ import (
 //
 // The session's frame scanner (muxconn.Conn.OnOwnClosed) reports the
 // peer's FINs and RSTs on the streams this node opened. The same
-// bookkeeping keeps streamLimits.own exact: a stream this node opened counts as its own
-// until yamux frees it, never as the peer's.
+// bookkeeping keeps streamLimits.own exact: a stream this node opened
+// counts as its own until yamux frees it, never as the peer's.
 
 // Bounds of the MaxStreams a peer may announce.
 const (
