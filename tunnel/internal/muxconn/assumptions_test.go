@@ -237,13 +237,11 @@ func TestYamuxRefusesAfterGoAway(t *testing.T) {
 	if err := p.srvSess.GoAway(); err != nil {
 		t.Fatal(err)
 	}
-	rec := &frameRecorder{}
-	// Watch what the server's coalesceConn is given to write.
-	p.srv.cc.mu.Lock()
-	inner := p.srv.cc.Conn
-	rec.Conn = inner
-	p.srv.cc.Conn = rec
-	p.srv.cc.mu.Unlock()
+	// The server's reader is held back with the late stream's frames
+	// while the recorder goes in, so that it next reads through it (the
+	// session's reader uses coalesceConn.Conn without a lock).
+	p.srvTap.pause()
+	held := p.srvTap.heldBack()
 	st, err := p.cliSess.OpenStream()
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +250,19 @@ func TestYamuxRefusesAfterGoAway(t *testing.T) {
 	if _, err := st.Write([]byte("late")); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the late stream never reached the server")
+	}
+	rec := &frameRecorder{}
+	// Watch what the server's coalesceConn is given to write.
+	p.srv.cc.mu.Lock()
+	inner := p.srv.cc.Conn
+	rec.Conn = inner
+	p.srv.cc.Conn = rec
+	p.srv.cc.mu.Unlock()
+	p.srvTap.unpause()
 	waitFor(t, "the late stream reset", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()

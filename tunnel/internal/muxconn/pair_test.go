@@ -65,6 +65,7 @@ type tapConn struct {
 
 	mu     sync.Mutex
 	resume chan struct{} // non-nil while paused
+	held   chan struct{} // a token once a read is held back (see heldBack)
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
@@ -75,9 +76,13 @@ func (c *tapConn) Write(p []byte) (int, error) {
 func (c *tapConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
-	ch := c.resume
+	ch, held := c.resume, c.held
 	c.mu.Unlock()
 	if ch != nil {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
 		<-ch
 	}
 	return n, err
@@ -88,6 +93,16 @@ func (c *tapConn) pause() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.resume = make(chan struct{})
+	c.held = make(chan struct{}, 1)
+}
+
+// heldBack gets a token once a read is held back since the last pause:
+// the reader is then parked in Read, after its last use of what lies
+// above the tap, until unpause.
+func (c *tapConn) heldBack() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held
 }
 
 func (c *tapConn) unpause() {
