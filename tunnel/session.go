@@ -56,7 +56,7 @@ type peer struct {
 	sendBufs *sync.Pool
 	ka       *time.Timer // the next keep-alive ping
 	// why is why the session ends, when this node ended it on purpose or
-	// the peer said why (see lifecycle.go); the first reason counts.
+	// the peer said why (see sessionend.go); the first reason counts.
 	why atomic.Pointer[error]
 	// expiry ends the session when expires, the first of its
 	// certificates to expire, does (see watchExpiry).
