@@ -180,17 +180,12 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	if waited > 0 && ev.TimeoutMs > 0 {
 		ev.TimeoutMs = max(1, (wait - waited).Milliseconds())
 	}
-	p.limits.own.Add(1) // before the stream exists: never counted as the peer's
-	st, err := p.sess.OpenStream()
+	st, own, err := p.openOwn(slot)
 	if err != nil {
-		p.limits.own.Add(-1)
-		if slot != nil {
-			<-slot
-		}
 		p.inflight.done()
 		return nil, fmt.Errorf("%w: open stream to %s: %v", ErrTunnelClosed, p.info.Name, err)
 	}
-	ex := &exchange{p: p, st: st, ctx: ctx, body: body, own: p.own.track(st.StreamID(), slot)}
+	ex := &exchange{p: p, st: st, ctx: ctx, body: body, own: own}
 	ex.stopWake = context.AfterFunc(ctx, ex.abort)
 
 	w := events.NewWriter(st)

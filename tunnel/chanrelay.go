@@ -423,16 +423,10 @@ func (c *Client) relay() (*clientRelay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
-	p.limits.own.Add(1) // until the relay fails
-	st, err := p.sess.OpenStream()
+	st, own, err := p.openOwn(slot) // counted until the relay fails
 	if err != nil {
-		p.limits.own.Add(-1)
-		if slot != nil {
-			<-slot
-		}
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
-	own := p.own.track(st.StreamID(), slot)
 	w := events.NewWriter(st)
 	_ = st.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 	err = w.WriteMessage(&events.Request{Id: "channels", ChannelRelay: true})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // How a node paces the streams it opens to its peer (the sending side of
@@ -71,6 +73,25 @@ func newPacer(limit int, relay bool) *pacer {
 		pc.relay = pc.events
 	}
 	return pc
+}
+
+// openOwn opens a stream of this node's on slot, a slot of the peer's
+// MaxStreams from take (nil: none needed). The stream counts in
+// limits.own from before it exists, so that it is never taken for one of
+// the peer's, and is tracked until yamux frees it (ownStream.closed gives
+// the slot and the count back). If the stream cannot be opened, both are
+// given back at once.
+func (p *peer) openOwn(slot chan struct{}) (*yamux.Stream, *ownStream, error) {
+	p.limits.own.Add(1)
+	st, err := p.sess.OpenStream()
+	if err != nil {
+		p.limits.own.Add(-1)
+		if slot != nil {
+			<-slot
+		}
+		return nil, nil, err
+	}
+	return st, p.own.track(st.StreamID(), slot), nil
 }
 
 // take waits for a slot of sem (nil: none needed) until ctx ends, wait
