@@ -129,7 +129,7 @@ func (w *Writer) Flush() error { return w.bw.Flush() }
 // bounds the writes (the frames) too; smaller reads go through the
 // Writer's buffer.
 func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr error) {
-	if m, ok := src.(interface{ Len() int }); ok && m.Len() <= len(buf) {
+	if m, ok := src.(interface{ Len() int }); ok && m.Len() >= 0 && m.Len() <= len(buf) {
 		// A body already in memory (bytes.Reader, strings.Reader) goes out
 		// with its end in one flush: one frame for a small reply.
 		k, err := io.ReadFull(src, buf[:m.Len()])

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/restpipe/restpipe/events"
 )
@@ -23,7 +25,8 @@ import (
 // fields in its handlers.Request.
 type Request struct {
 	// Method is the HTTP verb; with Noun it names the handler: "GET" and
-	// {"time", "utc"} call get_time_utc. Empty means GET.
+	// {"time", "utc"} call get_time_utc. Empty means GET; another that is
+	// not an HTTP token is refused.
 	Method string
 	// Noun is the handler's noun, one element per path segment.
 	Noun []string
@@ -35,13 +38,17 @@ type Request struct {
 	Query url.Values
 	// Header holds request headers for the handler. Hop-by-hop and framing
 	// headers (Connection, Content-Length, Transfer-Encoding...) are left
-	// out.
+	// out. An event whose header (noun, arguments, query, headers, as
+	// framed) is over Config.MaxEventHeader is not sent: Call returns an
+	// error wrapping events.ErrTooLarge.
 	Header http.Header
 	// ContentType is Body's media type.
 	ContentType string
 	// Body streams the request body while the reply may already come
 	// back; nil for none. Call reads it to its end or until the event
-	// ends, and does not close it. A Body with a Len() int method (a
+	// ends, and does not close it: a Read still blocked a second after the
+	// event ended is left to return on its own goroutine, as net/http's
+	// Transport leaves it. A Body with a Len() int method (a
 	// bytes.Reader, a strings.Reader, a bytes.Buffer) tells the handler
 	// its length; another reads as one of unknown length. A Request with
 	// a Body is good for one Call.
@@ -84,10 +91,25 @@ func (r *Request) event(ctx context.Context) (*events.Request, error) {
 	if len(r.Noun) == 0 {
 		return nil, fmt.Errorf("event %s: %w: no noun", ev.Id, events.ErrBadPath)
 	}
+	if !validMethod(ev.Method) {
+		return nil, fmt.Errorf("event %s: method %q is not an HTTP token", ev.Id, ev.Method)
+	}
 	if _, err := checkUTF8(ev); err != nil {
 		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
 	}
 	return ev, nil
+}
+
+// validMethod reports whether m is an HTTP method as net/http takes
+// one: a token (RFC 9110), which a front-end request's method always is.
+func validMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return m != ""
 }
 
 // bodyLength is the ContentLength of a Call's body: 0 for none, its Len()
@@ -97,7 +119,10 @@ func bodyLength(body io.Reader) int64 {
 	case nil:
 		return 0
 	case interface{ Len() int }:
-		return int64(b.Len())
+		if n := b.Len(); n >= 0 {
+			return int64(n)
+		}
+		return -1 // a Len() below zero says nothing
 	default:
 		if body == http.NoBody {
 			return 0
@@ -163,6 +188,12 @@ type exchange struct {
 // call sends ev with body (nil for none) to the peer and waits for the
 // reply header: until ctx ends or, if ev.TimeoutMs is set, that long.
 func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*Response, error) {
+	// A header the peer would refuse is not sent: the peer answers 431
+	// without reading it to its end, and a header over the stream's first
+	// window would leave the write waiting for a window that never comes.
+	if n := proto.Size(ev); n > p.cfg.MaxEventHeader {
+		return nil, fmt.Errorf("event %s: header of %d bytes: %w (MaxEventHeader is %d)", ev.Id, n, events.ErrTooLarge, p.cfg.MaxEventHeader)
+	}
 	if !p.inflight.add() {
 		return nil, fmt.Errorf("%w: %s is shutting down", ErrPeerUnavailable, p.info.Name)
 	}
@@ -199,7 +230,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		if err == nil {
 			err = w.Flush()
 		}
-	} else if m, ok := body.(interface{ Len() int }); ok && m.Len() <= inlineBody {
+	} else if m, ok := body.(interface{ Len() int }); ok && m.Len() >= 0 && m.Len() <= inlineBody {
 		// A small body in memory goes with the header, in one frame, and
 		// needs no upload goroutine.
 		buf := p.bufs.Get().(*[]byte)
@@ -309,10 +340,13 @@ func (ex *exchange) finish() {
 			select {
 			case <-ex.upDone:
 			case <-t.C:
+				// A Body of the embedder's whose Read blocks is left to
+				// return when it will, as net/http's Transport leaves it:
+				// the upload then stops at its next write, which fails.
 				if a, ok := ex.body.(bodyAborter); ok {
 					a.abortRead()
+					<-ex.upDone
 				}
-				<-ex.upDone
 			}
 			t.Stop()
 		}

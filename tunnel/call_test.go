@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,9 +178,18 @@ func TestCallRefused(t *testing.T) {
 		{"an argument not UTF-8", &tunnel.Request{Noun: []string{"cat"}, Args: []string{"\xff"}}, events.ErrBadPath},
 		{"a header not UTF-8", &tunnel.Request{Noun: []string{"time"}, Header: http.Header{"X-A": {"\xff"}}}, nil},
 		{"a negative timeout", &tunnel.Request{Noun: []string{"time"}, Timeout: -time.Second}, nil},
+		{"a method not UTF-8", &tunnel.Request{Method: "\xff", Noun: []string{"time"}}, nil},
+		{"a method not a token", &tunnel.Request{Method: "GET /x", Noun: []string{"time"}}, nil},
+		// Over the peer's MaxEventHeader and its stream window (1 MiB):
+		// the peer would answer 431 without reading it all, and the write
+		// would wait for a window that never comes.
+		{"a header over MaxEventHeader", &tunnel.Request{Noun: []string{"time"},
+			Header: http.Header{"X-Big": {strings.Repeat("a", 1<<20)}}}, events.ErrTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
 			resp, err := c.Call(ctx, tt.req)
 			if err == nil {
 				resp.Body.Close()
@@ -204,5 +214,83 @@ func TestCallRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.Status != http.StatusOK {
 		t.Errorf("get_time: %d", resp.Status)
+	}
+}
+
+// lenReader is a Body whose Len() says n, whatever it holds.
+type lenReader struct {
+	io.Reader
+	n int
+}
+
+func (l lenReader) Len() int { return l.n }
+
+// TestCallBodyLenBelowZero: a Body whose Len() is below zero is sent as
+// one of unknown length, not a panic.
+func TestCallBodyLenBelowZero(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	c := startClient(t, p, "c1", s.tunnelAddr, nil)
+	waitConnected(t, c, s)
+	s.reg.MustHandle("post_inspect", inspect)
+	resp, err := c.Call(context.Background(), &tunnel.Request{Method: "POST", Noun: []string{"inspect"},
+		Body: lenReader{strings.NewReader("abc"), -7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen callSeen
+	if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != http.StatusOK || seen.Body != "abc" || seen.ContentLength != -1 {
+		t.Errorf("%d, body %q, ContentLength %d; want 200, \"abc\", -1", resp.Status, seen.Body, seen.ContentLength)
+	}
+}
+
+// stuckBody is a Body whose Read blocks until released.
+type stuckBody struct{ release chan struct{} }
+
+func (b stuckBody) Read([]byte) (int, error) {
+	<-b.release
+	return 0, io.EOF
+}
+
+// TestCallBodyBlocks: a Body whose Read never returns holds a Call with a
+// Timeout no longer than the Timeout and the second the upload is given
+// after it: Call and Body.Close return.
+func TestCallBodyBlocks(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	c := startClient(t, p, "c1", s.tunnelAddr, nil)
+	waitConnected(t, c, s)
+	s.reg.MustHandle("post_inspect", inspect)
+	body := stuckBody{make(chan struct{})}
+	t.Cleanup(func() { close(body.release) })
+	done := make(chan string, 1)
+	go func() {
+		resp, err := c.Call(context.Background(), &tunnel.Request{Method: "POST", Noun: []string{"inspect"},
+			Body: body, Timeout: 200 * time.Millisecond})
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- strconv.Itoa(resp.Status)
+	}()
+	select {
+	case got := <-done:
+		t.Logf("the call ended: %s", got)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Call with a Body that blocks and a 200ms Timeout still running after 5s")
+	}
+	resp, err := c.Call(context.Background(), &tunnel.Request{Noun: []string{"time"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Status != http.StatusOK {
+		t.Errorf("the next call: %d", resp.Status)
 	}
 }

@@ -89,7 +89,7 @@ type Config struct {
 	// AcceptBacklog bounds the streams opened by the peer and not yet
 	// accepted, and those this side opened and the peer has not yet
 	// acknowledged. yamux allocates 8 bytes per slot on every session,
-	// idle or not. Default 64; at least 1.
+	// idle or not. Default 64, from 1 to 65536.
 	AcceptBacklog int
 
 	// Bounds on what one peer may hold at this node (README "Security"),
@@ -148,7 +148,8 @@ type Config struct {
 	// slow sender (slowloris) cannot hold a connection. Default 10 s.
 	HeaderTimeout time.Duration
 	// MaxHeaderBytes bounds a front-end request's headers (431 above).
-	// Default 64 KiB; at least 1.
+	// Default 64 KiB, from 1 byte to 1 MiB (an event's header is at most
+	// that).
 	MaxHeaderBytes int
 	// ShutdownTimeout bounds how long events in flight may finish once
 	// the node is asked to stop. Default 10 s.
@@ -311,8 +312,8 @@ func (e *FieldError) Unwrap() error { return e.Err }
 //     below ReconnectMin;
 //   - StreamWindow is from 256 KiB (yamux's least) to 64 MiB;
 //   - MaxFrame is 0 or from 16 KiB to 1 MiB;
-//   - AcceptBacklog and MaxHeaderBytes are positive, MaxBodyBytes is not
-//     negative;
+//   - AcceptBacklog is from 1 to 65536, MaxHeaderBytes from 1 byte to
+//     1 MiB, MaxBodyBytes is not negative;
 //   - MaxStreams (announced to the peer, which refuses more) and
 //     MaxSubscriptions are from 1 to 65536;
 //   - MaxEventHeader is from 4 KiB to events.MaxMessageSize (1 MiB);
@@ -357,9 +358,10 @@ func (c Config) Validate() error {
 	if c.MaxFrame != 0 && (c.MaxFrame < minFrame || c.MaxFrame > maxFrame) {
 		refuse("MaxFrame", c.MaxFrame, "must be 0 or from "+quantity(minFrame, true)+" to "+quantity(maxFrame, true))
 	}
-	if c.AcceptBacklog <= 0 {
-		refuse("AcceptBacklog", c.AcceptBacklog, "must be positive")
-	}
+	// yamux makes a channel of AcceptBacklog slots for every session,
+	// and net/http adds 4 KiB to MaxHeaderBytes: both panic or wrap when
+	// near MaxInt.
+	inRange("AcceptBacklog", int64(c.AcceptBacklog), 1, maxAcceptBacklog, false)
 	inRange("MaxStreams", int64(c.MaxStreams), 1, maxAnnouncedStreams, false)
 	inRange("MaxEventHeader", int64(c.MaxEventHeader), minEventHeader, events.MaxMessageSize, true)
 	inRange("MaxSubscriptions", int64(c.MaxSubscriptions), 1, maxSubscriptions, false)
@@ -373,9 +375,7 @@ func (c Config) Validate() error {
 	}
 	positive("BodyIdleTimeout", c.BodyIdleTimeout)
 	positive("HeaderTimeout", c.HeaderTimeout)
-	if c.MaxHeaderBytes <= 0 {
-		refuse("MaxHeaderBytes", c.MaxHeaderBytes, "must be positive")
-	}
+	inRange("MaxHeaderBytes", int64(c.MaxHeaderBytes), 1, events.MaxMessageSize, true)
 	positive("ShutdownTimeout", c.ShutdownTimeout)
 	inRange("ChannelQueue", int64(c.ChannelQueue), 1, maxChannelQueue, false)
 	if least := 2*c.ChannelMaxMessage + 1024; c.ChannelQueueBytes < least {
@@ -419,6 +419,9 @@ func quantity(n int64, size bool) string {
 
 // Bounds Validate holds a Config to.
 const (
+	// maxAcceptBacklog bounds AcceptBacklog, as maxAnnouncedStreams
+	// bounds MaxStreams.
+	maxAcceptBacklog = 65536
 	// minEventHeader is the smallest MaxEventHeader: what a front end
 	// with a small request fits in.
 	minEventHeader = 4 << 10

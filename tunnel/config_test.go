@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -63,6 +64,8 @@ func TestConfigValidate(t *testing.T) {
 
 		{"backlog 1", func(c *Config) { c.AcceptBacklog = 1 }, ""},
 		{"backlog 0", func(c *Config) { c.AcceptBacklog = 0 }, "AcceptBacklog"},
+		{"backlog 65536", func(c *Config) { c.AcceptBacklog = 65536 }, ""},
+		{"backlog MaxInt", func(c *Config) { c.AcceptBacklog = math.MaxInt }, "AcceptBacklog"}, // yamux's make(chan) panicked
 
 		{"streams 1", func(c *Config) { c.MaxStreams = 1 }, ""},
 		{"streams 0", func(c *Config) { c.MaxStreams = 0 }, "MaxStreams"},
@@ -94,6 +97,8 @@ func TestConfigValidate(t *testing.T) {
 		{"header timeout 0", func(c *Config) { c.HeaderTimeout = 0 }, "HeaderTimeout"},
 		{"header bytes 1", func(c *Config) { c.MaxHeaderBytes = 1 }, ""},
 		{"header bytes 0", func(c *Config) { c.MaxHeaderBytes = 0 }, "MaxHeaderBytes"},
+		{"header bytes 1MiB", func(c *Config) { c.MaxHeaderBytes = 1 << 20 }, ""},
+		{"header bytes MaxInt", func(c *Config) { c.MaxHeaderBytes = math.MaxInt }, "MaxHeaderBytes"}, // net/http's limit wrapped
 		{"shutdown 1ns", func(c *Config) { c.ShutdownTimeout = 1 }, ""},
 		{"shutdown 0", func(c *Config) { c.ShutdownTimeout = 0 }, "ShutdownTimeout"},
 

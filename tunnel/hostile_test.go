@@ -691,3 +691,45 @@ func TestHostilePingFlood(t *testing.T) {
 		t.Errorf("honest client: %d %s", r.status, r.body)
 	}
 }
+
+// TestHostileStreamNotItsOwn: a peer speaking yamux by hand that opens a
+// stream with an id of the server's own parity (yamux would take it as
+// a new stream, and the server opens that id itself) has its session
+// ended with the reason; the honest client is still served.
+func TestHostileStreamNotItsOwn(t *testing.T) {
+	p := newPKI(t)
+	logs := newLogCapture()
+	s := startServer(t, p, func(cfg *tunnel.Config) { cfg.Logger = warnLogs(logs) })
+	honest := startClient(t, p, "honest", s.tunnelAddr, nil)
+	waitConnected(t, honest, s)
+	id := p.client(t, "mallory")
+	conn, err := tls.Dial("tcp", s.tunnelAddr, &tls.Config{
+		MinVersion: tls.VersionTLS13, RootCAs: id.Pool, ServerName: "localhost",
+		Certificates: []tls.Certificate{id.Certificate},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	frame := func(typ byte, flags uint16, stream, length uint32) []byte {
+		return []byte{0, typ, byte(flags >> 8), byte(flags), byte(stream >> 24), byte(stream >> 16), byte(stream >> 8), byte(stream),
+			byte(length >> 24), byte(length >> 16), byte(length >> 8), byte(length)}
+	}
+	var hello strings.Builder
+	hw := events.NewWriter(&hello)
+	_ = hw.WriteMessage(&events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "mallory"})
+	_ = hw.Flush()
+	hw.Release()
+	if _, err := conn.Write(append(frame(0, 1, 1, uint32(hello.Len())), hello.String()...)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, context.Background(), func() bool { return len(s.Clients()) == 2 }, "mallory to be connected")
+	if _, err := conn.Write(frame(1, 1, 2, 0)); err != nil { // SYN on stream 2: the server's
+		t.Fatal(err)
+	}
+	waitFor(t, context.Background(), func() bool { return len(s.Clients()) == 1 }, "mallory to be dropped")
+	t.Log(logs.wait(t, "mallory", "an id that is not its own"))
+	if r := get(t, honest.httpURL+"/server/time"); r.status != 200 {
+		t.Errorf("honest client: %d %s", r.status, r.body)
+	}
+}

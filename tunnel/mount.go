@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/restpipe/restpipe/events"
 )
@@ -64,6 +66,12 @@ func mountPrefix(prefix string) (string, error) {
 		return "", fmt.Errorf("mount %q: want /client/<name>/<noun> or /server/<noun>, without arguments", prefix)
 	case strings.ContainsAny(prefix, "?#"):
 		return "", fmt.Errorf("mount %q: a path only", prefix)
+	case strings.HasSuffix(prefix, "/"):
+		// A path on the mount would follow a double slash: its arguments.
+		return "", fmt.Errorf("mount %q: want /client/<name>/<noun> or /server/<noun>, without arguments", prefix)
+	case !utf8.ValidString(p.Peer) || slices.ContainsFunc(p.Noun, func(s string) bool { return !utf8.ValidString(s) }):
+		// Every request on it would be refused (checkUTF8).
+		return "", fmt.Errorf("mount %q: %w: not UTF-8", prefix, events.ErrBadPath)
 	}
 	return prefix, nil
 }

@@ -74,7 +74,9 @@ func TestMountSeparatesAppFromControlAPI(t *testing.T) {
 		t.Errorf("post_count ran %d times for the app's page", ran)
 	}
 
-	for _, bad := range []string{"/clients", "/channels/x", "/client/c1", "/client/c1/web//arg", "/nowhere", "/server/a?b"} {
+	for _, bad := range []string{"/clients", "/channels/x", "/client/c1", "/client/c1/web//arg", "/nowhere", "/server/a?b",
+		"/server/app//", // "/x" on it would be /server/app//x: an argument
+		"/server/%ff", "/server/\xff", "/client/%ff/x"} {
 		if err := tunnel.CheckMount(bad); err == nil {
 			t.Errorf("CheckMount(%q) accepted it", bad)
 		}

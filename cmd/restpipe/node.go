@@ -147,6 +147,14 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	if err := n.flagError(cfg.Validate()); err != nil {
 		return nil, tunnel.Config{}, nil, err
 	}
+	// The auth service's are checked whether or not --auth-url is set, as
+	// the config file and the environment may set them apart from it.
+	if n.authTimeout <= 0 {
+		return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--auth-timeout %v: --auth-timeout must be positive", n.authTimeout)}
+	}
+	if n.authTTL < 0 {
+		return nil, tunnel.Config{}, nil, usageError{fmt.Sprintf("--auth-ttl %v: --auth-ttl must not be negative (0: no cache)", n.authTTL)}
+	}
 	for _, app := range n.httpApps {
 		if _, _, err := parseHTTPApp(app); err != nil {
 			return nil, tunnel.Config{}, nil, err

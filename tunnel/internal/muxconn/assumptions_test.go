@@ -371,3 +371,32 @@ func tlsPairBatched(t *testing.T, srvTap, cliTap *tapConn) (*tls.Conn, batchedCl
 	t.Cleanup(func() { _ = c.Close(); _ = srv.Close() })
 	return srv, batchedClient{tc: c.tc, rb: c.rb}
 }
+
+// TestYamuxOpensIDsInTurn pins assumption 8's ids: each end opens its
+// streams with ids of its own parity (odd for the client, even for the
+// server, from 1 and 2), so that ErrStreamID never ends a session with an
+// honest peer. (Their SYNs need not go out in id order: two streams
+// opened at once race to the send queue.)
+func TestYamuxOpensIDsInTurn(t *testing.T) {
+	p := newPair(t, nil)
+	echoServer(t, p.srv)
+	echoServer(t, p.cli)
+	for _, end := range []struct {
+		name  string
+		sess  *yamux.Session
+		first uint32
+	}{{"client", p.cliSess, 1}, {"server", p.srvSess, 2}} {
+		want := end.first
+		for range 5 {
+			st, err := end.sess.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id := st.StreamID(); id != want {
+				t.Errorf("%s opened stream %d, want %d", end.name, id, want)
+			}
+			_ = st.Close()
+			want += 2
+		}
+	}
+}

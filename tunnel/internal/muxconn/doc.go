@@ -65,8 +65,13 @@
 //     header-only window update flagged RST, and sends no other reset for
 //     a stream nobody has accepted. The gate stops counting it on that
 //     reset, so after a go-away its count returns to zero and no acceptor
-//     waits. TestYamuxRefusesAfterGoAway, TestAcceptorsAfterGoAway,
-//     TestAcceptorsBacklogFull.
+//     waits. yamux opens odd ids on a client and even ones on a server
+//     (never zero), so a reset of a peer's id is never one of this node's
+//     own streams; the gate ends a session whose peer opens another id
+//     (ErrStreamID), and counts each SYN of an id the peer opens again
+//     after a refusal. TestYamuxRefusesAfterGoAway,
+//     TestAcceptorsAfterGoAway, TestAcceptorsBacklogFull,
+//     TestYamuxOpensIDsInTurn, TestStreamsReopened, TestStreamsNotThePeers.
 //  9. Each ping request is answered from a goroutine of its own that
 //     waits up to ConnectionWriteTimeout to send: hence MaxPings.
 //     TestHostilePingFlood (package tunnel).

@@ -32,6 +32,13 @@ import (
 // how many streams wait in yamux's accept queue, and after a go-away it
 // goes back to zero with no acceptor left, whatever the peer opens.
 //
+// A peer may open the same id again once yamux has refused it (yamux
+// does not remember refused ids), before the first reset has gone out:
+// the gate counts each SYN of an id, and each reset takes one off. A peer
+// that opens a stream with an id that is not its own (or zero) ends the
+// session with ErrStreamID: such a stream could meet this node's own of
+// the same id, whose resets are no refusals.
+//
 // Until Conn.Serve the gate is held: streams are counted but no acceptor
 // starts (the server's hello takes the first stream itself, through
 // Conn.AcceptFirst).
@@ -47,6 +54,7 @@ type gate struct {
 	skip     uint32   // bytes of a data frame's body still to pass
 	startDue bool     // an acceptor is to start at the next read
 	syns     []uint32 // the streams opened in the read being scanned
+	badSYN   bool     // the read being scanned opens a stream not the peer's
 
 	// Pings the peer asked for in the second since pingSince: yamux
 	// answers each from a goroutine of its own that waits up to
@@ -75,11 +83,11 @@ type gate struct {
 
 	// The count, and the acceptor it starts.
 	mu       sync.Mutex
-	pending  int                 // streams queued by yamux, not yet accepted
-	refusals int                 // streams yamux refused, in all
-	waiting  map[uint32]struct{} // their ids
-	running  bool                // an acceptor runs, or is due to start
-	held     bool                // until Conn.Serve
+	pending  int            // streams queued by yamux, not yet accepted
+	refusals int            // streams yamux refused, in all
+	waiting  map[uint32]int // their ids, with how many SYNs each
+	running  bool           // an acceptor runs, or is due to start
+	held     bool           // until Conn.Serve
 	sess     *yamux.Session
 	acc      Acceptor
 	// wake ends an acceptor's wait in AcceptStreamWithContext when the
@@ -102,6 +110,12 @@ const MaxPings = 64
 // pings a second.
 var ErrPingFlood = fmt.Errorf("ping flood: the peer asked for more than %d pings in a second", MaxPings)
 
+// ErrStreamID ends a session whose peer opens a stream with an id that
+// is not its own: yamux opens odd ids on a client and even ones on a
+// server, never zero, but takes whatever id a SYN names, this node's own
+// included (the ids it opens itself).
+var ErrStreamID = errors.New("the peer opened a stream with an id that is not its own")
+
 // ErrStreamsBeforeHello ends a session whose peer opens streams besides
 // the hello's before the hello phase is over (Conn.EndHello).
 var ErrStreamsBeforeHello = errors.New("the peer opened streams before its hello was answered")
@@ -112,7 +126,7 @@ var ErrStreamsBeforeHello = errors.New("the peer opened streams before its hello
 const maxScanCloses = 4096
 
 func newGate(own func(id uint32) bool) *gate {
-	g := &gate{own: own, held: true, waiting: map[uint32]struct{}{}}
+	g := &gate{own: own, held: true, waiting: map[uint32]int{}}
 	g.start = func() { go g.acceptLoop() }
 	return g
 }
@@ -138,7 +152,11 @@ func (g *gate) scan(p []byte) error {
 		h := header(g.hdr[:])
 		typ, flags := h.typ(), h.flags()
 		if h.onStream() && flags&flagSYN != 0 {
-			g.syns = append(g.syns, h.streamID())
+			id := h.streamID()
+			if id == 0 || g.own(id) {
+				g.badSYN = true
+			}
+			g.syns = append(g.syns, id)
 		}
 		if typ == typeData {
 			g.skip = h.length()
@@ -158,6 +176,9 @@ func (g *gate) scan(p []byte) error {
 	if len(g.syns) == 0 {
 		return nil
 	}
+	if g.badSYN {
+		return g.broke(ErrStreamID)
+	}
 	if g.helloOpen.Load() {
 		if g.earlySYNs += int64(len(g.syns)); g.earlySYNs > 1 {
 			return g.broke(ErrStreamsBeforeHello)
@@ -165,7 +186,7 @@ func (g *gate) scan(p []byte) error {
 	}
 	g.mu.Lock()
 	for _, id := range g.syns {
-		g.waiting[id] = struct{}{}
+		g.waiting[id]++
 	}
 	g.pending += len(g.syns)
 	if !g.running && !g.held {
@@ -218,15 +239,24 @@ func (g *gate) beforeRead() {
 func (g *gate) refused(id uint32) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.waiting[id]; !ok {
+	if g.waiting[id] == 0 {
 		return
 	}
-	delete(g.waiting, id)
+	g.forget(id)
 	g.pending--
 	g.refusals++
 	if g.pending == 0 && g.wake != nil {
 		g.cancelWake() // an acceptor may wait for it: nothing will come
 		g.wake, g.cancelWake = nil, nil
+	}
+}
+
+// forget takes one SYN of stream id off waiting.
+func (g *gate) forget(id uint32) {
+	if g.waiting[id] <= 1 {
+		delete(g.waiting, id)
+	} else {
+		g.waiting[id]--
 	}
 }
 
@@ -236,7 +266,7 @@ func (g *gate) refused(id uint32) {
 func (g *gate) took(id uint32) (last bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	delete(g.waiting, id)
+	g.forget(id)
 	g.pending--
 	if g.pending <= 0 {
 		g.pending = 0

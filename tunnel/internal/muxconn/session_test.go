@@ -273,3 +273,75 @@ func TestAcceptorsBacklogFull(t *testing.T) {
 		return served.Load() == backlog && pending == 0 && !running && goroutinesIn("(*gate).acceptLoop") == 0
 	})
 }
+
+// TestStreamsReopened: a peer that speaks the wire itself opens the same
+// id again and again after this node's go-away (yamux refuses each with a
+// reset of that id, and does not remember it). Each reset takes one SYN
+// off: the count goes back to zero, no acceptor is left, and the session
+// stays up.
+func TestStreamsReopened(t *testing.T) {
+	p := newPair(t, nil)
+	var served atomic.Int64
+	p.srv.Serve(counted(&served, nil))
+	if err := p.srvSess.GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	// Past the client's session: its own yamux writes nothing meanwhile
+	// (no keep-alive, no stream).
+	frames := cat(
+		onStream(typeWindow, flagSYN, 1001, 0),
+		onStream(typeWindow, flagSYN, 1001, 0),
+		onStream(typeData, flagSYN, 1001, 1), []byte("x"),
+		onStream(typeWindow, flagSYN, 999, 0))
+	if _, err := p.cli.tc.Write(frames); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "four refusals, the count back to zero, no acceptor", func() bool {
+		p.srv.g.mu.Lock()
+		refusals := p.srv.g.refusals
+		p.srv.g.mu.Unlock()
+		pending, running := p.srv.g.counts()
+		return refusals == 4 && pending == 0 && !running && goroutinesIn("(*gate).acceptLoop") == 0
+	})
+	if got := served.Load(); got != 0 {
+		t.Errorf("%d streams served, want 0", got)
+	}
+	if p.srvSess.IsClosed() {
+		t.Errorf("session closed: %v", p.srv.Violation())
+	}
+}
+
+// TestStreamsNotThePeers: a peer that opens a stream with an id of this
+// node's parity (which it opens itself, and whose resets are no
+// refusals) or with id 0 has the session ended, with ErrStreamID.
+func TestStreamsNotThePeers(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		frames []byte
+	}{
+		{"the server's own id", onStream(typeWindow, flagSYN, 2, 0)},
+		{"id zero", onStream(typeData, flagSYN, 0, 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, nil)
+			var served atomic.Int64
+			p.srv.Serve(counted(&served, nil))
+			if _, err := p.cli.tc.Write(tc.frames); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.srvSess.CloseChan():
+			case <-time.After(5 * time.Second):
+				pending, running := p.srv.g.counts()
+				t.Fatalf("session still open (%d streams pending, acceptor running %v, %d served)", pending, running, served.Load())
+			}
+			if err := p.srv.Violation(); !errors.Is(err, ErrStreamID) {
+				t.Errorf("violation %v, want %v", err, ErrStreamID)
+			}
+			waitFor(t, "no acceptor left", func() bool { return goroutinesIn("(*gate).acceptLoop") == 0 })
+			if got := served.Load(); got != 0 {
+				t.Errorf("%d streams served, want 0", got)
+			}
+		})
+	}
+}
