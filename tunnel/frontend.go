@@ -36,9 +36,16 @@ const (
 	// HeaderReturnCode repeats the status, for callers written against
 	// RestPipe.
 	HeaderReturnCode = "X-Event-Return-Code"
-	// HeaderError is the trailer of a reply whose body ended early: what
-	// went wrong. Every reply that streams declares it (one that has all
-	// arrived goes out with its Content-Length); it is set only on failure.
+	// HeaderError is no longer sent. It was the trailer of a reply whose
+	// body ended early, after a last chunk that made the reply look
+	// complete to every client that ignores trailers (curl, Go, Python).
+	// A reply cut short is now aborted instead: its chunked encoding is
+	// never terminated (HTTP/1.1) or its stream is reset (HTTP/2), which
+	// every client reports as an error; the front end logs why, with the
+	// request id. A reply that has not started answers with the JSON error
+	// of the error table.
+	//
+	// Deprecated: kept so that programs naming it still compile.
 	HeaderError = "X-Restpipe-Error"
 )
 
@@ -119,7 +126,21 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.log.Debug("front end", "req", id, "method", r.Method, "path", r.URL.EscapedPath(),
 			"status", status, "code", code, "duration", time.Since(start))
 	}
+	if code == codeCutShort || code == codeGoneMidBody {
+		// What arrived has been flushed; net/http now closes the
+		// connection without the last chunk (HTTP/1.1) or resets the
+		// stream (HTTP/2), so the caller sees an error, never a short
+		// success. net/http does not log this panic.
+		panic(http.ErrAbortHandler)
+	}
 }
+
+// Codes of a reply whose body broke off after its status went out: the
+// front end aborts it (ServeHTTP).
+const (
+	codeCutShort    = "body_cut_short"
+	codeGoneMidBody = "caller_gone_mid_body"
+)
 
 // serve answers one front-end request and returns the status and error
 // code it answered, for the log.
@@ -258,7 +279,7 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
 	// A reply that has all arrived (most small ones) goes out with its
 	// length, whole, before its event ends; one still streaming goes out
-	// chunked, with a trailer for an error on the way.
+	// chunked, and is aborted if it breaks off (ServeHTTP).
 	whole, ok := resp.Body.(interface{ Whole() (int64, bool) })
 	n, isWhole := int64(0), false
 	if ok && bodyAllowed(resp.Status) {
@@ -266,8 +287,6 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	if isWhole {
 		h.Set("Content-Length", strconv.FormatInt(n, 10))
-	} else {
-		h.Set("Trailer", HeaderError)
 	}
 	w.WriteHeader(resp.Status)
 	rc := http.NewResponseController(w)
@@ -281,13 +300,13 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	_, err := io.Copy(fw, resp.Body)
 	fw.release()
 	if err != nil {
+		// Aborted either way (ServeHTTP): a cancelled request need not
+		// mean that nobody reads the reply.
 		if r.Context().Err() != nil {
-			return 499, "caller_gone"
+			return 499, codeGoneMidBody
 		}
-		// The reply ends here, cleanly, and its trailer says why.
-		f.log.Warn("reply cut short", "req", id, "err", err)
-		h.Set(HeaderError, err.Error())
-		return resp.Status, "body_cut_short"
+		f.log.Warn("reply cut short: aborted", "req", id, "status", resp.Status, "err", err)
+		return resp.Status, codeCutShort
 	}
 	return resp.Status, resp.ErrorCode
 }
