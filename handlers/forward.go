@@ -150,6 +150,9 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 		},
 		Transport:     tr,
 		FlushInterval: -1, // every write reaches the caller at once
+		// Its own lines (a body that broke off, said again with the
+		// request id above) are details.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
 			// What the caller is told names neither the target nor the
 			// error (an address, a dial error): the peer is not to learn
@@ -164,7 +167,7 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 				rw.fail(499, CodeTunnelClosed, "caller went away")
 			case rw.started():
 				// The body broke after the status went out: end it with
-				// an error in its trailer.
+				// an error, and the caller's front end aborts its reply.
 				log.Warn("forward route: the service's reply broke off", "req", id, "route", route, "target", target.String(), "err", err)
 				rw.abort(fmt.Errorf("forward %s: the service's reply broke off (request %s)", route, id))
 			default:
@@ -199,7 +202,10 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 		})
 		defer t.Stop()
 	}
-	in = in.WithContext(rctx)
+	// ReverseProxy aborts a reply whose body breaks off (the service died,
+	// or sent less than its Content-Length) only when the request comes
+	// from an http.Server; without this it ends the body as if complete.
+	in = in.WithContext(context.WithValue(rctx, http.ServerContextKey, proxyServer))
 	go func() {
 		defer cancel(nil)
 		defer rw.finish()
@@ -207,7 +213,9 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 			if p := recover(); p != nil && p != http.ErrAbortHandler {
 				rw.abort(fmt.Errorf("forward %s: %v", f.route, p))
 			} else if p != nil {
-				rw.abort(fmt.Errorf("forward %s: the service's reply broke off", f.route))
+				// The body broke off: the caller's front end aborts its reply.
+				f.log.Warn("forward route: the service's reply broke off", "req", req.ID, "route", f.route, "target", f.target.String())
+				rw.abort(fmt.Errorf("forward %s: the service's reply broke off (request %s)", f.route, req.ID))
 			}
 		}()
 		f.proxy.ServeHTTP(rw, in)
@@ -224,6 +232,10 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 		return ErrorReply(499, CodeTunnelClosed, "caller went away")
 	}
 }
+
+// proxyServer marks a forwarded request as served (http.ServerContextKey),
+// for ReverseProxy's sake only: nothing reads its fields.
+var proxyServer = &http.Server{}
 
 // timedOut logs a service that did not answer in time, with its target.
 func (f *forwarder) timedOut(id string) {
@@ -384,8 +396,8 @@ func (w *replyWriter) fail(status int, code, msg string) {
 	}
 }
 
-// abort ends the streamed body with err (it reaches the caller as the
-// body's trailer).
+// abort ends the streamed body with err: the reply's stream ends with it
+// in its trailer, and the caller's front end aborts its reply.
 func (w *replyWriter) abort(err error) {
 	w.pw.CloseWithError(err)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -198,5 +199,43 @@ func TestReplyCutShortHTTP11Framing(t *testing.T) {
 	}
 	if s := got.String(); !strings.Contains(s, "Transfer-Encoding: chunked") || strings.HasSuffix(s, "0\r\n\r\n") || strings.Contains(s, "X-Restpipe-Error") {
 		t.Errorf("reply, to the closed connection:\n%s\nwant chunks without the last chunk or a trailer", s)
+	}
+}
+
+// TestForwardShortBodyIsAnError: a forward route's service that sends
+// fewer bytes than its Content-Length, or dies mid-body, cuts the
+// caller's reply short: an error, not a clean end.
+func TestForwardShortBodyIsAnError(t *testing.T) {
+	_, s, c := pair(t)
+	short := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		_, _ = io.WriteString(w, cutPart) // 8 of 100, then the handler returns
+	}))
+	t.Cleanup(short.Close)
+	dies := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, cutPart)
+		http.NewResponseController(w).Flush() // chunked, under way
+		panic(http.ErrAbortHandler)           // the service dies mid-body
+	}))
+	t.Cleanup(dies.Close)
+	if err := c.reg.Forward("short", short.URL); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.reg.Forward("dies", dies.URL); err != nil {
+		t.Fatal(err)
+	}
+	for _, route := range []string{"short", "dies"} {
+		t.Run(route, func(t *testing.T) {
+			resp, err := http.Get(s.httpURL + "/client/c1/" + route)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != cutPart || !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Errorf("%d %q, %v; want 200 %q then io.ErrUnexpectedEOF", resp.StatusCode, b, err, cutPart)
+			}
+		})
 	}
 }
