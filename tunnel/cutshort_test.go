@@ -239,3 +239,50 @@ func TestForwardShortBodyIsAnError(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamingEchoOverMaxBody: a handler that streams its answer while
+// the upload runs over --max-body never gives a clean 200 (it ended
+// cleanly, with the limit's error only in a trailer): once the reply has
+// started, it is aborted.
+func TestStreamingEchoOverMaxBody(t *testing.T) {
+	const limit = 100 << 10 // above the 64 KiB the front end reads ahead
+	p := newPKI(t)
+	s := startServer(t, p, nil)
+	c := startClient(t, p, "small", s.tunnelAddr, func(cfg *tunnel.Config) { cfg.MaxBodyBytes = limit })
+	waitConnected(t, c, s)
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	more := make(chan struct{})
+	go func() {
+		chunk := strings.Repeat("x", 4<<10)
+		for n := 0; n < 2*limit; n += len(chunk) {
+			if n == 80<<10 {
+				<-more // under the limit until the reply streams
+			}
+			if _, err := io.WriteString(pw, chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	resp, err := http.Post(c.httpURL+"/server/echo", "text/plain", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d before the upload was over the limit", resp.StatusCode)
+	}
+	head := make([]byte, 4<<10)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+	close(more)
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("a clean 200 with %d bytes for an upload of %d over a limit of %d", len(head)+len(b), 2*limit, limit)
+	}
+	if n := len(head) + len(b); n > limit {
+		t.Errorf("%d bytes echoed, over the limit of %d", n, limit)
+	}
+}
