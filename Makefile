@@ -5,7 +5,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS        = -X main.version=$(VERSION)
 BIN            = bin/restpipe
 
-.PHONY: all build demo test test-long browser-deps bench vet cross fmt-check proto clean
+.PHONY: all build demo test test-long browser-deps client-deps bench vet cross fmt-check proto clean
 
 all: build
 
@@ -19,11 +19,11 @@ demo: build
 ## test: vet, the cross builds, formatting and every test with the race
 ## detector; the slowest cases (1 GiB transfers) are skipped with -short.
 ## The browser test (tunnel/browser_test.go) is required: RESTPIPE_BROWSER=1.
-test: vet cross fmt-check browser-deps
+test: vet cross fmt-check browser-deps client-deps
 	RESTPIPE_BROWSER=1 $(GO) test -race -short -count=1 ./...
 
 ## test-long: every test at full size, the slow ones included.
-test-long: vet cross fmt-check browser-deps
+test-long: vet cross fmt-check browser-deps client-deps
 	RESTPIPE_BROWSER=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 ## browser-deps: Debian's chromium and chromium-driver for the browser
@@ -38,6 +38,22 @@ browser-deps:
 	  echo "browser-deps: installing $(BROWSER_PKGS) for the browser test"; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; \
+	fi
+
+## client-deps: curl and Debian's python3-requests, the clients that
+## tunnel/cutshort_test.go checks an aborted reply with, installed (as
+## root, or with sudo) only when missing.
+client-deps:
+	@missing=; command -v curl >/dev/null || missing=" curl"; \
+	python3 -c 'import requests' 2>/dev/null || missing="$$missing python3-requests"; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "client-deps: no apt-get: install$$missing by hand (the test skips what is absent)"; exit 0; }; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "client-deps: not root and no sudo: as root, apt-get install$$missing"; exit 0; fi; \
+	  echo "client-deps: installing$$missing for the cut-reply tests"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 ## bench: cmd/restpipe-bench: one markdown table of restpipe against its
