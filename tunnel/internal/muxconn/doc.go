@@ -17,7 +17,10 @@
 //     (Conn.Serve, Acceptor), a ping flood or streams opened before the
 //     hello end the session (ErrPingFlood, ErrStreamsBeforeHello), and the
 //     peer's FIN or RST on a stream this node opened is reported
-//     (Conn.OnOwnClosed).
+//     (Conn.OnOwnClosed);
+//   - the time the last bytes arrived (Conn.LastReceived, one atomic
+//     store per read): the keep-alive takes a session that receives
+//     anything for alive, whether or not its pings are answered in time.
 //
 // The package uses only yamux's public API and the bytes that cross the
 // connection: no fork. It rests on the following facts about
