@@ -104,6 +104,18 @@
 //     than inside crypto/tls's record layer, and its stack shrinks from
 //     8 to 4 KiB at the next collection. TestTLSPassesTemporaryRead.
 //
+// yamux again, for Conn.LastReceived:
+//
+//  14. The receive loop waits on nothing but the connection: handling a
+//     frame never blocks on the application (a stream's data goes to its
+//     buffer, within its window; a ping is answered from a goroutine of
+//     its own, 9; a stream beyond the backlog is refused, 8). What the
+//     peer sends is read as it arrives, so LastReceived ages only while
+//     the link is silent, however long a ping's answer waits behind data.
+//     TestLastReceived; TestKeepAliveBusyLink (package tunnel: a session
+//     whose pings go unanswered past the write timeout while a transfer
+//     runs stays up).
+//
 // The idle reader is Linux-only (idleread_linux.go; idleread_other.go is
 // the portable default, which waits inside tls.Conn). Measured with
 // `restpipe-bench` (2000 idle clients, two runs each, same machine and
