@@ -76,18 +76,15 @@ func sameSession(t *testing.T, c *clientNode, s *serverNode, info [2]tunnel.Peer
 	}
 }
 
-// TestKeepAliveBusyLink: over a link throttled to 2 MB/s each way, an
-// echo keeps a stream's window (1 MiB, half a second of the link) queued
-// in each direction, so each ping and its answer wait behind it for longer
-// than the write timeout (200 ms here). Frames keep arriving meanwhile:
-// the session is alive, and must stay up until the echo is done.
+// TestKeepAliveBusyLink: over a link throttled to 1 MB/s each way, an
+// echo keeps a stream's window (1 MiB, a second of the link) queued in
+// each direction, so each ping and its answer wait behind it for longer
+// than the write timeout (300 ms here, the fault tests' fast detection).
+// Frames keep arriving meanwhile: the session is alive, and must stay up
+// until the echo is done.
 func TestKeepAliveBusyLink(t *testing.T) {
-	quick := func(c *tunnel.Config) {
-		c.KeepAliveInterval = 100 * time.Millisecond
-		c.WriteTimeout = 200 * time.Millisecond
-	}
-	s, c, info := slowLink(t, 2_000_000, quick)
-	if err := echoErr(c.httpURL+"/server/echo", 1, 3<<20); err != nil {
+	s, c, info := slowLink(t, 1_000_000, fastDetect)
+	if err := echoErr(c.httpURL+"/server/echo", 1, 2<<20); err != nil {
 		t.Fatal(err)
 	}
 	sameSession(t, c, s, info)
