@@ -65,11 +65,14 @@ type Config struct {
 	// HandshakeTimeout bounds TCP connect, the TLS handshake and the hello
 	// exchange. Default 10 s.
 	HandshakeTimeout time.Duration
-	// KeepAliveInterval is how often each side pings the other. A dead
-	// peer is detected within KeepAliveInterval + WriteTimeout. Default 15 s.
+	// KeepAliveInterval is how often each side pings the other. A
+	// session ends when nothing at all has been received from the peer
+	// for KeepAliveInterval + WriteTimeout (an unanswered ping alone ends
+	// nothing): a dead peer is detected within that of its last bytes.
+	// Default 15 s.
 	KeepAliveInterval time.Duration
 	// WriteTimeout bounds one write to the connection, and how long a ping
-	// waits for its answer. Default 10 s.
+	// waits for its answer; see KeepAliveInterval. Default 10 s.
 	WriteTimeout time.Duration
 	// StreamWindow is the receive window of each stream, in bytes: one
 	// stream's throughput is at most StreamWindow / RTT, and a stream

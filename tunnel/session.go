@@ -54,7 +54,9 @@ type peer struct {
 	// keeps a send buffer as big as the biggest frame for the session's
 	// life.
 	sendBufs *sync.Pool
-	ka       *time.Timer // the next keep-alive ping
+	ka       *time.Timer // the next keep-alive ping, or silence check
+	kaMu     sync.Mutex  // orders keepAlive's firings' use of ka and pinging
+	pinging  bool        // a keep-alive ping waits for its answer
 	// why is why the session ends, when this node ended it on purpose or
 	// the peer said why (see sessionend.go); the first reason counts.
 	why atomic.Pointer[error]
@@ -136,10 +138,20 @@ func (p *peer) endReason() error {
 	}
 }
 
-// keepAlive pings the peer and schedules the next ping one interval after
-// the answer. A ping not answered within WriteTimeout closes the session:
-// a dead or half-open link is noticed within KeepAliveInterval +
-// WriteTimeout, as with yamux's own keep-alive.
+// keepAlive pings the peer, and ends the session once nothing at all has
+// been received from it for KeepAliveInterval + WriteTimeout (silence,
+// below). A ping that goes unanswered does not end it by itself: on a slow
+// link its answer may wait behind the frames of streams in flight (up to
+// a window each) for longer than WriteTimeout, and those frames arriving
+// are as good a sign of life as the answer. A dead or half-open link, over
+// which nothing arrives, is noticed within KeepAliveInterval +
+// WriteTimeout of the last bytes received.
+//
+// It runs on p.ka, a timer: one ping at a time, the next one interval
+// after the last one ended. While a ping waits (Ping waits up to
+// WriteTimeout to send it and as long again for the answer), the timer is
+// set for the moment the silence would reach its limit, and a firing that
+// finds the ping still waiting only checks the silence.
 func (p *peer) keepAlive() {
 	if p.sess.IsClosed() {
 		return
@@ -147,15 +159,60 @@ func (p *peer) keepAlive() {
 	if p.expired() {
 		p.expiry.Reset(0) // the wall clock went forward past the end
 	}
-	if _, err := p.sess.Ping(); err != nil {
-		if !errors.Is(err, yamux.ErrSessionShutdown) && !p.sess.IsClosed() {
-			p.setWhy(yamux.ErrKeepAliveTimeout)
-			p.log.Warn("keep-alive failed: closing the session", "err", err)
-			_ = p.sess.Close()
+	p.kaMu.Lock()
+	left := p.silenceLeft()
+	if left <= 0 || p.pinging {
+		if left > 0 {
+			p.ka.Reset(left) // a ping is waiting: check again at the limit
+		}
+		p.kaMu.Unlock()
+		if left <= 0 {
+			p.silent()
 		}
 		return
 	}
-	p.ka.Reset(p.cfg.KeepAliveInterval)
+	p.pinging = true
+	p.ka.Reset(left)
+	p.kaMu.Unlock()
+
+	_, err := p.sess.Ping()
+
+	p.kaMu.Lock()
+	p.pinging = false
+	if errors.Is(err, yamux.ErrSessionShutdown) || p.sess.IsClosed() {
+		p.kaMu.Unlock()
+		return
+	}
+	left = p.silenceLeft()
+	if left > 0 {
+		p.ka.Reset(min(p.cfg.KeepAliveInterval, left))
+	}
+	p.kaMu.Unlock()
+	if left <= 0 {
+		p.silent()
+	} else if err != nil {
+		p.log.Debug("keep-alive ping unanswered, but the peer is heard from", "err", err,
+			"last_received", time.Since(p.mc.LastReceived()).Round(time.Millisecond))
+	}
+}
+
+// silenceLeft is how long the peer may stay silent from now before the
+// session is taken for dead: KeepAliveInterval + WriteTimeout after the
+// last bytes received from it.
+func (p *peer) silenceLeft() time.Duration {
+	return p.cfg.KeepAliveInterval + p.cfg.WriteTimeout - time.Since(p.mc.LastReceived())
+}
+
+// silent ends the session whose peer has been silent too long.
+func (p *peer) silent() {
+	if p.sess.IsClosed() {
+		return
+	}
+	p.setWhy(yamux.ErrKeepAliveTimeout)
+	p.log.Warn("keep-alive: nothing received from the peer: closing the session",
+		"silent_for", time.Since(p.mc.LastReceived()).Round(time.Millisecond),
+		"limit", p.cfg.KeepAliveInterval+p.cfg.WriteTimeout)
+	_ = p.sess.Close()
 }
 
 // shutdown stops the peer from opening new streams, lets events in

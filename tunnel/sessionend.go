@@ -193,7 +193,7 @@ func disconnectReason(err error) string {
 	case errors.As(err, new(*peerNotice)):
 		return err.Error()
 	case errors.Is(err, yamux.ErrKeepAliveTimeout):
-		return "keep-alive timeout: peer stopped answering"
+		return "keep-alive timeout: nothing received from the peer"
 	case errors.Is(err, yamux.ErrSessionShutdown):
 		return "closed by this node"
 	case errors.Is(err, io.EOF):

@@ -73,7 +73,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&n.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&n.timeout, "timeout", d.DefaultTimeout, "how long the front end waits for an answer when the caller sets no X-Restpipe-Timeout")
 	fs.Int64Var(&n.maxBody, "max-body", d.MaxBodyBytes, "largest request body the front end accepts, in `bytes` (0: no limit)")
-	fs.DurationVar(&n.keepAlive, "keepalive", d.KeepAliveInterval, fmt.Sprintf("keep-alive ping interval; a dead peer is noticed within this plus %v", d.WriteTimeout))
+	fs.DurationVar(&n.keepAlive, "keepalive", d.KeepAliveInterval, fmt.Sprintf("keep-alive ping interval; a session from which nothing is received for this plus %v ends", d.WriteTimeout))
 	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long events in flight may finish on SIGINT/SIGTERM")
 	n.window = byteSize(d.StreamWindow)
 	fs.Var(&n.window, "window", "each stream's receive `size` (256KiB to 64MiB): one stream moves at most this per round trip; set it on both nodes")

@@ -48,6 +48,11 @@ type coalesceConn struct {
 	idle *idleReader
 	// sess is the session over this connection, once yamux has made it.
 	sess atomic.Pointer[yamux.Session]
+	// since is when the session started; received is when its last Read
+	// that returned bytes ended, as time.Since(since) (monotonic, one
+	// atomic store per Read: see Conn.LastReceived).
+	since    time.Time
+	received atomic.Int64
 
 	mu      sync.Mutex
 	hdr     [headerSize]byte
@@ -74,12 +79,21 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 	} else {
 		n, err = c.Conn.Read(p)
 	}
-	if c.gate != nil && n > 0 {
-		if verr := c.gate.scan(p[:n]); verr != nil {
-			return 0, verr
+	if n > 0 {
+		c.received.Store(int64(time.Since(c.since)))
+		if c.gate != nil {
+			if verr := c.gate.scan(p[:n]); verr != nil {
+				return 0, verr
+			}
 		}
 	}
 	return n, err
+}
+
+// lastReceived is when a Read last returned bytes (when the session
+// started, before the first).
+func (c *coalesceConn) lastReceived() time.Time {
+	return c.since.Add(time.Duration(c.received.Load()))
 }
 
 // idleSession reports whether the session has no stream open: the next

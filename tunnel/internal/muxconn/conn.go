@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -87,7 +88,7 @@ func (c *Conn) Start(cfg *yamux.Config, helloPhase bool) (*yamux.Session, error)
 	odd := c.role == Client
 	c.g = newGate(func(id uint32) bool { return id != 0 && (id%2 == 1) == odd })
 	c.g.helloOpen.Store(helloPhase)
-	c.cc = &coalesceConn{Conn: c.tc, rb: c.rb, idle: c.idle, gate: c.g}
+	c.cc = &coalesceConn{Conn: c.tc, rb: c.rb, idle: c.idle, gate: c.g, since: time.Now()}
 	c.idle.start()
 	var sess *yamux.Session
 	var err error
@@ -137,6 +138,20 @@ func (c *Conn) Violation() error {
 // on a stream this node opened, once yamux has handled it, on the
 // session's reader: f must not block.
 func (c *Conn) OnOwnClosed(f func(id uint32, rst bool)) { c.g.ownClosed.Store(&f) }
+
+// LastReceived is when the session last received bytes from the peer:
+// the end of the last read of the connection that returned any (the
+// session's start before the first). A session's reader reads whatever
+// arrives as it arrives (assumption 7), so on a link that carries frames
+// it stays recent however long a ping's answer waits behind them; only a
+// silent link lets it age. Its clock is monotonic (time.Since of it is
+// immune to the wall clock being set). Before Start it is the zero Time.
+func (c *Conn) LastReceived() time.Time {
+	if c.cc == nil {
+		return time.Time{}
+	}
+	return c.cc.lastReceived()
+}
 
 // WhenClosed has f called, on a goroutine of its own, once the session
 // has ended, whatever the reason; at once if it has.

@@ -17,7 +17,10 @@
 //     (Conn.Serve, Acceptor), a ping flood or streams opened before the
 //     hello end the session (ErrPingFlood, ErrStreamsBeforeHello), and the
 //     peer's FIN or RST on a stream this node opened is reported
-//     (Conn.OnOwnClosed).
+//     (Conn.OnOwnClosed);
+//   - the time the last bytes arrived (Conn.LastReceived, one atomic
+//     store per read): the keep-alive takes a session that receives
+//     anything for alive, whether or not its pings are answered in time.
 //
 // The package uses only yamux's public API and the bytes that cross the
 // connection: no fork. It rests on the following facts about
@@ -100,6 +103,18 @@
 //     socket near the top of its stack (idleReader.waitReadable) rather
 //     than inside crypto/tls's record layer, and its stack shrinks from
 //     8 to 4 KiB at the next collection. TestTLSPassesTemporaryRead.
+//
+// yamux again, for Conn.LastReceived:
+//
+//  14. The receive loop waits on nothing but the connection: handling a
+//     frame never blocks on the application (a stream's data goes to its
+//     buffer, within its window; a ping is answered from a goroutine of
+//     its own, 9; a stream beyond the backlog is refused, 8). What the
+//     peer sends is read as it arrives, so LastReceived ages only while
+//     the link is silent, however long a ping's answer waits behind data.
+//     TestLastReceived; TestKeepAliveBusyLink (package tunnel: a session
+//     whose pings go unanswered past the write timeout while a transfer
+//     runs stays up).
 //
 // The idle reader is Linux-only (idleread_linux.go; idleread_other.go is
 // the portable default, which waits inside tls.Conn). Measured with

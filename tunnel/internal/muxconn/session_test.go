@@ -345,3 +345,37 @@ func TestStreamsNotThePeers(t *testing.T) {
 		})
 	}
 }
+
+// TestLastReceived: each end's LastReceived moves when bytes arrive (a
+// ping, its answer) and not otherwise; before any, it is the session's
+// start.
+func TestLastReceived(t *testing.T) {
+	var zero Conn
+	if !zero.LastReceived().IsZero() {
+		t.Errorf("LastReceived before Start: %v, want the zero Time", zero.LastReceived())
+	}
+	t0 := time.Now()
+	p := newPair(t, nil)
+	for _, c := range []*Conn{p.srv, p.cli} {
+		if c.LastReceived().Before(t0) {
+			t.Errorf("LastReceived %v, before the session started at %v", c.LastReceived(), t0)
+		}
+	}
+	srvBefore := p.srv.LastReceived()
+	t1 := time.Now()
+	if _, err := p.cliSess.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	// The server read the ping before it answered; the client read the
+	// answer before Ping returned.
+	if got := p.srv.LastReceived(); got.Before(t1) || !got.After(srvBefore) {
+		t.Errorf("server's LastReceived %v after a ping sent at %v (was %v)", got, t1, srvBefore)
+	}
+	if got := p.cli.LastReceived(); got.Before(t1) || got.After(time.Now()) {
+		t.Errorf("client's LastReceived %v after its ping's answer (sent at %v)", got, t1)
+	}
+	// Nothing crossed since: it stays put.
+	if a, b := p.cli.LastReceived(), p.cli.LastReceived(); !a.Equal(b) {
+		t.Errorf("LastReceived moved from %v to %v with nothing received", a, b)
+	}
+}
