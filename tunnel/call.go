@@ -214,6 +214,9 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	st, own, err := p.openOwn(slot)
 	if err != nil {
 		p.inflight.done()
+		if errors.Is(err, yamux.ErrRemoteGoAway) {
+			return nil, p.goneAway()
+		}
 		return nil, fmt.Errorf("%w: open stream to %s: %v", ErrTunnelClosed, p.info.Name, err)
 	}
 	ex := &exchange{p: p, st: st, ctx: ctx, body: body, own: own}
@@ -223,7 +226,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	if err := w.WriteMessage(ev); err != nil {
 		w.Release()
 		ex.finish()
-		return nil, ex.classify(err)
+		return nil, ex.classifyUnanswered(err)
 	}
 	if body == nil || body == http.NoBody {
 		err = w.EndBody("")
@@ -252,7 +255,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	}
 	if err != nil {
 		ex.finish()
-		return nil, ex.classify(err)
+		return nil, ex.classifyUnanswered(err)
 	}
 
 	r := events.NewReader(st)
@@ -263,7 +266,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	var rep events.Reply
 	if err := r.ReadHeader(&rep, p.cfg.MaxEventHeader); err != nil {
 		ex.finish()
-		return nil, ex.classify(err)
+		return nil, ex.classifyUnanswered(err)
 	}
 	ex.mu.Lock()
 	if !ex.aborted {
@@ -374,6 +377,25 @@ func (ex *exchange) classify(err error) error {
 		return fmt.Errorf("%w: %s", ErrTimeout, name)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrTunnelClosed, name, err)
+}
+
+// classifyUnanswered is classify for an event whose reply header has not
+// come. A stream the peer resets before answering is one it never took:
+// after its go-away yamux refuses new streams so (muxconn's assumption
+// 8), and the event is to be tried again later, as when the peer is not
+// connected.
+func (ex *exchange) classifyUnanswered(err error) error {
+	if errors.Is(err, yamux.ErrConnectionReset) && ex.ctx.Err() == nil &&
+		!errors.Is(ex.uploadErr(), ErrBodyTooLarge) && ex.p.mc.PeerGoneAway() {
+		return ex.p.goneAway()
+	}
+	return ex.classify(err)
+}
+
+// goneAway is the error of an event the peer did not take because it is
+// shutting down (its go-away came): 503 peer_unavailable, not sent.
+func (p *peer) goneAway() error {
+	return fmt.Errorf("%w: %s is shutting down: try again later", ErrPeerUnavailable, p.info.Name)
 }
 
 // replyBody is Response.Body.

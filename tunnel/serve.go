@@ -31,8 +31,9 @@ type peerStreams struct{ p *peer }
 // once the session is over.
 func (a peerStreams) Admit() bool { return a.p.holdOff() }
 
-// Take refuses a stream over MaxStreams, and closes one that comes while
-// the session drains; it keeps the others for Serve.
+// Take refuses a stream over MaxStreams, and one that comes while the
+// session drains (yamux took it before this node's go-away); it keeps
+// the others for Serve.
 func (a peerStreams) Take(st *yamux.Stream) bool {
 	p := a.p
 	switch {
@@ -40,7 +41,7 @@ func (a peerStreams) Take(st *yamux.Stream) bool {
 		p.refuseStream(st)
 		return false
 	case !p.inflight.add():
-		_ = st.Close() // draining: no new events
+		p.refuseDraining(st) // draining: no new events
 		return false
 	}
 	return true

@@ -100,6 +100,20 @@ func (p *peer) refuseStream(st *yamux.Stream) {
 	}
 }
 
+// refuseDraining answers st 503 peer_unavailable without reading it, and
+// closes it: a stream the peer opened before it heard this node's
+// go-away, while this node drains. The caller learns why, and that the
+// event was not served.
+func (p *peer) refuseDraining(st *yamux.Stream) {
+	defer st.Close()
+	_ = st.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
+	rep := handlers.ErrorReply(http.StatusServiceUnavailable, handlers.CodePeerUnavailable,
+		fmt.Sprintf("%s is shutting down: try again later", p.cfg.nodeName()))
+	if _, err := p.writeReply(st, rep); err != nil {
+		p.log.Debug("refuse event while draining", "err", err)
+	}
+}
+
 // logLimiter lets a log line through at most once per logEvery, and
 // counts those it held back.
 type logLimiter struct {

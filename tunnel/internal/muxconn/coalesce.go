@@ -1,6 +1,7 @@
 package muxconn
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -283,5 +284,18 @@ func (c *coalesceConn) Close() error {
 		}
 		c.mu.Unlock()
 	}
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		// tls.Conn.Close sends a close_notify first, with a deadline of
+		// its own of 5 s, when no write is under way: on a socket whose
+		// send buffer is full (a slow link, a peer that stopped reading)
+		// that held a node's shutdown up to 5 s past its timeout. The
+		// alert is a courtesy: after closeNotifyWait the socket is closed
+		// under it.
+		t := time.AfterFunc(closeNotifyWait, func() { _ = tc.NetConn().Close() })
+		defer t.Stop()
+	}
 	return c.Conn.Close()
 }
+
+// closeNotifyWait bounds how long Close waits to send TLS's close_notify.
+const closeNotifyWait = 100 * time.Millisecond

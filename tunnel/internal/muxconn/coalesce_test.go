@@ -2,6 +2,7 @@ package muxconn
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"net"
 	"sync"
@@ -111,5 +112,31 @@ func TestCoalesceConnHeldFrameLeavesAlone(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.writes) != 1 || !bytes.Equal(rec.writes[0], cat(ack, fin)) {
 		t.Errorf("writes %q, want the ACK and FIN in one", rec.writes)
+	}
+}
+
+// TestCloseBoundedWhenPeerStopsReading: Close of a connection whose peer
+// reads nothing more (net.Pipe: no buffer at all, as a socket whose send
+// buffer is full) returns within closeNotifyWait or so, not after the 5 s
+// that tls.Conn gives its close_notify; it held a node's shutdown past
+// its timeout on a slow link.
+func TestCloseBoundedWhenPeerStopsReading(t *testing.T) {
+	srvConf, cliConf := testTLS(t)
+	a, b := net.Pipe()
+	defer b.Close()
+	srv, cli := tls.Server(a, srvConf), tls.Client(b, cliConf)
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	c := &coalesceConn{Conn: srv}
+	start := time.Now()
+	_ = c.Close()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close took %v with a peer that reads nothing, want about 100ms", took)
 	}
 }

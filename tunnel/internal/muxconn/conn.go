@@ -134,6 +134,12 @@ func (c *Conn) Violation() error {
 	return nil
 }
 
+// PeerGoneAway reports whether the peer has said go-away (yamux's
+// GoAway: it is shutting down and takes no new streams). It is set before
+// yamux handles the go-away, so that a stream of this node's that yamux
+// then refuses (ErrRemoteGoAway) or the peer resets finds it set.
+func (c *Conn) PeerGoneAway() bool { return c.g != nil && c.g.goneAway.Load() }
+
 // OnOwnClosed has f told of every FIN (rst false) and RST the peer sends
 // on a stream this node opened, once yamux has handled it, on the
 // session's reader: f must not block.

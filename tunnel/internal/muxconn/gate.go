@@ -81,6 +81,10 @@ type gate struct {
 	ownClosed atomic.Pointer[func(id uint32, rst bool)]
 	closes    []peerClose
 
+	// goneAway is set once the peer's go-away (a normal one) is read,
+	// before yamux handles it or any frame after it.
+	goneAway atomic.Bool
+
 	// The count, and the acceptor it starts.
 	mu       sync.Mutex
 	pending  int            // streams queued by yamux, not yet accepted
@@ -163,6 +167,9 @@ func (g *gate) scan(p []byte) error {
 		}
 		if typ == typePing && flags&flagSYN != 0 {
 			pings++
+		}
+		if typ == typeGoAway && h.length() == 0 { // yamux's goAwayNormal
+			g.goneAway.Store(true)
 		}
 		if h.onStream() && flags&(flagFIN|flagRST) != 0 && g.ownClosed.Load() != nil {
 			if id := h.streamID(); g.own(id) && len(g.closes) < maxScanCloses {
