@@ -135,6 +135,9 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	mc, err := muxconn.Handshake(hctx, raw, muxconn.Client, tlsConf)
 	if err != nil {
 		_ = raw.Close()
+		if r := refusedByServer(err, c.cfg.leaf(), time.Now()); r != nil {
+			err = r
+		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	cs := mc.ConnectionState()
@@ -153,6 +156,11 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	h, err := clientHello(hctx, sess, &c.cfg)
 	if err != nil {
 		_ = sess.Close()
+		// A certificate the server refuses is told by a TLS alert, which
+		// the session's reader got: the hello only saw the session end.
+		if r := refusedByServer(mc.ReadErr(), c.cfg.leaf(), time.Now()); r != nil {
+			return nil, fmt.Errorf("server %s: %w", addr, r)
+		}
 		return nil, fmt.Errorf("hello to %s: %w", addr, err)
 	}
 	info := PeerInfo{

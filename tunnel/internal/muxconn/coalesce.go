@@ -60,6 +60,10 @@ type coalesceConn struct {
 	endMu  sync.Mutex
 	closed bool
 	onEnd  func() // see whenClosed
+
+	// readErr is the first error a read of Conn returned, as crypto/tls
+	// gave it: a TLS alert from the peer, an EOF, a reset.
+	readErr atomic.Pointer[error]
 }
 
 // Read reads what the session reads, and shows it to the gate.
@@ -73,6 +77,9 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 		n, err = c.idle.readFrom(c.Conn, p)
 	} else {
 		n, err = c.Conn.Read(p)
+	}
+	if err != nil {
+		c.readErr.CompareAndSwap(nil, &err)
 	}
 	if c.gate != nil && n > 0 {
 		if verr := c.gate.scan(p[:n]); verr != nil {
