@@ -1,11 +1,14 @@
 package tunnel
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -116,4 +119,29 @@ func clientUsage(leaf *x509.Certificate) bool {
 		}
 	}
 	return false
+}
+
+// quietAlerts is yamux's log handler: it lowers to Debug yamux's line
+// about a TLS alert from the peer ("Failed to read header: remote error:
+// tls: expired certificate"), which the node logs itself, in words (the
+// connection's error, or the session's end reason); yamux's would say
+// "expired" for a certificate not yet valid.
+type quietAlerts struct{ slog.Handler }
+
+func (h quietAlerts) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level > slog.LevelDebug && strings.Contains(r.Message, "remote error: tls: ") {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietAlerts) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietAlerts{h.Handler.WithAttrs(as)}
+}
+
+func (h quietAlerts) WithGroup(name string) slog.Handler {
+	return quietAlerts{h.Handler.WithGroup(name)}
 }

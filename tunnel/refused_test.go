@@ -77,6 +77,13 @@ func TestClientLogsWhyRefused(t *testing.T) {
 					t.Errorf("client log says %q: %s", n, line)
 				}
 			}
+			// yamux's own line about the alert is Debug: the words above
+			// say it, and it says "expired" for one not yet valid.
+			for _, l := range strings.Split(logs.all(), "\n") {
+				if strings.Contains(l, "part=yamux") && !strings.Contains(l, "level=DEBUG") {
+					t.Errorf("yamux logs: %s", l)
+				}
+			}
 			if _, ok := c.Server(); ok {
 				t.Error("client got a session")
 			}
