@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -160,6 +161,11 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		// the session's reader got: the hello only saw the session end.
 		if r := refusedByServer(mc.ReadErr(), c.cfg.leaf(), time.Now()); r != nil {
 			return nil, fmt.Errorf("server %s: %w", addr, r)
+		}
+		if rerr := mc.ReadErr(); errors.Is(rerr, io.EOF) || errors.Is(rerr, syscall.ECONNRESET) {
+			// No answer and no alert: the server's log says why (another
+			// connection with this certificate still in its hello, say).
+			return nil, fmt.Errorf("hello to %s: the server closed the connection without answering it; its log says why (%v: %w)", addr, rerr, err)
 		}
 		return nil, fmt.Errorf("hello to %s: %w", addr, err)
 	}

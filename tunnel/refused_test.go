@@ -90,6 +90,24 @@ func TestClientLogsWhyRefused(t *testing.T) {
 			c.stop()
 		})
 	}
+	// Another connection with the same certificate is in its hello: the
+	// server closes this one at once, without a word the client could
+	// read; the client says so, and the server's log says why.
+	t.Run("another in its hello", func(t *testing.T) {
+		id := p.client(t, "held")
+		sess := rawSession(t, s.tunnelAddr, id)
+		if _, err := sess.Ping(); err != nil { // the server's session is up: its hello holds the place
+			t.Fatal(err)
+		}
+		logs := newLogCapture()
+		c := startClientWith(t, id, s.tunnelAddr, func(cfg *tunnel.Config) { cfg.Logger = logs.logger() })
+		line := logs.wait(t, `msg="not connected to server"`)
+		t.Log(line)
+		if !strings.Contains(line, "the server closed the connection without answering it; its log says why") {
+			t.Errorf("client log: %s", line)
+		}
+		c.stop()
+	})
 	// Another connection with the same identity takes the session: the
 	// client that had it says so.
 	t.Run("replaced", func(t *testing.T) {
