@@ -157,15 +157,20 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	h, err := clientHello(hctx, sess, &c.cfg)
 	if err != nil {
 		_ = sess.Close()
-		// A certificate the server refuses is told by a TLS alert, which
-		// the session's reader got: the hello only saw the session end.
-		if r := refusedByServer(mc.ReadErr(), c.cfg.leaf(), time.Now()); r != nil {
-			return nil, fmt.Errorf("server %s: %w", addr, r)
-		}
-		if rerr := mc.ReadErr(); errors.Is(rerr, io.EOF) || errors.Is(rerr, syscall.ECONNRESET) {
-			// No answer and no alert: the server's log says why (another
-			// connection with this certificate still in its hello, say).
-			return nil, fmt.Errorf("hello to %s: the server closed the connection without answering it; its log says why (%v: %w)", addr, rerr, err)
+		if errors.As(err, new(unanswered)) {
+			// A certificate the server refuses is told by a TLS alert,
+			// which the session's reader got: the hello only saw the
+			// session end.
+			rerr := mc.ReadErr()
+			if r := refusedByServer(rerr, c.cfg.leaf(), time.Now()); r != nil {
+				return nil, fmt.Errorf("server %s: %w", addr, r)
+			}
+			if errors.Is(rerr, io.EOF) || errors.Is(rerr, syscall.ECONNRESET) {
+				// No answer and no alert: the server's log says why
+				// (another connection with this certificate still in its
+				// hello, say).
+				return nil, fmt.Errorf("hello to %s: the server closed the connection without answering it; its log says why (%v: %w)", addr, rerr, err)
+			}
 		}
 		return nil, fmt.Errorf("hello to %s: %w", addr, err)
 	}
