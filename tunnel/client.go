@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -135,6 +136,9 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	mc, err := muxconn.Handshake(hctx, raw, muxconn.Client, tlsConf)
 	if err != nil {
 		_ = raw.Close()
+		if r := refusedByServer(err, c.cfg.leaf(), time.Now()); r != nil {
+			err = r
+		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	cs := mc.ConnectionState()
@@ -153,6 +157,21 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 	h, err := clientHello(hctx, sess, &c.cfg)
 	if err != nil {
 		_ = sess.Close()
+		if errors.As(err, new(unanswered)) {
+			// A certificate the server refuses is told by a TLS alert,
+			// which the session's reader got: the hello only saw the
+			// session end.
+			rerr := mc.ReadErr()
+			if r := refusedByServer(rerr, c.cfg.leaf(), time.Now()); r != nil {
+				return nil, fmt.Errorf("server %s: %w", addr, r)
+			}
+			if errors.Is(rerr, io.EOF) || errors.Is(rerr, syscall.ECONNRESET) {
+				// No answer and no alert: the server's log says why
+				// (another connection with this certificate still in its
+				// hello, say).
+				return nil, fmt.Errorf("hello to %s: the server closed the connection without answering it; its log says why (%v: %w)", addr, rerr, err)
+			}
+		}
 		return nil, fmt.Errorf("hello to %s: %w", addr, err)
 	}
 	info := PeerInfo{

@@ -476,7 +476,7 @@ func (c Config) yamux() *yamux.Config {
 	// event's own deadline bounds its caller's wait.
 	y.StreamOpenTimeout = 0
 	y.LogOutput = nil
-	y.Logger = slog.NewLogLogger(c.Logger.With("part", "yamux").Handler(), slog.LevelWarn)
+	y.Logger = slog.NewLogLogger(quietAlerts{c.Logger.With("part", "yamux").Handler()}, slog.LevelWarn)
 	return y
 }
 

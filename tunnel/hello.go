@@ -20,7 +20,7 @@ import (
 func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events.Hello, error) {
 	st, err := sess.OpenStream()
 	if err != nil {
-		return nil, fmt.Errorf("open hello stream: %w", err)
+		return nil, unanswered{fmt.Errorf("open hello stream: %w", err)}
 	}
 	defer st.Close()
 	setStreamDeadline(ctx, st, cfg)
@@ -31,13 +31,13 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 		err = w.Flush()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("send hello: %w", err)
+		return nil, unanswered{fmt.Errorf("send hello: %w", err)}
 	}
 	var h events.Hello
 	r := events.NewReader(st)
 	defer r.Release()
 	if err := r.ReadMessageMax(&h, maxHello); err != nil {
-		return nil, fmt.Errorf("read server hello: %w", err)
+		return nil, unanswered{fmt.Errorf("read server hello: %w", err)}
 	}
 	if h.Error != "" {
 		return nil, fmt.Errorf("%w by server: %s", ErrRefused, strings.ToValidUTF8(h.Error, "?"))
@@ -51,6 +51,12 @@ func clientHello(ctx context.Context, sess *yamux.Session, cfg *Config) (*events
 	}
 	return &h, nil
 }
+
+// unanswered is the error of a hello that got no answer: the session or
+// the connection under it failed first.
+type unanswered struct{ error }
+
+func (u unanswered) Unwrap() error { return u.error }
 
 // serverHello runs the server's side of the hello exchange for the client
 // whose certificate names it certName, and returns the client's hello.

@@ -178,8 +178,8 @@ func (p *peer) expired() bool {
 // its TLS alert says little ("bad certificate", or nothing at all).
 func (c *Config) withOwnExpiry(err error) error {
 	leaf := c.Certificate.Leaf
-	if leaf == nil || !time.Now().After(leaf.NotAfter) {
-		return err
+	if leaf == nil || !time.Now().After(leaf.NotAfter) || errors.As(err, new(*certRefused)) {
+		return err // certRefused says it already
 	}
 	return fmt.Errorf("%w (this node's certificate %q serial %s expired at %s)", err,
 		leaf.Subject.CommonName, leaf.SerialNumber.Text(16), leaf.NotAfter.UTC().Format(time.RFC3339))

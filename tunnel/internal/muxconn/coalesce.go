@@ -66,6 +66,10 @@ type coalesceConn struct {
 	endMu  sync.Mutex
 	closed bool
 	onEnd  func() // see whenClosed
+
+	// readErr is the first error a read of Conn returned, as crypto/tls
+	// gave it: a TLS alert from the peer, an EOF, a reset.
+	readErr atomic.Pointer[error]
 }
 
 // Read reads what the session reads, and shows it to the gate.
@@ -79,6 +83,10 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 		n, err = c.idle.readFrom(c.Conn, p)
 	} else {
 		n, err = c.Conn.Read(p)
+	}
+	if err != nil {
+		first := err // only an error is moved to the heap, not every read's err
+		c.readErr.CompareAndSwap(nil, &first)
 	}
 	if n > 0 {
 		c.received.Store(int64(time.Since(c.since)))

@@ -140,6 +140,22 @@ func (c *Conn) Violation() error {
 // then refuses (ErrRemoteGoAway) or the peer resets finds it set.
 func (c *Conn) PeerGoneAway() bool { return c.g != nil && c.g.goneAway.Load() }
 
+// ReadErr is the first error reading the connection under the session
+// returned, as crypto/tls gave it, or nil. A TLS alert from the peer is a
+// *net.OpError whose Op is "remote error": with TLS 1.3 a server refuses
+// the client's certificate after the client's handshake is done, and its
+// alert is what the session's first read gets; the session only says the
+// connection ended. It is set before the session hears of the error.
+func (c *Conn) ReadErr() error {
+	if c.cc == nil {
+		return nil
+	}
+	if p := c.cc.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // OnOwnClosed has f told of every FIN (rst false) and RST the peer sends
 // on a stream this node opened, once yamux has handled it, on the
 // session's reader: f must not block.
