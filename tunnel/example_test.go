@@ -80,30 +80,33 @@ func ExampleClient() {
 		log.Fatal(err)
 	}
 
+	// From HTTP: a caller of c1's front end calls get_cat on the server.
+	// (Once the server has answered c1, it also lists c1: WaitConnected
+	// says the client has its session, a moment before the server may.)
+	hresp, err := http.Get("http://" + fln.Addr().String() + "/server/cat//con/cat")
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, err := io.ReadAll(hresp.Body)
+	hresp.Body.Close()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(hresp.StatusCode, strings.TrimSpace(string(body)))
+
 	// From Go: the server calls get_hello on c1.
 	resp, err := server.Call(ctx, "c1", &tunnel.Request{Noun: []string{"hello"}, Args: []string{"a", "b"}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	body, err := io.ReadAll(resp.Body)
+	body, err = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(resp.Status, resp.ContentType, strings.TrimSpace(string(body)))
 
-	// From HTTP: a caller of c1's front end calls get_cat on the server.
-	hresp, err := http.Get("http://" + fln.Addr().String() + "/server/cat//con/cat")
-	if err != nil {
-		log.Fatal(err)
-	}
-	body, err = io.ReadAll(hresp.Body)
-	hresp.Body.Close()
-	if err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(hresp.StatusCode, strings.TrimSpace(string(body)))
 	// Output:
-	// 200 application/json {"hello":"server","to":"a b"}
 	// 200 {"result":"concat"}
+	// 200 application/json {"hello":"server","to":"a b"}
 }

@@ -26,7 +26,13 @@ const maxWritesPerEvent = 3.0
 func TestWritesPerSmallEvent(t *testing.T) {
 	p := newPair(t, nil)
 	req, rep := bytes.Repeat([]byte("q"), 100), bytes.Repeat([]byte("r"), 100)
+	// The caller may read a reply before the server's Write of it has
+	// returned: the test waits for every handler before the pair closes.
+	var served sync.WaitGroup
+	defer served.Wait()
 	p.srv.Serve(acceptor{serve: func(st *yamux.Stream) {
+		served.Add(1)
+		defer served.Done()
 		defer st.Close()
 		buf := make([]byte, len(req))
 		if _, err := io.ReadFull(st, buf); err != nil {
