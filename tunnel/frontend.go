@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,7 +127,7 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.log.Debug("front end", "req", id, "method", r.Method, "path", r.URL.EscapedPath(),
 			"status", status, "code", code, "duration", time.Since(start))
 	}
-	if code == codeCutShort || code == codeGoneMidBody {
+	if code == codeCutShort || code == codeGoneMidBody || code == codeNotReading {
 		// What arrived has been flushed; net/http now closes the
 		// connection without the last chunk (HTTP/1.1) or resets the
 		// stream (HTTP/2), so the caller sees an error, never a short
@@ -140,6 +141,7 @@ func (f *frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const (
 	codeCutShort    = "body_cut_short"
 	codeGoneMidBody = "caller_gone_mid_body"
+	codeNotReading  = "caller_not_reading"
 )
 
 // serve answers one front-end request and returns the status and error
@@ -290,18 +292,28 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	w.WriteHeader(resp.Status)
 	rc := http.NewResponseController(w)
+	wd := &writeDeadline{rc: rc, idle: f.cfg.BodyIdleTimeout}
 	if isWhole {
-		if _, err := io.Copy(w, resp.Body); err == nil {
-			_ = rc.Flush()
+		_, err := io.Copy(deadlineWriter{w, wd}, resp.Body)
+		if err == nil {
+			err = wd.around(rc.Flush)
+		}
+		if wd.timedOut(err) {
+			f.logNotReading(id, resp.Status)
+			return resp.Status, codeNotReading
 		}
 		return resp.Status, resp.ErrorCode
 	}
-	fw := newFlushWriter(w, rc)
+	fw := newFlushWriter(w, rc, wd)
 	_, err := io.Copy(fw, resp.Body)
 	fw.release()
 	if err != nil {
 		// Aborted either way (ServeHTTP): a cancelled request need not
 		// mean that nobody reads the reply.
+		if wd.timedOut(err) {
+			f.logNotReading(id, resp.Status)
+			return resp.Status, codeNotReading
+		}
 		if r.Context().Err() != nil {
 			return 499, codeGoneMidBody
 		}
@@ -309,6 +321,55 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		return resp.Status, codeCutShort
 	}
 	return resp.Status, resp.ErrorCode
+}
+
+func (f *frontend) logNotReading(id string, status int) {
+	f.log.Warn("reply aborted: the caller stopped reading", "req", id, "status", status,
+		"for", f.cfg.BodyIdleTimeout)
+}
+
+// writeDeadline bounds each write of a reply to the caller: a caller that
+// reads nothing for idle (Config.BodyIdleTimeout) fails the write, and the
+// event ends (a half-duplex caller that sends its whole body before
+// reading, against a handler that streams it back, would otherwise hang
+// both forever). The deadline is set only while a write is under way, so
+// a slow but progressing reader, or a stream idle because its handler
+// sends nothing, is never cut.
+type writeDeadline struct {
+	rc    *http.ResponseController
+	idle  time.Duration
+	fired bool
+}
+
+// around runs write under the deadline.
+func (d *writeDeadline) around(write func() error) error {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.idle))
+	err := write()
+	_ = d.rc.SetWriteDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		d.fired = true
+	}
+	return err
+}
+
+// timedOut reports whether err comes from a write that ran out of time
+// (the error net/http returns afterwards may be another one).
+func (d *writeDeadline) timedOut(err error) bool {
+	return err != nil && (d.fired || errors.Is(err, os.ErrDeadlineExceeded))
+}
+
+// deadlineWriter is w with each write under d.
+type deadlineWriter struct {
+	w io.Writer
+	d *writeDeadline
+}
+
+func (w deadlineWriter) Write(p []byte) (n int, err error) {
+	err = w.d.around(func() error {
+		n, err = w.w.Write(p)
+		return err
+	})
+	return n, err
 }
 
 // bodyAllowed reports whether a reply of this status may have a body.
@@ -508,6 +569,7 @@ type flushWriter struct {
 	mu    sync.Mutex // serialises writes and the timer's flush
 	bw    *bufio.Writer
 	rc    *http.ResponseController
+	wd    *writeDeadline
 	timer *time.Timer
 	armed bool
 	done  bool
@@ -519,10 +581,10 @@ const replyFlushDelay = time.Millisecond
 
 var replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBufSize) }}
 
-func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController) *flushWriter {
+func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController, wd *writeDeadline) *flushWriter {
 	bw := replyWriters.Get().(*bufio.Writer)
 	bw.Reset(w)
-	f := &flushWriter{bw: bw, rc: rc}
+	f := &flushWriter{bw: bw, rc: rc, wd: wd}
 	f.timer = time.AfterFunc(time.Duration(1<<62), f.flushLate)
 	return f
 }
@@ -533,7 +595,16 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	if f.err != nil {
 		return 0, f.err
 	}
-	n, err := f.bw.Write(p)
+	var n int
+	var err error
+	if len(p) <= f.bw.Available() {
+		n, err = f.bw.Write(p) // gathered only: nothing reaches the caller
+	} else {
+		err = f.wd.around(func() error {
+			n, err = f.bw.Write(p)
+			return err
+		})
+	}
 	if err == nil && f.bw.Buffered() > 0 && !f.armed {
 		f.armed = true
 		f.timer.Reset(replyFlushDelay)
@@ -555,10 +626,12 @@ func (f *flushWriter) flushLate() {
 }
 
 func (f *flushWriter) flush() error {
-	if err := f.bw.Flush(); err != nil {
-		return err
-	}
-	return f.rc.Flush()
+	return f.wd.around(func() error {
+		if err := f.bw.Flush(); err != nil {
+			return err
+		}
+		return f.rc.Flush()
+	})
 }
 
 // release sends what is still gathered and returns the buffer to its
