@@ -129,6 +129,11 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		}
 		cancel()
 	}}
+	if _, whole := body.Whole(); whole {
+		// The whole request is here: while its handler runs, the event
+		// holds a small buffer, not the stream's 64 KiB one.
+		r.Shrink()
+	}
 	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watch.start}
 	if body.EndIfEmpty() {
 		if _, err := body.Read(nil); err == io.EOF {
