@@ -237,9 +237,10 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	} else if m, ok := body.(interface{ Len() int }); ok && m.Len() >= 0 && m.Len() <= inlineBody {
 		// A small body in memory goes with the header, in one frame, and
 		// needs no upload goroutine.
-		buf := p.bufs.Get().(*[]byte)
+		bufs := copyBufs(body, p.bufs)
+		buf := bufs.Get().(*[]byte)
 		_, srcErr, dstErr := w.CopyBody(body, *buf)
-		p.bufs.Put(buf)
+		bufs.Put(buf)
 		err = dstErr
 		if err == nil && srcErr != nil {
 			ex.upErr = srcErr

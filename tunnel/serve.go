@@ -256,8 +256,9 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 		}
 		return 0, w.Flush()
 	}
-	buf := p.sendBufs.Get().(*[]byte)
-	defer p.sendBufs.Put(buf)
+	bufs := copyBufs(rep.Body, p.sendBufs)
+	buf := bufs.Get().(*[]byte)
+	defer bufs.Put(buf)
 	n, srcErr, dstErr := w.CopyBody(rep.Body, *buf)
 	if dstErr != nil {
 		return n, fmt.Errorf("write reply body: %w", dstErr)
