@@ -57,7 +57,13 @@ type Writer struct {
 var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferSize) }}
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
+	// smallPool holds the buffers of the readers Shrink made small.
+	smallPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, smallSize) }}
 )
+
+// smallSize is the size of a Reader's buffer once Shrink made it small:
+// what a served small event holds while its handler runs.
+const smallSize = 4 << 10
 
 // NewWriter returns a Writer on w. Its buffer comes from a pool: Release
 // returns it once the Writer is no longer needed.
@@ -202,8 +208,26 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 // Reader reads framed messages and bodies from one direction of a stream.
 // It is not safe for concurrent use: one reader per stream.
 type Reader struct {
-	br   *bufio.Reader
-	opts protodelim.UnmarshalOptions
+	br    *bufio.Reader
+	small bool // br is from smallPool
+	pre   prefixReader
+	opts  protodelim.UnmarshalOptions
+}
+
+// prefixReader yields b, then what src yields.
+type prefixReader struct {
+	b   []byte
+	src io.Reader
+	one [1]byte // b's storage for NewReaderAfter
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.b) == 0 {
+		return p.src.Read(b)
+	}
+	n := copy(b, p.b)
+	p.b = p.b[n:]
+	return n, nil
 }
 
 // NewReader returns a Reader on r. Its buffer comes from a pool: Release
@@ -213,8 +237,50 @@ func NewReader(r io.Reader) *Reader {
 	br.Reset(r)
 	return &Reader{
 		br:   br,
+		pre:  prefixReader{src: r},
 		opts: protodelim.UnmarshalOptions{MaxSize: MaxMessageSize},
 	}
+}
+
+// NewReaderAfter is NewReader on a stream whose first byte, b, has
+// already been read from r: a caller that waits for a reply reads that
+// byte first, so that it holds no buffer while it waits.
+func NewReaderAfter(b byte, r io.Reader) *Reader {
+	rd := &Reader{opts: protodelim.UnmarshalOptions{MaxSize: MaxMessageSize}}
+	rd.pre.one[0] = b
+	rd.pre.b, rd.pre.src = rd.pre.one[:], r
+	rd.br = readerPool.Get().(*bufio.Reader)
+	rd.br.Reset(&rd.pre)
+	return rd
+}
+
+// Shrink swaps the Reader's buffer for a small one (of smallSize) if what
+// it holds fits in it, and reports whether the Reader's buffer is small:
+// a served event whose whole request is read holds little while its
+// handler runs. What is buffered is kept; what follows is read from the
+// stream as before.
+func (r *Reader) Shrink() bool {
+	if r.br == nil || r.small {
+		return r.small
+	}
+	n := r.br.Buffered()
+	if n > smallSize || len(r.pre.b) > 0 {
+		return false
+	}
+	held, _ := r.br.Peek(n)
+	s := smallPool.Get().(*bufio.Reader)
+	r.pre.b = held
+	s.Reset(&r.pre)
+	if n > 0 {
+		// One fill copies the held bytes, and no more (pre hands out only
+		// them in one read), into the small buffer.
+		_, _ = s.Peek(n)
+	}
+	r.pre.b = nil
+	r.br.Reset(nil)
+	readerPool.Put(r.br)
+	r.br, r.small = s, true
+	return true
 }
 
 // Release returns the Reader's buffer to the pool. Neither the Reader nor
@@ -223,7 +289,11 @@ func NewReader(r io.Reader) *Reader {
 func (r *Reader) Release() {
 	if r.br != nil {
 		r.br.Reset(nil)
-		readerPool.Put(r.br)
+		if r.small {
+			smallPool.Put(r.br)
+		} else {
+			readerPool.Put(r.br)
+		}
 		r.br = nil
 	}
 }

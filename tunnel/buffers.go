@@ -18,6 +18,23 @@ const streamBufSize = 256 << 10
 // streamBufs holds buffers of streamBufSize.
 var streamBufs = newBufPool(streamBufSize)
 
+// smallBufSize is the size of the buffers that copy a body in memory of
+// at most that many bytes (most events' bodies): such a body does not
+// take a 64 KiB buffer for its copy.
+const smallBufSize = 4 << 10
+
+// smallBufs holds buffers of smallBufSize.
+var smallBufs = newBufPool(smallBufSize)
+
+// copyBufs returns the pool to take a copy buffer of body from: def, or
+// smallBufs for a body in memory that fits in one of those.
+func copyBufs(body any, def *sync.Pool) *sync.Pool {
+	if m, ok := body.(interface{ Len() int }); ok && m.Len() >= 0 && m.Len() <= smallBufSize {
+		return smallBufs
+	}
+	return def
+}
+
 // newBufPool returns a pool of *[]byte buffers of size bytes.
 func newBufPool(size int) *sync.Pool {
 	return &sync.Pool{New: func() any {

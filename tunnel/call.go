@@ -183,6 +183,7 @@ type exchange struct {
 	stopWake func() bool
 	once     sync.Once
 	done     atomic.Bool // finish ran
+	first    [1]byte     // the reply's first byte (call)
 }
 
 // call sends ev with body (nil for none) to the peer and waits for the
@@ -236,9 +237,10 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	} else if m, ok := body.(interface{ Len() int }); ok && m.Len() >= 0 && m.Len() <= inlineBody {
 		// A small body in memory goes with the header, in one frame, and
 		// needs no upload goroutine.
-		buf := p.bufs.Get().(*[]byte)
+		bufs := copyBufs(body, p.bufs)
+		buf := bufs.Get().(*[]byte)
 		_, srcErr, dstErr := w.CopyBody(body, *buf)
-		p.bufs.Put(buf)
+		bufs.Put(buf)
 		err = dstErr
 		if err == nil && srcErr != nil {
 			ex.upErr = srcErr
@@ -258,11 +260,19 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		return nil, ex.classifyUnanswered(err)
 	}
 
-	r := events.NewReader(st)
-	ex.r = r
 	if ev.TimeoutMs > 0 {
 		_ = st.SetReadDeadline(time.Now().Add(time.Duration(ev.TimeoutMs) * time.Millisecond))
 	}
+	// The reply's reader, and its 64 KiB buffer, is taken once the reply
+	// begins: a caller waiting on a slow handler holds no buffer. A read
+	// that fails fails again, the same way, in ReadHeader.
+	var r *events.Reader
+	if n, _ := st.Read(ex.first[:]); n == 1 {
+		r = events.NewReaderAfter(ex.first[0], st)
+	} else {
+		r = events.NewReader(st)
+	}
+	ex.r = r
 	var rep events.Reply
 	if err := r.ReadHeader(&rep, p.cfg.MaxEventHeader); err != nil {
 		ex.finish()

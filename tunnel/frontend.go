@@ -567,7 +567,8 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 // syscalls on the caller's connection.
 type flushWriter struct {
 	mu    sync.Mutex // serialises writes and the timer's flush
-	bw    *bufio.Writer
+	w     http.ResponseWriter
+	bw    *bufio.Writer // nil until the first write
 	rc    *http.ResponseController
 	wd    *writeDeadline
 	timer *time.Timer
@@ -582,9 +583,9 @@ const replyFlushDelay = time.Millisecond
 var replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBufSize) }}
 
 func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController, wd *writeDeadline) *flushWriter {
-	bw := replyWriters.Get().(*bufio.Writer)
-	bw.Reset(w)
-	f := &flushWriter{bw: bw, rc: rc, wd: wd}
+	// The buffer is taken at the first write: a reply that streams
+	// nothing yet holds none.
+	f := &flushWriter{w: w, rc: rc, wd: wd}
 	f.timer = time.AfterFunc(time.Duration(1<<62), f.flushLate)
 	return f
 }
@@ -594,6 +595,10 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return 0, f.err
+	}
+	if f.bw == nil {
+		f.bw = replyWriters.Get().(*bufio.Writer)
+		f.bw.Reset(f.w)
 	}
 	var n int
 	var err error
@@ -641,6 +646,9 @@ func (f *flushWriter) release() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.done = true
+	if f.bw == nil {
+		return
+	}
 	if f.err == nil && f.bw.Buffered() > 0 {
 		_ = f.flush()
 	}

@@ -129,6 +129,11 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		}
 		cancel()
 	}}
+	if _, whole := body.Whole(); whole {
+		// The whole request is here: while its handler runs, the event
+		// holds a small buffer, not the stream's 64 KiB one.
+		r.Shrink()
+	}
 	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watch.start}
 	if body.EndIfEmpty() {
 		if _, err := body.Read(nil); err == io.EOF {
@@ -251,8 +256,9 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 		}
 		return 0, w.Flush()
 	}
-	buf := p.sendBufs.Get().(*[]byte)
-	defer p.sendBufs.Put(buf)
+	bufs := copyBufs(rep.Body, p.sendBufs)
+	buf := bufs.Get().(*[]byte)
+	defer bufs.Put(buf)
 	n, srcErr, dstErr := w.CopyBody(rep.Body, *buf)
 	if dstErr != nil {
 		return n, fmt.Errorf("write reply body: %w", dstErr)
