@@ -61,30 +61,12 @@ func (r *frameRecorder) take() ([][]byte, []string) {
 func tlsPair(t *testing.T, srvTap, cliTap *tapConn) (srv, cli *tls.Conn) {
 	t.Helper()
 	srvTLS, cliTLS := testTLS(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srvTap.Conn, cliTap.Conn = loopbackTCP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	srv, cli = tls.Server(srvTap, srvTLS), tls.Client(cliTap, cliTLS)
 	done := make(chan error, 1)
-	go func() {
-		raw, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		srvTap.Conn = raw
-		srv = tls.Server(srvTap, srvTLS)
-		done <- srv.HandshakeContext(ctx)
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliTap.Conn = raw
-	cli = tls.Client(cliTap, cliTLS)
+	go func() { done <- srv.HandshakeContext(ctx) }()
 	if err := cli.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -337,30 +319,12 @@ type batchedClient struct {
 func tlsPairBatched(t *testing.T, srvTap, cliTap *tapConn) (*tls.Conn, batchedClient) {
 	t.Helper()
 	srvTLS, cliTLS := testTLS(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srvTap.Conn, cliTap.Conn = loopbackTCP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var srv *tls.Conn
+	srv := tls.Server(srvTap, srvTLS)
 	done := make(chan error, 1)
-	go func() {
-		raw, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		srvTap.Conn = raw
-		srv = tls.Server(srvTap, srvTLS)
-		done <- srv.HandshakeContext(ctx)
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliTap.Conn = raw
+	go func() { done <- srv.HandshakeContext(ctx) }()
 	c, err := Handshake(ctx, cliTap, Client, cliTLS)
 	if err != nil {
 		t.Fatal(err)

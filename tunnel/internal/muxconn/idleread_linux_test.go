@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"testing"
 	"time"
 )
@@ -16,47 +15,22 @@ import (
 // drives readFrom, the session reader's path, across two idle waits.
 func TestTLSPassesTemporaryRead(t *testing.T) {
 	srvConf, cliConf := testTLS(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	srvRaw, raw := loopbackTCP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-
-	srvc := make(chan *tls.Conn, 1)
-	go func() {
-		raw, err := ln.Accept()
-		if err != nil {
-			srvc <- nil
-			return
-		}
-		tc := tls.Server(raw, srvConf)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			srvc <- nil
-			return
-		}
-		srvc <- tc
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
 	ir := newIdleReader(raw)
 	if ir == nil {
 		t.Fatal("no idle reader on a TCP connection")
 	}
-	tc := tls.Client(ir, cliConf)
+	srv, tc := tls.Server(srvRaw, srvConf), tls.Client(ir, cliConf)
+	done := make(chan error, 1)
+	go func() { done <- srv.HandshakeContext(ctx) }()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := <-srvc
-	if srv == nil {
-		t.Fatal("server handshake failed")
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
-	defer srv.Close()
 	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 	ir.start()
 

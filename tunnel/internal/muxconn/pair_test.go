@@ -132,39 +132,55 @@ func testYamux() *yamux.Config {
 	return c
 }
 
-// newPair connects a server and a client over loopback; tweak, if set,
-// changes the server's yamux config.
-func newPair(t testing.TB, tweak func(*yamux.Config)) *pair {
+// loopbackTCP returns the two ends of a new TCP connection on loopback
+// (a kernel-chosen port): the one accepted and the one dialled.
+func loopbackTCP(t testing.TB) (accepted, dialled net.Conn) {
 	t.Helper()
-	srvTLS, cliTLS := testTLS(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	type result struct {
-		c   *Conn
-		tap *tapConn
+		c   net.Conn
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		raw, err := ln.Accept()
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		tap := &tapConn{Conn: raw}
-		c, err := Handshake(ctx, tap, Server, srvTLS)
-		done <- result{c, tap, err}
+		c, err := ln.Accept()
+		done <- result{c, err}
 	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
+	dialled, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cliTap := &tapConn{Conn: raw}
+	r := <-done
+	if r.err != nil {
+		_ = dialled.Close()
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { _ = dialled.Close(); _ = r.c.Close() })
+	return r.c, dialled
+}
+
+// newPair connects a server and a client over loopback; tweak, if set,
+// changes the server's yamux config.
+func newPair(t testing.TB, tweak func(*yamux.Config)) *pair {
+	t.Helper()
+	srvTLS, cliTLS := testTLS(t)
+	srvRaw, cliRaw := loopbackTCP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type result struct {
+		c   *Conn
+		err error
+	}
+	srvTap, cliTap := &tapConn{Conn: srvRaw}, &tapConn{Conn: cliRaw}
+	done := make(chan result, 1)
+	go func() {
+		c, err := Handshake(ctx, srvTap, Server, srvTLS)
+		done <- result{c, err}
+	}()
 	cli, err := Handshake(ctx, cliTap, Client, cliTLS)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +189,7 @@ func newPair(t testing.TB, tweak func(*yamux.Config)) *pair {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	p := &pair{srv: r.c, cli: cli, srvTap: r.tap, cliTap: cliTap}
+	p := &pair{srv: r.c, cli: cli, srvTap: srvTap, cliTap: cliTap}
 	scfg := testYamux()
 	if tweak != nil {
 		tweak(scfg)
