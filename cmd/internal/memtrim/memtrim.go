@@ -11,8 +11,9 @@
 // few seconds and, when the process is quiet (no collection since its
 // last look) and either the work has fallen off (half the goroutines it
 // saw at their peak are gone) or the heap has doubled since its last
-// trim, calls debug.FreeOSMemory: one collection, and the free memory
-// returned at once.
+// trim, collects (twice: sync.Pools keep what they hold for one
+// collection) and calls debug.FreeOSMemory, which returns the free memory
+// at once.
 //
 // Each trim needs a change since the previous one (goroutines halved from
 // a peak, or the heap doubled), so a process that stays quiet is trimmed
@@ -24,6 +25,7 @@ package memtrim
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -187,5 +189,10 @@ func (st *state) trimmed(after sample) {
 	st.cycles, st.peak, st.floor = after.cycles, after.goroutines, after.heap
 }
 
-// fullTrim collects and returns the free memory to the OS.
-func fullTrim() { debug.FreeOSMemory() }
+// fullTrim collects twice and returns the free memory to the OS. A burst
+// leaves its buffers in sync.Pools, which a collection only moves to
+// their victim caches; the second collection frees them.
+func fullTrim() {
+	runtime.GC()
+	debug.FreeOSMemory()
+}
