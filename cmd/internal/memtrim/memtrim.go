@@ -128,7 +128,7 @@ func (t *Trimmer) Look() bool {
 	start := time.Now()
 	t.trim()
 	after := t.read()
-	t.state.trimmed(after)
+	t.state.trimmed(s, after)
 	t.cfg.Logger.Debug("memory trimmed after a burst",
 		"heap_before", s.heap, "heap_after", after.heap,
 		"goroutines", s.goroutines, "took", time.Since(start))
@@ -161,7 +161,7 @@ type sample struct {
 type state struct {
 	started bool
 	cycles  uint64 // collections at the last look
-	peak    int    // most goroutines seen at a look since the last trim
+	peak    int    // most goroutines seen at a look since the last trim decided
 	floor   uint64 // heap right after the last trim (or at the first look)
 }
 
@@ -184,9 +184,12 @@ func (st *state) decide(s sample, cfg Config) bool {
 	return fellOff || grew
 }
 
-// trimmed records the look right after a trim.
-func (st *state) trimmed(after sample) {
-	st.cycles, st.peak, st.floor = after.cycles, after.goroutines, after.heap
+// trimmed records a trim: before is the look that decided it, after the
+// figures right after it. The peak starts again from the goroutines the
+// trim was decided at, not those after it: work that ended during the
+// trim (its collection saw it live) still counts as fallen off.
+func (st *state) trimmed(before, after sample) {
+	st.cycles, st.peak, st.floor = after.cycles, before.goroutines, after.heap
 }
 
 // fullTrim collects twice and returns the free memory to the OS. A burst

@@ -46,6 +46,13 @@ func TestDecide(t *testing.T) {
 			{sample{cycles: 3, goroutines: 20, heap: 400 * mib}, false},
 			{sample{cycles: 7, goroutines: 20, heap: 400 * mib}, false},
 		}},
+		{"work that ends during the trim still counts as fallen off", []look{
+			{sample{cycles: 1, goroutines: 20, heap: 8 * mib}, false},
+			{sample{cycles: 6, goroutines: 1020, heap: 70 * mib}, false},
+			{sample{cycles: 6, goroutines: 1020, heap: 70 * mib}, true},
+			{sample{cycles: 8, goroutines: 20, heap: 70 * mib}, true}, // right after it: ended meanwhile
+			{sample{cycles: 10, goroutines: 20, heap: 8 * mib}, false},
+		}},
 		{"small heap is never trimmed", []look{
 			{sample{cycles: 1, goroutines: 2000, heap: 1 * mib}, false},
 			{sample{cycles: 1, goroutines: 20, heap: 3 * mib}, false},
@@ -63,7 +70,7 @@ func TestDecide(t *testing.T) {
 					t.Fatalf("look %d (%+v): trim %v, want %v", i, l.s, got, l.trim)
 				}
 				if got {
-					st.trimmed(tc.looks[i+1].s)
+					st.trimmed(l.s, tc.looks[i+1].s)
 				}
 			}
 		})
@@ -142,10 +149,14 @@ func TestTrimAfterBurst(t *testing.T) {
 func TestRunTrims(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	tr := New(Config{Interval: 20 * time.Millisecond})
+	// Its first look, before the burst, as at a process's start (Run's
+	// goroutine may first run after it).
+	tr.Look()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		New(Config{Interval: 20 * time.Millisecond}).Run(ctx)
+		tr.Run(ctx)
 	}()
 	burst(1000, 64<<10)()
 	deadline := time.Now().Add(5 * time.Second)
