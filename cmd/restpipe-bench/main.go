@@ -147,7 +147,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	fs := flag.NewFlagSet("restpipe-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.BoolVar(&o.quick, "quick", false, "every measurement at a small size (200 clients, 100 event clients, 64 MiB, 1 s cells): under a minute on 2 cores; flags given too win")
+	fs.BoolVar(&o.quick, "quick", false, "every measurement at a small size (200 clients, 100 event clients, 64 MiB, 1 s cells, a burst of 1000): under a minute on 2 cores; flags given too win")
 	fs.IntVar(&o.clients, "clients", o.clients, "idle clients for the scale measurement")
 	fs.IntVar(&o.eventClients, "event-clients", o.eventClients, "clients the server calls in turn for the event rate")
 	fs.IntVar(&o.perProcess, "clients-per-process", o.perProcess, "at most this many tunnel clients in one child process")
