@@ -29,13 +29,13 @@ func TestTinyRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "table.md")
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, []string{"-clients", "10", "-event-clients", "10", "-stream-size", "4MiB",
-		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-out", out}, &stdout, &stderr)
+		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-burst", "20", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	table := stdout.String()
 	for _, want := range []string{
-		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -out ",
+		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -burst 20 -out ",
 		"| measurement | restpipe | baseline | ratio | target | met |",
 		"| c=1 requests/s | ", "| c=1 latency p50 | ", "| c=1 latency p99 | ",
 		"| c=64 requests/s | ", "| c=64 latency p50 | ", "| c=64 latency p99 | ",
@@ -47,6 +47,10 @@ func TestTinyRun(t *testing.T) {
 		"4. server calling 10 clients in turn, 64 workers", "| events/s | ", "| latency p50 / p99 | ",
 		"5. channels: 50 messages published on a client node, fanned out to 20 WebSocket subscribers over 4 nodes",
 		"| messages/s | ", "| deliveries/s | ", "| one plain net/http server ",
+		"6. burst: 20 small events in flight", "| events answered 200 with their body | 20 of 20 | ",
+		"| server node: heap in use + stacks per event in flight (after GC) | ", "| client node: RSS per event in flight (after GC) | ",
+		"| server node: heap + stacks back within 2x of idle after the release (RSS) | ",
+		"| client node: left per event of the burst at the end, heap + stacks (RSS) | ",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -74,7 +78,7 @@ func TestTinyRun(t *testing.T) {
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-nope"}, {"-clients", "0"}, {"-stream-size", "12X"}, {"-duration", "1ns"},
-		{"-only", "everything"}, {"stray"}, {"-reconnect-max", "1ms"},
+		{"-only", "everything"}, {"stray"}, {"-reconnect-max", "1ms"}, {"-burst", "0"}, {"-burst", "70000"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), args, &stdout, &stderr)

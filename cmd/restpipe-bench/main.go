@@ -72,6 +72,14 @@ target it is held to.
      messages/s and deliveries/s. Baseline: the same subscribers and
      publisher on one plain net/http server with the same channels handler
      over a local hub (no tunnel).
+  6. burst: -burst small events in flight at once: as many callers POST a
+     small body to /server/hold on a client node's front end, each on a
+     connection of its own; the server holds every event until it is told
+     to release them. The memory each node holds per event in flight
+     (heap in use + goroutine stacks, and RSS, after a collection, less
+     idle), and how long after the release each node's heap and RSS take
+     to come back within 2x of idle. Both nodes run with -max-streams and
+     -accept-backlog at the burst's size.
 
 Flags:
 `
@@ -87,6 +95,7 @@ type options struct {
 	reconnectMax time.Duration
 	subscribers  int
 	messages     int
+	burst        int
 	sections     map[string]bool
 	out          string
 	json         bool
@@ -99,7 +108,7 @@ func (o options) warmup() time.Duration {
 }
 
 // sectionNames are the measurements, in the order they run.
-var sectionNames = []string{"roundtrip", "stream", "scale", "events", "channels"}
+var sectionNames = []string{"roundtrip", "stream", "scale", "events", "channels", "burst"}
 
 // errUsage marks a bad command line (exit status 2).
 var errUsage = errors.New("usage")
@@ -134,10 +143,11 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		reconnectMax: 2 * time.Second,
 		subscribers:  1000,
 		messages:     2000,
+		burst:        10000,
 	}
 	fs := flag.NewFlagSet("restpipe-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.BoolVar(&o.quick, "quick", false, "every measurement at a small size (200 clients, 100 event clients, 64 MiB, 1 s cells): under a minute on 2 cores; flags given too win")
+	fs.BoolVar(&o.quick, "quick", false, "every measurement at a small size (200 clients, 100 event clients, 64 MiB, 1 s cells, a burst of 1000): under a minute on 2 cores; flags given too win")
 	fs.IntVar(&o.clients, "clients", o.clients, "idle clients for the scale measurement")
 	fs.IntVar(&o.eventClients, "event-clients", o.eventClients, "clients the server calls in turn for the event rate")
 	fs.IntVar(&o.perProcess, "clients-per-process", o.perProcess, "at most this many tunnel clients in one child process")
@@ -146,6 +156,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.DurationVar(&o.reconnectMax, "reconnect-max", o.reconnectMax, "the bench clients' tunnel.Config ReconnectMax (ReconnectMin stays 500 ms)")
 	fs.IntVar(&o.subscribers, "subscribers", o.subscribers, "WebSocket subscribers of the channel fan-out")
 	fs.IntVar(&o.messages, "messages", o.messages, "messages published in the channel fan-out")
+	fs.IntVar(&o.burst, "burst", o.burst, "small events in flight at once in the burst measurement (each on its own connection: the bench and the client node need as many open files)")
 	only := fs.String("only", strings.Join(sectionNames, ","), "measurements to run, comma-separated: "+strings.Join(sectionNames, ","))
 	fs.StringVar(&o.out, "out", "", "also write the table to this file")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout instead of the table (-out still gets the table)")
@@ -173,6 +184,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 			"stream-size":   func() { o.streamSize = 64 << 20 },
 			"duration":      func() { o.duration = time.Second },
 			"messages":      func() { o.messages = 200 },
+			"burst":         func() { o.burst = 1000 },
 		} {
 			if !set[name] {
 				apply()
@@ -200,6 +212,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: -subscribers %d: want 1 to 100000", errUsage, o.subscribers)
 	case o.messages < 1:
 		return o, fmt.Errorf("%w: -messages %d: want at least 1", errUsage, o.messages)
+	case o.burst < 1 || o.burst > 65536:
+		return o, fmt.Errorf("%w: -burst %d: want 1 to 65536 (the most MaxStreams a node announces)", errUsage, o.burst)
 	case o.reconnectMax < 500*time.Millisecond:
 		return o, fmt.Errorf("%w: -reconnect-max %v: want at least 500ms (ReconnectMin)", errUsage, o.reconnectMax)
 	}
@@ -287,7 +301,7 @@ func runBench(ctx context.Context, o options, cmdline string, stdout, stderr io.
 	steps := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"roundtrip", b.roundTrip}, {"stream", b.stream}, {"scale", b.scale}, {"events", b.events}, {"channels", b.channelFanout}}
+	}{{"roundtrip", b.roundTrip}, {"stream", b.stream}, {"scale", b.scale}, {"events", b.events}, {"channels", b.channelFanout}, {"burst", b.burst}}
 	for _, s := range steps {
 		if !o.sections[s.name] {
 			continue

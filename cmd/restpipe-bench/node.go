@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/restpipe/restpipe/certs"
+	"github.com/restpipe/restpipe/cmd/internal/memtrim"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
 )
@@ -76,6 +77,8 @@ type nodeStats struct {
 	HeapAlloc  uint64 `json:"heap_alloc"`
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
+	// Held is, on a server, the events its post_hold handler holds.
+	Held int64 `json:"held"`
 }
 
 // nodeConfig is what a node is told on its command line.
@@ -88,6 +91,9 @@ type nodeConfig struct {
 	frontend     bool   // clients: give the first client a front end
 	reconnectMax time.Duration
 	target       string // proxy: the URL to forward to
+	// server, clients: tunnel.Config's MaxStreams and AcceptBacklog (0:
+	// the default), raised for the burst measurement.
+	maxStreams, acceptBacklog int
 }
 
 // nodeMain runs a node and returns its exit code.
@@ -104,6 +110,8 @@ func nodeMain(args []string) int {
 	fs.BoolVar(&nc.frontend, "frontend", false, "front end for the first client")
 	fs.DurationVar(&nc.reconnectMax, "reconnect-max", 2*time.Second, "client ReconnectMax")
 	fs.StringVar(&nc.target, "target", "", "proxy target URL")
+	fs.IntVar(&nc.maxStreams, "max-streams", 0, "server, clients: tunnel MaxStreams (0: default)")
+	fs.IntVar(&nc.acceptBacklog, "accept-backlog", 0, "server, clients: tunnel AcceptBacklog (0: default)")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(os.Stderr, "restpipe-bench node: %v\n", err)
 		return 2
@@ -112,7 +120,10 @@ func nodeMain(args []string) int {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// stdin carries commands ("start"); its end means the bench is gone.
+	// A node trims its memory after a burst as restpipe's nodes do.
+	go memtrim.New(memtrim.DefaultConfig()).Run(ctx)
+	// stdin carries commands ("start", "release"); its end means the
+	// bench is gone.
 	cmds := make(chan string, 4)
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
@@ -171,6 +182,7 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 	ready := nodeReady{Role: nc.role, PID: os.Getpid()}
 	connected := func() int { return 0 }
 	var start func() // run on "start"; nil for nodes that start at once
+	var hold *holder // the server's post_hold, released on "release"
 
 	switch nc.role {
 	case roleServer:
@@ -179,6 +191,9 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 			return err
 		}
 		cfg := nodeTunnelConfig(id, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+		nc.applyLimits(&cfg)
+		hold = newHolder()
+		hold.register(cfg.Dispatcher.(*handlers.Registry))
 		srv, err := tunnel.NewServer(cfg)
 		if err != nil {
 			return fmt.Errorf("new server: %w", err)
@@ -209,6 +224,7 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 		for i, id := range ids {
 			cfg := nodeTunnelConfig(id, quiet)
 			cfg.ReconnectMax = nc.reconnectMax
+			nc.applyLimits(&cfg)
 			if clients[i], err = tunnel.NewClient(cfg); err != nil {
 				return fmt.Errorf("new client %s: %w", id.Name(), err)
 			}
@@ -285,7 +301,7 @@ func runNode(ctx context.Context, nc nodeConfig, cmds <-chan string, stdout io.W
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/stats", statsHandler(connected))
+	mux.Handle("/stats", statsHandler(connected, hold.heldCount))
 	// Profiles of a node under load, on its loopback stats port:
 	// go tool pprof http://STATS/debug/pprof/profile?seconds=10
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -313,6 +329,9 @@ loop:
 			if c == "start" && start != nil {
 				start()
 				start = nil
+			}
+			if c == "release" && hold != nil {
+				hold.releaseAll()
 			}
 		}
 	}
@@ -353,7 +372,7 @@ func loadServerIdentity(dir string) (*certs.Identity, error) {
 // statsHandler answers GET /stats with this process's nodeStats; with
 // ?gc=1 it first returns freed memory to the OS (debug.FreeOSMemory), so
 // that RSS shows live memory rather than garbage not yet collected.
-func statsHandler(connected func() int) http.Handler {
+func statsHandler(connected func() int, held func() int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") == "1" {
 			debug.FreeOSMemory()
@@ -370,6 +389,7 @@ func statsHandler(connected func() int) http.Handler {
 			Goroutines: runtime.NumGoroutine(),
 			Connected:  connected(),
 			CPUSeconds: cpuSeconds(),
+			Held:       held(),
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)

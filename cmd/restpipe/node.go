@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/restpipe/restpipe/certs"
+	"github.com/restpipe/restpipe/cmd/internal/memtrim"
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
@@ -668,6 +669,7 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 			logger.Info("reload: channel subscriptions the rules no longer allow ended", "subscriptions", ended)
 		}
 	})
+	go trimMemory(ctx, logger)
 	return runAll(ctx, append(fronts, func(ctx context.Context) error { return srv.Serve(ctx, tln) })...)
 }
 
@@ -740,5 +742,15 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 			n.reverify()
 		}
 	})
+	go trimMemory(ctx, logger)
 	return runAll(ctx, append(fronts, func(ctx context.Context) error { return c.Run(ctx, f.server) })...)
+}
+
+// trimMemory gives the memory of a burst of events back to the OS once it
+// is over, until ctx ends: the runtime alone would keep it for minutes in
+// a node that then has little to do (memtrim).
+func trimMemory(ctx context.Context, logger *slog.Logger) {
+	cfg := memtrim.DefaultConfig()
+	cfg.Logger = logger
+	memtrim.New(cfg).Run(ctx)
 }
