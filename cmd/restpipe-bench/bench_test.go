@@ -29,13 +29,13 @@ func TestTinyRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "table.md")
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, []string{"-clients", "10", "-event-clients", "10", "-stream-size", "4MiB",
-		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-out", out}, &stdout, &stderr)
+		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-slow-streams", "5", "-slow-for", "1s", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	table := stdout.String()
 	for _, want := range []string{
-		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -out ",
+		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -slow-streams 5 -slow-for 1s -out ",
 		"| measurement | restpipe | baseline | ratio | target | met |",
 		"| c=1 requests/s | ", "| c=1 latency p50 | ", "| c=1 latency p99 | ",
 		"| c=64 requests/s | ", "| c=64 latency p50 | ", "| c=64 latency p99 | ",
@@ -47,6 +47,8 @@ func TestTinyRun(t *testing.T) {
 		"4. server calling 10 clients in turn, 64 workers", "| events/s | ", "| latency p50 / p99 | ",
 		"5. channels: 50 messages published on a client node, fanned out to 20 WebSocket subscribers over 4 nodes",
 		"| messages/s | ", "| deliveries/s | ", "| one plain net/http server ",
+		"6. slow readers: 5 callers reading a big reply at 10 KB/s, after 1s",
+		"| server node heap and stacks per stream | ", "| client node RSS per stream | ", "| plain net/http ",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
