@@ -142,7 +142,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		subscribers:  1000,
 		messages:     2000,
 		slowStreams:  200,
-		slowFor:      30 * time.Second,
+		slowFor:      60 * time.Second,
 	}
 	fs := flag.NewFlagSet("restpipe-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
