@@ -388,8 +388,19 @@ func (b *BodyReader) WriteTo(w io.Writer) (int64, error) {
 		if werr != nil {
 			return total, werr
 		}
+		if s, ok := w.(slowWriter); ok && !b.r.small && s.Slow() {
+			// What w takes slowly need not be read in big pieces: the
+			// buffer becomes a small one once it is empty.
+			b.r.Shrink()
+		}
 	}
 }
+
+// slowWriter is a writer that can tell that its reader is slow (the
+// tunnel's front end, writing to a caller): a BodyReader copying to it
+// then reads in small pieces (Reader.Shrink), so that a slow stream
+// does not hold a 64 KiB buffer.
+type slowWriter interface{ Slow() bool }
 
 // nextChunk reads the next chunk header: it sets left, or err at the end.
 func (b *BodyReader) nextChunk() {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/tunnel/internal/muxconn"
 )
 
 // Request is an event for Server.Call and Client.Call: which handler of
@@ -266,11 +267,14 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	// The reply's reader, and its 64 KiB buffer, is taken once the reply
 	// begins: a caller waiting on a slow handler holds no buffer. A read
 	// that fails fails again, the same way, in ReadHeader.
+	// Read through a RecvReader: a reply read slower than it comes
+	// holds a window in yamux's buffer, not twice that (recvbuf.go).
 	var r *events.Reader
-	if n, _ := st.Read(ex.first[:]); n == 1 {
-		r = events.NewReaderAfter(ex.first[0], st)
+	rr := muxconn.NewRecvReader(st, p.cfg.StreamWindow)
+	if n, _ := rr.Read(ex.first[:]); n == 1 {
+		r = events.NewReaderAfter(ex.first[0], rr)
 	} else {
-		r = events.NewReader(st)
+		r = events.NewReader(rr)
 	}
 	ex.r = r
 	var rep events.Reply

@@ -563,31 +563,50 @@ func writeError(w http.ResponseWriter, status int, code, msg string) (int, strin
 // so writes are gathered, up to streamBufSize: what is gathered goes out
 // when the buffer is full, or replyFlushDelay after its first byte came,
 // whichever is first, so no byte waits longer than that. The stream's
-// pieces (a frame, 64 KiB or less) would otherwise each cost three
-// syscalls on the caller's connection.
+// pieces (a frame, 64 KiB or less) would otherwise each cost two or
+// three syscalls on the caller's connection (10-15% of a fast stream's
+// throughput, BenchmarkStreamTunnelDownload).
+//
+// A caller that takes slowReply or more to accept a write is slow: from
+// then on every piece goes out as it is, nothing is gathered, and Slow
+// tells the stream's reader (events.BodyReader.WriteTo), which then
+// reads in small pieces too. Such a stream costs its window in yamux's
+// buffer and a few KiB more, not a gather buffer and a 64 KiB reader
+// each (README, "What a slow caller costs").
 type flushWriter struct {
 	mu    sync.Mutex // serialises writes and the timer's flush
 	w     http.ResponseWriter
-	bw    *bufio.Writer // nil until the first write
+	bw    *bufio.Writer // nil unless something is gathered
 	rc    *http.ResponseController
 	wd    *writeDeadline
 	timer *time.Timer
 	armed bool
 	done  bool
+	slow  bool
 	err   error // a flush by the timer failed
 }
 
-// replyFlushDelay bounds how long a streamed reply's bytes wait to be sent.
-const replyFlushDelay = time.Millisecond
+const (
+	// replyFlushDelay bounds how long a streamed reply's bytes wait to be sent.
+	replyFlushDelay = time.Millisecond
+	// slowReply is how long a write to the caller takes for the caller
+	// to be slow.
+	slowReply = 100 * time.Millisecond
+)
 
 var replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBufSize) }}
 
 func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController, wd *writeDeadline) *flushWriter {
-	// The buffer is taken at the first write: a reply that streams
-	// nothing yet holds none.
 	f := &flushWriter{w: w, rc: rc, wd: wd}
 	f.timer = time.AfterFunc(time.Duration(1<<62), f.flushLate)
 	return f
+}
+
+// Slow reports whether the caller has been slow to take the reply.
+func (f *flushWriter) Slow() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.slow
 }
 
 func (f *flushWriter) Write(p []byte) (int, error) {
@@ -595,6 +614,13 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return 0, f.err
+	}
+	if f.slow {
+		// What is gathered goes first, then p as it is.
+		if err := f.flush(); err != nil {
+			return 0, err
+		}
+		return f.direct(p)
 	}
 	if f.bw == nil {
 		f.bw = replyWriters.Get().(*bufio.Writer)
@@ -605,7 +631,7 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	if len(p) <= f.bw.Available() {
 		n, err = f.bw.Write(p) // gathered only: nothing reaches the caller
 	} else {
-		err = f.wd.around(func() error {
+		err = f.timed(func() error {
 			n, err = f.bw.Write(p)
 			return err
 		})
@@ -615,6 +641,32 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 		f.timer.Reset(replyFlushDelay)
 	}
 	return n, err
+}
+
+// direct writes p to the caller as it is, and flushes it: the slow
+// caller's way, where a syscall more does not matter and no timer
+// should wait on a write that may take seconds.
+func (f *flushWriter) direct(p []byte) (int, error) {
+	var n int
+	err := f.timed(func() error {
+		var err error
+		if n, err = f.w.Write(p); err != nil {
+			return err
+		}
+		return f.rc.Flush()
+	})
+	return n, err
+}
+
+// timed runs write under the deadline, and marks the caller slow if it
+// took slowReply or more.
+func (f *flushWriter) timed(write func() error) error {
+	start := time.Now()
+	err := f.wd.around(write)
+	if time.Since(start) >= slowReply {
+		f.slow = true
+	}
+	return err
 }
 
 // flushLate sends what the stream left waiting.
@@ -630,13 +682,23 @@ func (f *flushWriter) flushLate() {
 	}
 }
 
+// flush sends what is gathered, and returns the buffer to its pool.
 func (f *flushWriter) flush() error {
-	return f.wd.around(func() error {
+	if f.bw == nil {
+		return nil
+	}
+	err := f.timed(func() error {
 		if err := f.bw.Flush(); err != nil {
 			return err
 		}
 		return f.rc.Flush()
 	})
+	if err == nil {
+		f.bw.Reset(nil)
+		replyWriters.Put(f.bw)
+		f.bw = nil
+	}
+	return err
 }
 
 // release sends what is still gathered and returns the buffer to its
@@ -646,14 +708,17 @@ func (f *flushWriter) release() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.done = true
+	if f.err == nil {
+		_ = f.flush()
+	}
 	if f.bw == nil {
 		return
 	}
-	if f.err == nil && f.bw.Buffered() > 0 {
-		_ = f.flush()
+	if f.bw != nil {
+		f.bw.Reset(nil)
+		replyWriters.Put(f.bw)
+		f.bw = nil
 	}
-	f.bw.Reset(nil)
-	replyWriters.Put(f.bw)
 }
 
 // frontBody is a front-end request body: it enforces the size limit and
@@ -762,6 +827,23 @@ func (s *Server) CloseChannels() { s.hub.CloseAll(channels.ErrShutdown) }
 // Server.CloseChannels does.
 func (c *Client) CloseChannels() { c.hub.CloseAll(channels.ErrShutdown) }
 
+// callerSendBuffer is the kernel's send buffer (SO_SNDBUF) of a front
+// end's connection to a caller. Left to itself, Linux lets it grow to
+// tcp_wmem's maximum (4 MiB) for a caller that reads slowly on loopback:
+// 200 such callers held 750 MB of kernel memory, and a slow caller's
+// reply took minutes to reach the node's own buffers, where the stream's
+// window bounds it. Loopback and a LAN need far less to run at full
+// speed (BenchmarkStreamTunnelDownload).
+// The kernel doubles it (for its bookkeeping): 256 KiB in all.
+const callerSendBuffer = 128 << 10
+
+// limitSendBuffer sets c's send buffer to callerSendBuffer, if c is TCP.
+func limitSendBuffer(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(callerSendBuffer)
+	}
+}
+
 // serveHTTP serves h on ln until ctx ends, then shuts down within
 // cfg.ShutdownTimeout; onShutdown, if not nil, runs as the shutdown starts.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config, onShutdown func()) error {
@@ -773,6 +855,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				limitSendBuffer(c)
+			}
+		},
 	}
 	if onShutdown != nil {
 		// Channel subscribers are long-lived (and WebSocket ones hijacked):

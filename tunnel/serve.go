@@ -15,6 +15,7 @@ import (
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
+	"github.com/restpipe/restpipe/tunnel/internal/muxconn"
 )
 
 // Serving the peer's events: a stream the peer opens carries one event
@@ -65,7 +66,10 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 	done = sync.OnceFunc(done)
 	defer done()
 	defer st.Close()
-	r := events.NewReader(st)
+	// A request body read slower than it comes (its handler's reply
+	// waits on its caller) holds a window in yamux's buffer, not twice
+	// that (recvbuf.go).
+	r := events.NewReader(muxconn.NewRecvReader(st, p.cfg.StreamWindow))
 	_ = st.SetReadDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	var ev events.Request
 	if err := r.ReadHeader(&ev, p.cfg.MaxEventHeader); err != nil {

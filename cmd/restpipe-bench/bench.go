@@ -91,14 +91,14 @@ func met(ok bool) string {
 }
 
 // startPair starts a server node and a clients node of one client with a
-// front end, connected to it.
-func (b *bench) startPair(ctx context.Context) (srv, cl *child, err error) {
-	srv, err = b.fleet.start(ctx, "server", roleServer, "-dir", b.dir)
+// front end, connected to it; both nodes get the flags extra.
+func (b *bench) startPair(ctx context.Context, extra ...string) (srv, cl *child, err error) {
+	srv, err = b.fleet.start(ctx, "server", roleServer, append([]string{"-dir", b.dir}, extra...)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err = b.fleet.start(ctx, "client", roleClients, "-dir", b.dir, "-n", "1", "-frontend",
-		"-server", srv.ready.Tunnel, "-reconnect-max", b.opt.reconnectMax.String())
+	cl, err = b.fleet.start(ctx, "client", roleClients, append([]string{"-dir", b.dir, "-n", "1", "-frontend",
+		"-server", srv.ready.Tunnel, "-reconnect-max", b.opt.reconnectMax.String()}, extra...)...)
 	if err != nil {
 		return nil, nil, err
 	}

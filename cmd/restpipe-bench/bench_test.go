@@ -29,13 +29,13 @@ func TestTinyRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "table.md")
 	var stdout, stderr bytes.Buffer
 	code := run(ctx, []string{"-clients", "10", "-event-clients", "10", "-stream-size", "4MiB",
-		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-burst", "20", "-out", out}, &stdout, &stderr)
+		"-duration", "200ms", "-subscribers", "20", "-messages", "50", "-burst", "20", "-slow-streams", "5", "-slow-for", "1s", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
 	}
 	table := stdout.String()
 	for _, want := range []string{
-		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -burst 20 -out ",
+		"- machine: ", " cores, ", "- command: `restpipe-bench -clients 10 -event-clients 10 -stream-size 4MiB -duration 200ms -subscribers 20 -messages 50 -burst 20 -slow-streams 5 -slow-for 1s -out ",
 		"| measurement | restpipe | baseline | ratio | target | met |",
 		"| c=1 requests/s | ", "| c=1 latency p50 | ", "| c=1 latency p99 | ",
 		"| c=64 requests/s | ", "| c=64 latency p50 | ", "| c=64 latency p99 | ",
@@ -51,6 +51,8 @@ func TestTinyRun(t *testing.T) {
 		"| server node: heap in use + stacks per event in flight (after GC) | ", "| client node: RSS per event in flight (after GC) | ",
 		"| server node: heap + stacks back within 2x of idle after the release (RSS) | ",
 		"| client node: left per event of the burst at the end, heap + stacks (RSS) | ",
+		"7. slow readers: 5 callers reading a big reply at 10 KB/s, after 1s",
+		"| server node heap and stacks per stream | ", "| client node RSS per stream | ", "| plain net/http ",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)

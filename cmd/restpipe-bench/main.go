@@ -80,6 +80,11 @@ target it is held to.
      idle), and how long after the release each node's heap and RSS take
      to come back within 2x of idle. Both nodes run with -max-streams and
      -accept-backlog at the burst's size.
+  7. slow readers: -slow-streams callers each GET a big reply (a bench
+     handler on the server streaming 1 GiB) through a client node's front
+     end and read it at 10 KB/s for -slow-for: the memory each stream costs
+     each node (heap and goroutine stacks after a collection, and RSS,
+     against the idle pair), held to one stream window plus 64 KiB.
 
 Flags:
 `
@@ -96,6 +101,8 @@ type options struct {
 	subscribers  int
 	messages     int
 	burst        int
+	slowStreams  int
+	slowFor      time.Duration
 	sections     map[string]bool
 	out          string
 	json         bool
@@ -108,7 +115,7 @@ func (o options) warmup() time.Duration {
 }
 
 // sectionNames are the measurements, in the order they run.
-var sectionNames = []string{"roundtrip", "stream", "scale", "events", "channels", "burst"}
+var sectionNames = []string{"roundtrip", "stream", "scale", "events", "channels", "burst", "slow"}
 
 // errUsage marks a bad command line (exit status 2).
 var errUsage = errors.New("usage")
@@ -144,6 +151,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		subscribers:  1000,
 		messages:     2000,
 		burst:        10000,
+		slowStreams:  200,
+		slowFor:      60 * time.Second,
 	}
 	fs := flag.NewFlagSet("restpipe-bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -157,6 +166,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.IntVar(&o.subscribers, "subscribers", o.subscribers, "WebSocket subscribers of the channel fan-out")
 	fs.IntVar(&o.messages, "messages", o.messages, "messages published in the channel fan-out")
 	fs.IntVar(&o.burst, "burst", o.burst, "small events in flight at once in the burst measurement (each on its own connection: the bench and the client node need as many open files)")
+	fs.IntVar(&o.slowStreams, "slow-streams", o.slowStreams, "callers reading a big reply slowly (10 KB/s each)")
+	fs.DurationVar(&o.slowFor, "slow-for", o.slowFor, "how long the slow callers read before their memory is measured")
 	only := fs.String("only", strings.Join(sectionNames, ","), "measurements to run, comma-separated: "+strings.Join(sectionNames, ","))
 	fs.StringVar(&o.out, "out", "", "also write the table to this file")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout instead of the table (-out still gets the table)")
@@ -185,6 +196,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 			"duration":      func() { o.duration = time.Second },
 			"messages":      func() { o.messages = 200 },
 			"burst":         func() { o.burst = 1000 },
+			"slow-streams":  func() { o.slowStreams = 50 },
+			"slow-for":      func() { o.slowFor = 5 * time.Second },
 		} {
 			if !set[name] {
 				apply()
@@ -210,6 +223,10 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: -duration %v: want 10ms to 1h", errUsage, o.duration)
 	case o.subscribers < 1 || o.subscribers > 100000:
 		return o, fmt.Errorf("%w: -subscribers %d: want 1 to 100000", errUsage, o.subscribers)
+	case o.slowStreams < 1 || o.slowStreams > 10000:
+		return o, fmt.Errorf("%w: -slow-streams %d: want 1 to 10000", errUsage, o.slowStreams)
+	case o.slowFor < time.Second || o.slowFor > time.Hour:
+		return o, fmt.Errorf("%w: -slow-for %v: want 1s to 1h", errUsage, o.slowFor)
 	case o.messages < 1:
 		return o, fmt.Errorf("%w: -messages %d: want at least 1", errUsage, o.messages)
 	case o.burst < 1 || o.burst > 65536:
@@ -301,7 +318,7 @@ func runBench(ctx context.Context, o options, cmdline string, stdout, stderr io.
 	steps := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"roundtrip", b.roundTrip}, {"stream", b.stream}, {"scale", b.scale}, {"events", b.events}, {"channels", b.channelFanout}, {"burst", b.burst}}
+	}{{"roundtrip", b.roundTrip}, {"stream", b.stream}, {"scale", b.scale}, {"events", b.events}, {"channels", b.channelFanout}, {"burst", b.burst}, {"slow", b.slowReaders}}
 	for _, s := range steps {
 		if !o.sections[s.name] {
 			continue

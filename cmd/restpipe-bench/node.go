@@ -25,6 +25,8 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -346,11 +348,25 @@ loop:
 	return runErr
 }
 
+// blobHandler is get_blob//N: N bytes of pattern (at most 1 TiB), streamed
+// as a file would be (no Len, no WriteTo: copied in the tunnel's buffers).
+func blobHandler(_ context.Context, req *handlers.Request) (any, error) {
+	if len(req.Args) != 1 {
+		return nil, handlers.Errorf(http.StatusBadRequest, handlers.CodeBadRequest, "get_blob//N: give N, the size in bytes")
+	}
+	n, err := strconv.ParseInt(req.Args[0], 10, 64)
+	if err != nil || n < 0 || n > 1<<40 {
+		return nil, handlers.Errorf(http.StatusBadRequest, handlers.CodeBadRequest, "get_blob//N: N must be 0 to 2^40, not %q", req.Args[0])
+	}
+	return &handlers.Reply{Status: http.StatusOK, ContentType: "application/octet-stream", Body: &patternReader{n: n}}, nil
+}
+
 // nodeTunnelConfig is the tunnel.Config of a bench node: the defaults,
-// the identity, and the built-in handlers.
+// the identity, the built-in handlers and get_blob.
 func nodeTunnelConfig(id *certs.Identity, log *slog.Logger) tunnel.Config {
 	reg := handlers.NewRegistry(handlers.WithLogger(log))
 	handlers.Builtins(reg, id.Name())
+	reg.MustHandle("get_blob", blobHandler)
 	cfg := tunnel.DefaultConfig()
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
@@ -370,11 +386,14 @@ func loadServerIdentity(dir string) (*certs.Identity, error) {
 }
 
 // statsHandler answers GET /stats with this process's nodeStats; with
-// ?gc=1 it first returns freed memory to the OS (debug.FreeOSMemory), so
-// that RSS shows live memory rather than garbage not yet collected.
+// ?gc=1 it first collects twice and returns freed memory to the OS
+// (debug.FreeOSMemory), so that RSS shows live memory rather than
+// garbage not yet collected or buffers idle in pools.
 func statsHandler(connected func() int, held func() int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("gc") == "1" {
+			// Two collections: sync.Pool keeps what it holds through one.
+			runtime.GC()
 			debug.FreeOSMemory()
 		}
 		mem, err := readMemStatus()
@@ -401,11 +420,24 @@ func statsHandler(connected func() int, held func() int64) http.Handler {
 
 // directHandler is the "direct" baseline: the built-in get_time handler,
 // dispatched through a handlers.Registry as a node does, answering every
-// request on a plain net/http server.
+// request on a plain net/http server; and /server/blob//N, N bytes of
+// pattern, for the slow readers.
 func directHandler() http.Handler {
 	reg := handlers.NewRegistry()
 	handlers.Builtins(reg, "direct")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arg, ok := strings.CutPrefix(r.URL.Path, "/server/blob//"); ok {
+			// The slow readers' baseline: get_blob's bytes, from a plain
+			// net/http handler.
+			n, err := strconv.ParseInt(arg, 10, 64)
+			if err != nil || n < 0 {
+				http.Error(w, "bad size", http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = io.Copy(w, &patternReader{n: n})
+			return
+		}
 		req := &handlers.Request{Method: http.MethodGet, Noun: []string{"time"}, Body: http.NoBody, ContentLength: 0}
 		// Serve returns once answer has: w is not used after the handler
 		// returns.

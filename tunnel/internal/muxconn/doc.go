@@ -23,7 +23,10 @@
 //     anything for alive, whether or not its pings are answered in time.
 //
 // The package uses only yamux's public API and the bytes that cross the
-// connection: no fork. It rests on the following facts about
+// connection, with one exception: RecvReader (recvbuf.go) reads three
+// unexported fields of yamux.Stream, found by name and type, to keep a
+// slow stream's receive buffer at a window (TestRecvLayoutFound,
+// TestRecvBufStaysAtWindow). No fork. It rests on the following facts about
 // github.com/hashicorp/yamux v0.1.2 and crypto/tls; each is pinned by a
 // test on the real library (named after it) that fails the day it stops
 // holding.

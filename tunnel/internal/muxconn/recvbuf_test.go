@@ -1,0 +1,104 @@
+package muxconn
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// TestRecvLayoutFound: the fields of yamux.Stream that RecvReader needs
+// are where it looks for them; with another yamux, this fails.
+func TestRecvLayoutFound(t *testing.T) {
+	if !RecvCompacts() {
+		t.Fatal("yamux.Stream has no recvWindow uint32, recvBuf *bytes.Buffer and recvLock sync.Mutex: RecvReader cannot bound receive buffers (see recvbuf.go)")
+	}
+}
+
+// TestRecvBufStaysAtWindow: the slowest reader there is (it reads only
+// once the sender has filled the whole window) reads 12 MiB sent in
+// 48 KiB writes. Read plainly, yamux's buffer grows past the window (to
+// about twice it: the assumption recvbuf.go rests on); through a
+// RecvReader it stays at window + 8 KiB from its first read on, and the
+// bytes arrive whole and in order.
+func TestRecvBufStaysAtWindow(t *testing.T) {
+	const (
+		window = 1 << 20
+		total  = 12 << 20
+		piece  = 48 << 10
+	)
+	for _, tc := range []struct {
+		name    string
+		compact bool
+	}{{"plain yamux", false}, {"RecvReader", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, func(c *yamux.Config) { c.MaxStreamWindowSize = window })
+			accepted := make(chan *yamux.Stream, 1)
+			go p.srv.Serve(acceptor{serve: func(st *yamux.Stream) { accepted <- st }})
+			st, err := p.cliSess.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent := make(chan error, 1)
+			go func() {
+				buf := make([]byte, piece)
+				for off := 0; off < total; off += piece {
+					for i := range buf {
+						buf[i] = patternByte(1, off+i)
+					}
+					if _, err := st.Write(buf); err != nil {
+						sent <- err
+						return
+					}
+				}
+				sent <- st.Close()
+			}()
+			var srvSt *yamux.Stream
+			select {
+			case srvSt = <-accepted:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no stream accepted")
+			}
+			defer srvSt.Close()
+			rr := NewRecvReader(srvSt, window)
+			var r io.Reader = srvSt
+			if tc.compact {
+				r = rr
+			}
+			buf := make([]byte, 64<<10)
+			got, maxCap := 0, 0
+			for got < total {
+				// The slowest reader: wait until the sender has sent all it
+				// may, or all there is.
+				waitFor(t, "the window to fill", func() bool {
+					m, _, rw := rr.state()
+					return rw == 0 || got+m == total
+				})
+				n, err := r.Read(buf)
+				for i := range n {
+					if buf[i] != patternByte(1, got+i) {
+						t.Fatalf("byte %d: got %#x, want %#x", got+i, buf[i], patternByte(1, got+i))
+					}
+				}
+				got += n
+				if err != nil {
+					t.Fatalf("read after %d bytes: %v", got, err)
+				}
+				if _, c, _ := rr.state(); got > window && c > maxCap {
+					maxCap = c // after the first window: the buffer it keeps
+				}
+			}
+			if err := <-sent; err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: receive buffer at most %d KiB (window %d KiB)", tc.name, maxCap>>10, window>>10)
+			switch {
+			case tc.compact && maxCap > window+recvSlack:
+				t.Errorf("receive buffer reached %d bytes, want at most window + %d = %d", maxCap, recvSlack, window+recvSlack)
+			case !tc.compact && maxCap <= window+2*recvSlack:
+				t.Errorf("plain yamux kept its buffer at %d bytes (window %d): bytes.Buffer no longer doubles, and RecvReader may be needless (recvbuf.go)", maxCap, window)
+			}
+		})
+	}
+}
