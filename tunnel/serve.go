@@ -243,7 +243,13 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 	if ct == "" && rep.Body != nil && rep.Body != http.NoBody {
 		ct = "application/octet-stream"
 	}
-	w := events.NewWriter(st)
+	// A small reply (a handler's JSON) takes a small writer.
+	var w *events.Writer
+	if rep.Body == nil || copyBufs(rep.Body, p.sendBufs) == smallBufs {
+		w = events.NewSmallWriter(st)
+	} else {
+		w = events.NewWriter(st)
+	}
 	defer w.Release()
 	msg := &events.Reply{
 		Status:      int32(status),
