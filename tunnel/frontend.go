@@ -304,7 +304,9 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		}
 		return resp.Status, resp.ErrorCode
 	}
-	fw := newFlushWriter(w, rc, wd)
+	fw := newFlushWriter(w, rc, wd, func() {
+		f.log.Debug("the caller is slow: its reply goes out as it comes, through small buffers", "req", id)
+	})
 	_, err := io.Copy(fw, resp.Body)
 	fw.release()
 	if err != nil {
@@ -584,6 +586,8 @@ type flushWriter struct {
 	done  bool
 	slow  bool
 	err   error // a flush by the timer failed
+	// onSlow runs once, when the caller turns out slow.
+	onSlow func()
 }
 
 const (
@@ -596,8 +600,8 @@ const (
 
 var replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBufSize) }}
 
-func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController, wd *writeDeadline) *flushWriter {
-	f := &flushWriter{w: w, rc: rc, wd: wd}
+func newFlushWriter(w http.ResponseWriter, rc *http.ResponseController, wd *writeDeadline, onSlow func()) *flushWriter {
+	f := &flushWriter{w: w, rc: rc, wd: wd, onSlow: onSlow}
 	f.timer = time.AfterFunc(time.Duration(1<<62), f.flushLate)
 	return f
 }
@@ -663,8 +667,11 @@ func (f *flushWriter) direct(p []byte) (int, error) {
 func (f *flushWriter) timed(write func() error) error {
 	start := time.Now()
 	err := f.wd.around(write)
-	if time.Since(start) >= slowReply {
+	if time.Since(start) >= slowReply && !f.slow {
 		f.slow = true
+		if f.onSlow != nil {
+			f.onSlow()
+		}
 	}
 	return err
 }
