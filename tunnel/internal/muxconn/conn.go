@@ -63,7 +63,7 @@ func Handshake(ctx context.Context, raw net.Conn, role Role, cfg *tls.Config) (*
 	if c.idle != nil {
 		under = c.idle
 	}
-	c.ww = &writeWatch{Conn: under}
+	c.ww = &writeWatch{Conn: under, raw: raw}
 	c.rb = &recordBatcher{Conn: c.ww}
 	if role == Server {
 		c.tc = tls.Server(c.rb, cfg)
