@@ -169,6 +169,7 @@ type bodyAborter interface{ abortRead() }
 // exchange is one event on the sending side.
 type exchange struct {
 	p   *peer
+	id  string // the event's request id, for the log
 	st  *yamux.Stream
 	ctx context.Context
 	own *ownStream // frees the stream's slot once yamux has freed it
@@ -221,7 +222,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		}
 		return nil, fmt.Errorf("%w: open stream to %s: %v", ErrTunnelClosed, p.info.Name, err)
 	}
-	ex := &exchange{p: p, st: st, ctx: ctx, body: body, own: own}
+	ex := &exchange{p: p, id: ev.Id, st: st, ctx: ctx, body: body, own: own}
 	ex.stopWake = context.AfterFunc(ctx, ex.abort)
 
 	// A small event (no body, or a small one in memory) takes a small
@@ -321,6 +322,15 @@ func (ex *exchange) upload(w *events.Writer, body io.Reader) {
 	switch {
 	case errors.Is(srcErr, ErrBodyTooLarge):
 		ex.abort() // nobody may answer a request that is not allowed
+	case errors.Is(dstErr, yamux.ErrConnectionWriteTimeout) && !ex.done.Load():
+		// A frame waited in yamux's queue, behind other streams' frames
+		// on a slow link, past ConnectionWriteTimeout: Write gave up on
+		// it, though it may still go out, so the body cannot go on. Left
+		// at that, the peer would wait for the rest of the body and this
+		// side for a reply that needs it, both for good: the event ends,
+		// and the caller gets an error.
+		ex.p.log.Warn("request body not sent: event aborted", "req", ex.id, "err", dstErr)
+		ex.abort()
 	case dstErr != nil && ex.ctx.Err() == nil:
 		ex.p.log.Debug("upload request body", "err", dstErr)
 	}

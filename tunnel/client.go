@@ -149,6 +149,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 			return nil, fmt.Errorf("server %s: %w", addr, err)
 		}
 	}
+	mc.WatchWrites(c.cfg.WriteTimeout)
 	sess, err := mc.Start(c.ycfg, false)
 	if err != nil {
 		_ = mc.Close()

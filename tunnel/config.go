@@ -71,8 +71,11 @@ type Config struct {
 	// nothing): a dead peer is detected within that of its last bytes.
 	// Default 15 s.
 	KeepAliveInterval time.Duration
-	// WriteTimeout bounds one write to the connection, and how long a ping
-	// waits for its answer; see KeepAliveInterval. Default 10 s.
+	// WriteTimeout bounds how long a write to the connection may go
+	// without progress (the peer taking no byte of it): then the session
+	// ends. A write that progresses, however slowly, and a frame waiting
+	// behind others on a slow link, are not cut. See KeepAliveInterval
+	// for the silence that ends a session. Default 10 s.
 	WriteTimeout time.Duration
 	// StreamWindow is the receive window of each stream, in bytes: one
 	// stream's throughput is at most StreamWindow / RTT, and a stream
@@ -455,6 +458,11 @@ func (c Config) hubOptions() hub.Options {
 	return hub.Options{QueueLen: c.ChannelQueue, QueueBytes: c.ChannelQueueBytes}
 }
 
+// queueTimeout is how long a frame may wait in yamux's send queue: far
+// longer than any honest queue on a live connection, which the write
+// watch ends after WriteTimeout without progress.
+const queueTimeout = time.Hour
+
 // streamCloseTimeout is how long yamux waits for the peer's FIN after
 // this node closed a stream before it resets the stream.
 const streamCloseTimeout = time.Minute
@@ -466,7 +474,13 @@ func (c Config) yamux() *yamux.Config {
 	// Pings come from peer.keepAlive's timer rather than yamux's loop.
 	y.EnableKeepAlive = false
 	y.KeepAliveInterval = c.KeepAliveInterval
-	y.ConnectionWriteTimeout = c.WriteTimeout
+	// yamux's write timeout runs from when a frame is queued: on a slow
+	// busy link, a stream's frame waits behind others' for longer than
+	// WriteTimeout with the connection working all along, and its event
+	// failed. What bounds a write is the connection's: muxconn's write
+	// watch ends the session when a write goes WriteTimeout without
+	// progress (Conn.WatchWrites); the queue may wait while it moves.
+	y.ConnectionWriteTimeout = queueTimeout
 	y.MaxStreamWindowSize = c.StreamWindow
 	y.StreamCloseTimeout = streamCloseTimeout
 	// yamux watches every stream it opens for the peer's ACK with a

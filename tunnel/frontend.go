@@ -834,23 +834,6 @@ func (s *Server) CloseChannels() { s.hub.CloseAll(channels.ErrShutdown) }
 // Server.CloseChannels does.
 func (c *Client) CloseChannels() { c.hub.CloseAll(channels.ErrShutdown) }
 
-// callerSendBuffer is the kernel's send buffer (SO_SNDBUF) of a front
-// end's connection to a caller. Left to itself, Linux lets it grow to
-// tcp_wmem's maximum (4 MiB) for a caller that reads slowly on loopback:
-// 200 such callers held 750 MB of kernel memory, and a slow caller's
-// reply took minutes to reach the node's own buffers, where the stream's
-// window bounds it. Loopback and a LAN need far less to run at full
-// speed (BenchmarkStreamTunnelDownload).
-// The kernel doubles it (for its bookkeeping): 256 KiB in all.
-const callerSendBuffer = 128 << 10
-
-// limitSendBuffer sets c's send buffer to callerSendBuffer, if c is TCP.
-func limitSendBuffer(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetWriteBuffer(callerSendBuffer)
-	}
-}
-
 // serveHTTP serves h on ln until ctx ends, then shuts down within
 // cfg.ShutdownTimeout; onShutdown, if not nil, runs as the shutdown starts.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config, onShutdown func()) error {
@@ -862,11 +845,6 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				limitSendBuffer(c)
-			}
-		},
 	}
 	if onShutdown != nil {
 		// Channel subscribers are long-lived (and WebSocket ones hijacked):
@@ -875,7 +853,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config
 	}
 	logger.Info("front end listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(callerListener{ln}) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("front end %s: %w", ln.Addr(), err)

@@ -3,8 +3,10 @@ package tunnel_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -17,6 +19,11 @@ import (
 // post_echo, and checks that the same bytes come back: echoThrough for
 // goroutines other than the test's.
 func echoErr(url string, seed byte, size int64) error {
+	return echoWithin(http.DefaultClient, url, seed, size)
+}
+
+// echoWithin is echoErr with client (its Timeout bounds the whole echo).
+func echoWithin(client *http.Client, url string, seed byte, size int64) error {
 	sent := sha256.New()
 	body := io.TeeReader(newRandomReader(seed, size), sent)
 	req, err := http.NewRequest(http.MethodPost, url, io.NopCloser(body))
@@ -25,7 +32,7 @@ func echoErr(url string, seed byte, size int64) error {
 	}
 	req.Header.Set("Content-Type", "application/x-test")
 	req.Header.Set("X-Restpipe-Timeout", "10m")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -86,6 +93,53 @@ func TestKeepAliveBusyLink(t *testing.T) {
 	s, c, info := slowLink(t, 1_000_000, fastDetect)
 	if err := echoErr(c.httpURL+"/server/echo", 1, 2<<20); err != nil {
 		t.Fatal(err)
+	}
+	sameSession(t, c, s, info)
+}
+
+// TestSlowLinkUploadNotLost: over a link throttled to 1 MB/s each way
+// with a 300 ms write timeout, four concurrent 2 MiB echoes queue their
+// bodies (about 8 s of the link) in each direction, so a frame of an
+// upload waits behind the others' longer than the write timeout, and
+// yamux's Write gives up on it (ErrConnectionWriteTimeout), though the
+// frame still goes out later. An upload that stopped so used to end
+// without a word: the peer waited for the rest of the body, this node for
+// a reply that needed it, and the caller hung for good (seen in 5 of 8
+// runs before the fix; a real 1 Mbit/s link between two network
+// namespaces did it to one of four 4 MiB echoes at the default settings);
+// then, the upload's event was aborted with an error. Now yamux's queue
+// waits while the connection moves (muxconn's write watch bounds a write
+// without progress instead), and every echo completes intact, on the
+// session it started on.
+func TestSlowLinkUploadNotLost(t *testing.T) {
+	// Windows of 8 MiB let each echo put its whole body on the link at
+	// once: more than the fault proxy's queue and the sockets hold, so
+	// frames wait in yamux's queue as they do on a real slow link.
+	s, c, info := slowLink(t, 1_000_000, func(cfg *tunnel.Config) {
+		fastDetect(cfg)
+		cfg.StreamWindow = 8 << 20
+	})
+	const echoes, size = 4, 2 << 20
+	client := &http.Client{Timeout: 25 * time.Second}
+	errs := make([]error, echoes)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range echoes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = echoWithin(client, c.httpURL+"/server/echo", byte(i+1), size)
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d concurrent %d MiB echoes over 1 MB/s: %v", echoes, size>>20, time.Since(t0).Round(time.Millisecond))
+	for i, err := range errs {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("echo %d hung until the client gave up: %v", i, err)
+		} else if err != nil {
+			t.Errorf("echo %d: %v", i, err)
+		}
 	}
 	sameSession(t, c, s, info)
 }

@@ -175,6 +175,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 		}
 	}
 	// Only the hello's stream until it is answered (mc.EndHello).
+	mc.WatchWrites(s.cfg.WriteTimeout)
 	sess, err := mc.Start(s.ycfg, true)
 	if err != nil {
 		return nil, err

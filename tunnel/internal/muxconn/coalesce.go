@@ -151,6 +151,8 @@ func (c *coalesceConn) Write(p []byte) (int, error) {
 			return len(p), nil
 		case h.typ() == typeWindow && flags&flagRST != 0 && c.gate != nil:
 			c.gate.refused(h.streamID())
+		case h.typ() == typePing && flags&flagACK != 0 && c.gate != nil:
+			c.gate.pingAnswered() // counted as it goes: it is written now
 		}
 	}
 	return c.writeHeld(nil, p)

@@ -39,13 +39,14 @@ type Acceptor interface {
 // Conn is one connection's stack, from the TCP connection up to the yamux
 // session:
 //
-//	TCP -> idle reader -> record batcher -> tls.Conn -> coalescing conn -> yamux.Session
+//	TCP -> idle reader -> write watch -> record batcher -> tls.Conn -> coalescing conn -> yamux.Session
 //
 // Make it with Handshake, then Start the session, then Serve it.
 type Conn struct {
 	role Role
 	tc   *tls.Conn
 	rb   *recordBatcher
+	ww   *writeWatch
 	idle *idleReader
 	cc   *coalesceConn
 	g    *gate
@@ -62,7 +63,8 @@ func Handshake(ctx context.Context, raw net.Conn, role Role, cfg *tls.Config) (*
 	if c.idle != nil {
 		under = c.idle
 	}
-	c.rb = &recordBatcher{Conn: under}
+	c.ww = &writeWatch{Conn: under, raw: raw}
+	c.rb = &recordBatcher{Conn: c.ww}
 	if role == Server {
 		c.tc = tls.Server(c.rb, cfg)
 	} else {

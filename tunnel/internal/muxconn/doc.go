@@ -79,8 +79,11 @@
 //     TestAcceptorsAfterGoAway, TestAcceptorsBacklogFull,
 //     TestYamuxOpensIDsInTurn, TestStreamsReopened, TestStreamsNotThePeers.
 //  9. Each ping request is answered from a goroutine of its own that
-//     waits up to ConnectionWriteTimeout to send: hence MaxPings.
-//     TestHostilePingFlood (package tunnel).
+//     waits up to ConnectionWriteTimeout to send, and the answer is one
+//     header-only Write flagged ACK: hence MaxPings a second, and at most
+//     MaxPings unanswered (the gate counts requests, coalesceConn the
+//     answers written). TestHostilePingFlood (package tunnel),
+//     TestPingsUnanswered.
 //  10. The session closes its connection when it ends, whatever the
 //     reason: Conn.WhenClosed hangs off that Close. The tunnel package's
 //     session tests.

@@ -63,6 +63,12 @@ type gate struct {
 	// second, the session ends with ErrPingFlood.
 	pings     int
 	pingSince time.Time
+	// Pings asked for and not yet answered (coalesceConn counts the
+	// answers as they are written): on a slow link they wait behind the
+	// data queued, and a peer that reads slowly and asks fast would pile
+	// up their goroutines, within the rate. Over MaxPings unanswered,
+	// the session ends with ErrPingsUnanswered.
+	unanswered atomic.Int64
 
 	// Streams before the hello: while helloOpen is set (Conn.Start with
 	// a hello phase, until Conn.EndHello), an honest peer opens one
@@ -180,6 +186,9 @@ func (g *gate) scan(p []byte) error {
 	if pings > 0 && g.countPings(pings) {
 		return g.broke(ErrPingFlood)
 	}
+	if pings > 0 && g.unanswered.Add(int64(pings)) > MaxPings {
+		return g.broke(ErrPingsUnanswered)
+	}
 	if len(g.syns) == 0 {
 		return nil
 	}
@@ -209,6 +218,13 @@ func (g *gate) broke(err error) error {
 	g.violation.CompareAndSwap(nil, &err)
 	return err
 }
+
+// ErrPingsUnanswered ends a session whose peer has asked for more than
+// MaxPings pings that are not answered yet: it asks faster than it reads.
+var ErrPingsUnanswered = fmt.Errorf("ping flood: the peer asked for more than %d pings that it has not read the answers of", MaxPings)
+
+// pingAnswered counts an answer to the peer's ping, written.
+func (g *gate) pingAnswered() { g.unanswered.Add(-1) }
 
 // countPings adds n ping requests to the second under way, and reports
 // whether they are more than MaxPings.
