@@ -212,6 +212,11 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 		defer func() {
 			if p := recover(); p != nil && p != http.ErrAbortHandler {
 				rw.abort(fmt.Errorf("forward %s: %v", f.route, p))
+			} else if p != nil && req.Context().Err() != nil {
+				// The caller went away mid-reply: ReverseProxy stopped
+				// copying; the service did nothing wrong.
+				f.log.Debug("forward route: the caller went away mid-reply", "req", req.ID, "route", f.route)
+				rw.abort(fmt.Errorf("forward %s: the caller went away (request %s)", f.route, req.ID))
 			} else if p != nil {
 				// The body broke off: the caller's front end aborts its reply.
 				f.log.Warn("forward route: the service's reply broke off", "req", req.ID, "route", f.route, "target", f.target.String())

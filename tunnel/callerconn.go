@@ -38,9 +38,10 @@ func (l callerListener) Accept() (net.Conn, error) {
 }
 
 // progressConn is a caller's connection whose write deadline bounds how
-// long a write may go without progress, not how long it may take: a
-// write that the deadline interrupts after some bytes went out goes on,
-// with the deadline moved as far ahead again. The front end sets a
+// long a write may go without progress, not how long it may take: the
+// write fails once the kernel has taken no byte of it for the deadline's
+// span (measured from when it was set), and goes on while it takes some.
+// The front end sets a
 // deadline of Config.BodyIdleTimeout around each write of a reply
 // (writeDeadline): a caller that reads nothing for that long is cut, one
 // that reads slowly but steadily is not, however big the write (a
@@ -74,23 +75,34 @@ func (c *progressConn) setIdle(t time.Time) {
 	}
 }
 
-// Write implements net.Conn.
+// Write implements net.Conn. It waits in steps of a quarter of the
+// deadline's span, and fails once nothing has gone out for the whole
+// span: between 1 and 1.25 times it after the last byte the kernel took
+// (the deadline is one span from the last progress, not from the last
+// step that made some).
 func (c *progressConn) Write(p []byte) (int, error) {
-	total := 0
+	c.mu.Lock()
+	idle := c.idle
+	c.mu.Unlock()
+	if idle <= 0 {
+		return c.TCPConn.Write(p)
+	}
+	total, last := 0, time.Now()
 	for {
+		next := time.Now().Add(idle / 4)
+		if end := last.Add(idle); end.Before(next) {
+			next = end
+		}
+		if err := c.TCPConn.SetWriteDeadline(next); err != nil {
+			return total, err
+		}
 		n, err := c.TCPConn.Write(p)
 		total += n
 		p = p[n:]
-		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return total, err
+		if n > 0 {
+			last = time.Now()
 		}
-		c.mu.Lock()
-		idle := c.idle
-		c.mu.Unlock()
-		if idle <= 0 {
-			return total, err
-		}
-		if err := c.TCPConn.SetWriteDeadline(time.Now().Add(idle)); err != nil {
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(last) >= idle {
 			return total, err
 		}
 	}
