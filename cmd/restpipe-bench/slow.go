@@ -93,6 +93,10 @@ func (b *bench) slowReaders(ctx context.Context) error {
 	dHeap := perStream(dIdle, dDuring)
 	dRSS := float64(dDuring.RSSKiB-dIdle.RSSKiB) / float64(n)
 	for i, name := range []string{"server", "client"} {
+		st0, st := idle[i], during[i]
+		b.note("slow readers, %s node: idle heap in use %s (live %s), stacks %s, %d goroutines; with %d streams %s (live %s), %s, %d goroutines",
+			name, fmtBytes64(st0.HeapInuse), fmtBytes64(st0.HeapAlloc), fmtBytes64(st0.StackInuse), st0.Goroutines, n,
+			fmtBytes64(st.HeapInuse), fmtBytes64(st.HeapAlloc), fmtBytes64(st.StackInuse), st.Goroutines)
 		heap := perStream(idle[i], during[i])
 		b.add(row{Section: sec, Name: name + " node heap and stacks per stream", Value: heap, Unit: "KiB", Shown: fmtKiB(heap),
 			Baseline: "plain net/http " + fmtKiB(dHeap), Base: dHeap, Ratio: heap / dHeap, Target: target, Met: met(heap-dHeap <= limit)})
