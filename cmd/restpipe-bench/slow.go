@@ -51,13 +51,13 @@ func (b *bench) slowReaders(ctx context.Context) error {
 	if err := getAll(ctx, base+strconv.Itoa(4<<20)); err != nil {
 		return fmt.Errorf("slow readers warm-up: %w", err)
 	}
-	idle, err := allStats(ctx, srv, cl)
+	idle, err := gcStats(ctx, srv, cl)
 	if err != nil {
 		return err
 	}
 	var during []nodeStats
 	if err := b.slowCallers(ctx, base, func() (err error) {
-		during, err = allStats(ctx, srv, cl)
+		during, err = gcStats(ctx, srv, cl)
 		return err
 	}); err != nil {
 		return err
