@@ -1,7 +1,9 @@
 package muxconn
 
 import (
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -98,6 +100,84 @@ func TestRecvBufStaysAtWindow(t *testing.T) {
 				t.Errorf("receive buffer reached %d bytes, want at most window + %d = %d", maxCap, recvSlack, window+recvSlack)
 			case !tc.compact && maxCap <= window+2*recvSlack:
 				t.Errorf("plain yamux kept its buffer at %d bytes (window %d): bytes.Buffer no longer doubles, and RecvReader may be needless (recvbuf.go)", maxCap, window)
+			}
+		})
+	}
+}
+
+// TestRecvReaderRandomised: writes of random sizes (1 byte to 200 KiB)
+// read through a RecvReader in reads of random sizes, some at once and
+// some only once the window is full, over a real session: every byte
+// arrives in order, and once the stream has read a window its buffer
+// never holds more than window + 8 KiB (checked before and after each
+// read). Seeds are fixed, so a failure repeats.
+func TestRecvReaderRandomised(t *testing.T) {
+	const window = 1 << 20
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 14))
+			total := 6<<20 + rng.IntN(1<<20)
+			p := newPair(t, func(c *yamux.Config) { c.MaxStreamWindowSize = window })
+			accepted := make(chan *yamux.Stream, 1)
+			go p.srv.Serve(acceptor{serve: func(st *yamux.Stream) { accepted <- st }})
+			st, err := p.cliSess.OpenStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sizes := rand.New(rand.NewPCG(seed, 41))
+			sent := make(chan error, 1)
+			go func() {
+				for off := 0; off < total; {
+					n := min(total-off, 1+sizes.IntN(200<<10))
+					buf := make([]byte, n)
+					for i := range buf {
+						buf[i] = patternByte(2, off+i)
+					}
+					if _, err := st.Write(buf); err != nil {
+						sent <- err
+						return
+					}
+					off += n
+				}
+				sent <- st.Close()
+			}()
+			var srvSt *yamux.Stream
+			select {
+			case srvSt = <-accepted:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no stream accepted")
+			}
+			defer srvSt.Close()
+			rr := NewRecvReader(srvSt, window)
+			buf := make([]byte, 128<<10)
+			got := 0
+			bound := func(when string) {
+				if _, c, _ := rr.state(); got >= bulkRead+len(buf) && c > window+recvSlack {
+					t.Fatalf("%s, after %d bytes: receive buffer of %d bytes, over window + %d", when, got, c, recvSlack)
+				}
+			}
+			for got < total {
+				if rng.IntN(3) == 0 {
+					waitFor(t, "the window to fill", func() bool {
+						m, _, rw := rr.state()
+						return rw == 0 || got+m == total
+					})
+				}
+				bound("before a read")
+				n, err := rr.Read(buf[:1+rng.IntN(len(buf))])
+				for i := range n {
+					if buf[i] != patternByte(2, got+i) {
+						t.Fatalf("byte %d: got %#x, want %#x", got+i, buf[i], patternByte(2, got+i))
+					}
+				}
+				got += n
+				if err != nil {
+					t.Fatalf("read after %d of %d bytes: %v", got, total, err)
+				}
+				bound("after a read")
+			}
+			if err := <-sent; err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
