@@ -2,7 +2,11 @@ package tunnel
 
 import (
 	"cmp"
+	"io"
+	"net/http"
 	"sync"
+
+	"github.com/restpipe/restpipe/events"
 )
 
 // copyBufSize is the size of the buffers that copy bodies onto streams.
@@ -54,4 +58,16 @@ func (c Config) sendBufs(def int, own *sync.Pool) *sync.Pool {
 		return streamBufs
 	}
 	return newBufPool(size)
+}
+
+// eventWriter returns the writer that frames an event (a request or a
+// reply) with body onto w: a small one for an event without a body or
+// with a small one in memory (copyBufs with def picks smallBufs for it),
+// so that thousands of small events in flight do not each take a 64 KiB
+// buffer; a big one for a body that streams.
+func eventWriter(w io.Writer, body io.Reader, def *sync.Pool) *events.Writer {
+	if body == nil || body == http.NoBody || copyBufs(body, def) == smallBufs {
+		return events.NewSmallWriter(w)
+	}
+	return events.NewWriter(w)
 }

@@ -225,14 +225,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	ex := &exchange{p: p, id: ev.Id, st: st, ctx: ctx, body: body, own: own}
 	ex.stopWake = context.AfterFunc(ctx, ex.abort)
 
-	// A small event (no body, or a small one in memory) takes a small
-	// writer; one that uploads a body, a big one.
-	var w *events.Writer
-	if body == nil || body == http.NoBody || copyBufs(body, p.bufs) == smallBufs {
-		w = events.NewSmallWriter(st)
-	} else {
-		w = events.NewWriter(st)
-	}
+	w := eventWriter(st, body, p.bufs)
 	if err := w.WriteMessage(ev); err != nil {
 		w.Release()
 		ex.finish()

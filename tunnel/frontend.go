@@ -701,11 +701,16 @@ func (f *flushWriter) flush() error {
 		return f.rc.Flush()
 	})
 	if err == nil {
-		f.bw.Reset(nil)
-		replyWriters.Put(f.bw)
-		f.bw = nil
+		f.putBuffer()
 	}
 	return err
+}
+
+// putBuffer returns the gather buffer to its pool.
+func (f *flushWriter) putBuffer() {
+	f.bw.Reset(nil)
+	replyWriters.Put(f.bw)
+	f.bw = nil
 }
 
 // release sends what is still gathered and returns the buffer to its
@@ -718,13 +723,8 @@ func (f *flushWriter) release() {
 	if f.err == nil {
 		_ = f.flush()
 	}
-	if f.bw == nil {
-		return
-	}
-	if f.bw != nil {
-		f.bw.Reset(nil)
-		replyWriters.Put(f.bw)
-		f.bw = nil
+	if f.bw != nil { // the flush failed, or was not tried
+		f.putBuffer()
 	}
 }
 

@@ -243,13 +243,7 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 	if ct == "" && rep.Body != nil && rep.Body != http.NoBody {
 		ct = "application/octet-stream"
 	}
-	// A small reply (a handler's JSON) takes a small writer.
-	var w *events.Writer
-	if rep.Body == nil || copyBufs(rep.Body, p.sendBufs) == smallBufs {
-		w = events.NewSmallWriter(st)
-	} else {
-		w = events.NewWriter(st)
-	}
+	w := eventWriter(st, rep.Body, p.sendBufs)
 	defer w.Release()
 	msg := &events.Reply{
 		Status:      int32(status),

@@ -70,11 +70,10 @@ func (w *writeWatch) Write(p []byte) (int, error) {
 	}
 	step := d / 2
 	var (
-		total   int
-		still   time.Duration // how long the send queue has not moved
-		lastQ   = -1          // its size at the last step; -1: not known
-		limit   = d
-		elapsed time.Duration
+		total int
+		still time.Duration // how long the send queue has not moved
+		lastQ = -1          // its size at the last step; -1: not known
+		limit = d
 	)
 	for {
 		if err := w.Conn.SetWriteDeadline(time.Now().Add(step)); err != nil {
@@ -89,10 +88,9 @@ func (w *writeWatch) Write(p []byte) (int, error) {
 		case !errors.Is(err, os.ErrDeadlineExceeded) || w.explicit.Load():
 			return total, err
 		case n > 0:
-			still, lastQ, elapsed = 0, -1, 0 // some went out: the peer is reading
+			still, lastQ = 0, -1 // some went out: the peer is reading
 			continue
 		}
-		elapsed += step
 		if q, ok := sendQueued(w.raw); ok {
 			if lastQ >= 0 && q < lastQ {
 				still = 0
@@ -101,7 +99,7 @@ func (w *writeWatch) Write(p []byte) (int, error) {
 			}
 			lastQ = q
 		} else {
-			still, limit = elapsed, stalledElsewhere*d
+			still, limit = still+step, stalledElsewhere*d // no byte taken this step
 		}
 		if still >= limit {
 			return total, fmt.Errorf("%w (%v): %w", ErrWriteStalled, d, err)
