@@ -167,24 +167,37 @@ func (r *patternReader) Read(p []byte) (int, error) {
 // pattern repeated, and returns how many bytes it read.
 func readPattern(r io.Reader) (int64, error) {
 	buf := make([]byte, 32<<10)
-	var n int64
-	off := 0
+	var check patternChecker
 	for {
 		k, err := r.Read(buf)
-		for got := buf[:k]; len(got) > 0; {
-			m := min(len(got), len(pattern)-off)
-			if !bytes.Equal(got[:m], pattern[off:off+m]) {
-				return n, fmt.Errorf("byte %d: got back other bytes than were sent", n)
-			}
-			got, off, n = got[m:], (off+m)%len(pattern), n+int64(m)
+		if cerr := check.next(buf[:k]); cerr != nil {
+			return check.n, cerr
 		}
 		if err == io.EOF {
-			return n, nil
+			return check.n, nil
 		}
 		if err != nil {
-			return n, err
+			return check.n, err
 		}
 	}
+}
+
+// patternChecker checks, piece by piece, that a body is pattern
+// repeated; n counts the bytes checked.
+type patternChecker struct {
+	n   int64
+	off int
+}
+
+func (c *patternChecker) next(got []byte) error {
+	for len(got) > 0 {
+		m := min(len(got), len(pattern)-c.off)
+		if !bytes.Equal(got[:m], pattern[c.off:c.off+m]) {
+			return fmt.Errorf("byte %d: got back other bytes than were sent", c.n)
+		}
+		got, c.off, c.n = got[m:], (c.off+m)%len(pattern), c.n+int64(m)
+	}
+	return nil
 }
 
 // echoHTTP POSTs size bytes to url (post_echo through a front end),

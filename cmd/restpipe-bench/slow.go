@@ -238,20 +238,3 @@ func getAll(ctx context.Context, url string) error {
 	_, err = readPattern(resp.Body)
 	return err
 }
-
-// patternChecker checks, piece by piece, that a body is pattern repeated.
-type patternChecker struct {
-	n   int64
-	off int
-}
-
-func (c *patternChecker) next(got []byte) error {
-	for len(got) > 0 {
-		m := min(len(got), len(pattern)-c.off)
-		if string(got[:m]) != string(pattern[c.off:c.off+m]) {
-			return fmt.Errorf("byte %d: other bytes than get_blob sent", c.n)
-		}
-		got, c.off, c.n = got[m:], (c.off+m)%len(pattern), c.n+int64(m)
-	}
-	return nil
-}

@@ -35,34 +35,7 @@ func TestRecvBufStaysAtWindow(t *testing.T) {
 		compact bool
 	}{{"plain yamux", false}, {"RecvReader", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPair(t, func(c *yamux.Config) { c.MaxStreamWindowSize = window })
-			accepted := make(chan *yamux.Stream, 1)
-			go p.srv.Serve(acceptor{serve: func(st *yamux.Stream) { accepted <- st }})
-			st, err := p.cliSess.OpenStream()
-			if err != nil {
-				t.Fatal(err)
-			}
-			sent := make(chan error, 1)
-			go func() {
-				buf := make([]byte, piece)
-				for off := 0; off < total; off += piece {
-					for i := range buf {
-						buf[i] = patternByte(1, off+i)
-					}
-					if _, err := st.Write(buf); err != nil {
-						sent <- err
-						return
-					}
-				}
-				sent <- st.Close()
-			}()
-			var srvSt *yamux.Stream
-			select {
-			case srvSt = <-accepted:
-			case <-time.After(10 * time.Second):
-				t.Fatal("no stream accepted")
-			}
-			defer srvSt.Close()
+			srvSt, sent := sentStream(t, window, total, 1, func() int { return piece })
 			rr := NewRecvReader(srvSt, window)
 			var r io.Reader = srvSt
 			if tc.compact {
@@ -117,37 +90,8 @@ func TestRecvReaderRandomised(t *testing.T) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 14))
 			total := 6<<20 + rng.IntN(1<<20)
-			p := newPair(t, func(c *yamux.Config) { c.MaxStreamWindowSize = window })
-			accepted := make(chan *yamux.Stream, 1)
-			go p.srv.Serve(acceptor{serve: func(st *yamux.Stream) { accepted <- st }})
-			st, err := p.cliSess.OpenStream()
-			if err != nil {
-				t.Fatal(err)
-			}
 			sizes := rand.New(rand.NewPCG(seed, 41))
-			sent := make(chan error, 1)
-			go func() {
-				for off := 0; off < total; {
-					n := min(total-off, 1+sizes.IntN(200<<10))
-					buf := make([]byte, n)
-					for i := range buf {
-						buf[i] = patternByte(2, off+i)
-					}
-					if _, err := st.Write(buf); err != nil {
-						sent <- err
-						return
-					}
-					off += n
-				}
-				sent <- st.Close()
-			}()
-			var srvSt *yamux.Stream
-			select {
-			case srvSt = <-accepted:
-			case <-time.After(10 * time.Second):
-				t.Fatal("no stream accepted")
-			}
-			defer srvSt.Close()
+			srvSt, sent := sentStream(t, window, total, 2, func() int { return 1 + sizes.IntN(200<<10) })
 			rr := NewRecvReader(srvSt, window)
 			buf := make([]byte, 128<<10)
 			got := 0
@@ -181,4 +125,41 @@ func TestRecvReaderRandomised(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sentStream opens a stream from the client of a new pair whose server
+// has the receive window window, writes total bytes of pattern s
+// (patternByte) on it in the pieces size gives, and returns the server's
+// end; sent gets the writer's result.
+func sentStream(t *testing.T, window, total, s int, size func() int) (srvSt *yamux.Stream, sent <-chan error) {
+	t.Helper()
+	p := newPair(t, func(c *yamux.Config) { c.MaxStreamWindowSize = uint32(window) })
+	accepted := make(chan *yamux.Stream, 1)
+	go p.srv.Serve(acceptor{serve: func(st *yamux.Stream) { accepted <- st }})
+	st, err := p.cliSess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for off := 0; off < total; {
+			buf := make([]byte, min(total-off, size()))
+			for i := range buf {
+				buf[i] = patternByte(s, off+i)
+			}
+			if _, err := st.Write(buf); err != nil {
+				done <- err
+				return
+			}
+			off += len(buf)
+		}
+		done <- st.Close()
+	}()
+	select {
+	case srvSt = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no stream accepted")
+	}
+	t.Cleanup(func() { _ = srvSt.Close() })
+	return srvSt, done
 }
