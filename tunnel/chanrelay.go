@@ -129,13 +129,14 @@ func (q *frameQueue) take() (frames []queuedFrame, done bool) {
 }
 
 // writeFrames writes what q holds onto st until q is closed or a write
-// fails, then half-closes st. Each frame must go out within timeout (a
-// relay that makes progress is never cut, however long its backlog);
-// once q is closed, the backlog is abandoned for the last frame.
+// fails. Each frame must go out within timeout (a relay that makes
+// progress is never cut, however long its backlog); once q is closed,
+// the backlog is abandoned for the last frame. The caller half-closes
+// st: the server only once it takes a new relay, since the client opens
+// one as soon as this one's FIN has freed its slot (pacing.go).
 func writeFrames(st *yamux.Stream, q *frameQueue, timeout time.Duration) error {
 	w := events.NewWriter(st)
 	defer w.Release()
-	defer st.Close()
 	for {
 		frames, done := q.take()
 		for _, qf := range frames {
@@ -290,7 +291,6 @@ func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
 		p.log.Warn("channel relay refused", "err", errRelayBusy)
 		return
 	}
-	defer p.relayOpen.Store(false)
 	r := &serverRelay{p: p, hub: s.hub, st: st, q: newFrameQueue(s.cfg.RelayQueueBytes),
 		maxMsg: s.cfg.ChannelMaxMessage, subs: map[string]struct{}{}, maxSubs: s.cfg.MaxSubscriptions}
 	r.authz, _ = s.cfg.Dispatcher.(ChannelAuthorizer)
@@ -312,6 +312,8 @@ func (s *Server) serveRelay(p *peer, st *yamux.Stream, rd *events.Reader) {
 		err = werr
 	}
 	rd.Release()
+	p.relayOpen.Store(false)
+	_ = st.Close() // after relayOpen: the client's next relay is taken
 	p.log.Debug("channel relay closed", "err", err)
 }
 
@@ -443,7 +445,9 @@ func (c *Client) relay() (*clientRelay, error) {
 		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}, members: map[*member]bool{}}
 	c.chRelay = r
 	go func() {
-		if err := writeFrames(st, r.q, c.cfg.WriteTimeout); err != nil {
+		err := writeFrames(st, r.q, c.cfg.WriteTimeout)
+		_ = st.Close()
+		if err != nil {
 			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err))
 		}
 	}()
