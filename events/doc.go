@@ -63,5 +63,8 @@
 package events
 
 // ProtocolVersion is the version of the framing and messages above. Both
-// ends of a session must speak the same one.
-const ProtocolVersion = 1
+// ends of a session must speak the same one. Version 2 carries what a
+// caller sent (path, query, header values, content types) as protobuf
+// bytes instead of strings, so that octets that are not UTF-8 cross
+// unchanged; a version 1 node would refuse such a message.
+const ProtocolVersion = 2

@@ -180,11 +180,14 @@ func (x *Hello) GetMaxStreams() uint32 {
 	return 0
 }
 
-// Header is one HTTP header field with all its values.
+// Header is one HTTP header field with all its values. A value is bytes,
+// not a string: HTTP allows any octet but controls in a field value
+// (obs-text, such as a Latin-1 "caf\xe9"), and it crosses unchanged. The
+// name is an HTTP token, always ASCII.
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	Values        [][]byte               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,7 +229,7 @@ func (x *Header) GetName() string {
 	return ""
 }
 
-func (x *Header) GetValues() []string {
+func (x *Header) GetValues() [][]byte {
 	if x != nil {
 		return x.Values
 	}
@@ -240,14 +243,17 @@ type Request struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// method is the HTTP method as the caller sent it, upper case ("GET").
 	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
-	// noun is the noun path, one segment per element, unescaped.
-	Noun []string `protobuf:"bytes,3,rep,name=noun,proto3" json:"noun,omitempty"`
+	// noun is the noun path, one segment per element, unescaped. Fields
+	// that carry what a caller sent are bytes rather than strings, since
+	// they need not be UTF-8 ("%FF" in a path unescapes to the octet 0xff),
+	// and cross unchanged (protocol version 2).
+	Noun [][]byte `protobuf:"bytes,3,rep,name=noun,proto3" json:"noun,omitempty"`
 	// args are the arguments after the double slash, unescaped.
-	Args []string `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
+	Args [][]byte `protobuf:"bytes,4,rep,name=args,proto3" json:"args,omitempty"`
 	// query is the raw query string, without the '?'.
-	Query string `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
+	Query []byte `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
 	// content_type of the request body, if any.
-	ContentType string `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	ContentType []byte `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// headers are the caller's end-to-end headers (hop-by-hop ones removed).
 	Headers []*Header `protobuf:"bytes,7,rep,name=headers,proto3" json:"headers,omitempty"`
 	// timeout_ms is how long the receiver has to answer, from when it reads
@@ -256,11 +262,11 @@ type Request struct {
 	TimeoutMs int64 `protobuf:"varint,8,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// raw_path is the escaped path after the noun's first segment, for
 	// forward routes ("/a/b%20c").
-	RawPath string `protobuf:"bytes,9,opt,name=raw_path,json=rawPath,proto3" json:"raw_path,omitempty"`
+	RawPath []byte `protobuf:"bytes,9,opt,name=raw_path,json=rawPath,proto3" json:"raw_path,omitempty"`
 	// remote_addr is the address of the HTTP caller on the sending node.
 	RemoteAddr string `protobuf:"bytes,10,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
 	// host is the Host the caller addressed on the sending node's front end.
-	Host string `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
+	Host []byte `protobuf:"bytes,11,opt,name=host,proto3" json:"host,omitempty"`
 	// content_length of the request body; -1 when unknown (chunked).
 	ContentLength int64 `protobuf:"varint,12,opt,name=content_length,json=contentLength,proto3" json:"content_length,omitempty"`
 	// upgrade is the protocol the caller asks to switch to ("websocket");
@@ -326,32 +332,32 @@ func (x *Request) GetMethod() string {
 	return ""
 }
 
-func (x *Request) GetNoun() []string {
+func (x *Request) GetNoun() [][]byte {
 	if x != nil {
 		return x.Noun
 	}
 	return nil
 }
 
-func (x *Request) GetArgs() []string {
+func (x *Request) GetArgs() [][]byte {
 	if x != nil {
 		return x.Args
 	}
 	return nil
 }
 
-func (x *Request) GetQuery() string {
+func (x *Request) GetQuery() []byte {
 	if x != nil {
 		return x.Query
 	}
-	return ""
+	return nil
 }
 
-func (x *Request) GetContentType() string {
+func (x *Request) GetContentType() []byte {
 	if x != nil {
 		return x.ContentType
 	}
-	return ""
+	return nil
 }
 
 func (x *Request) GetHeaders() []*Header {
@@ -368,11 +374,11 @@ func (x *Request) GetTimeoutMs() int64 {
 	return 0
 }
 
-func (x *Request) GetRawPath() string {
+func (x *Request) GetRawPath() []byte {
 	if x != nil {
 		return x.RawPath
 	}
-	return ""
+	return nil
 }
 
 func (x *Request) GetRemoteAddr() string {
@@ -382,11 +388,11 @@ func (x *Request) GetRemoteAddr() string {
 	return ""
 }
 
-func (x *Request) GetHost() string {
+func (x *Request) GetHost() []byte {
 	if x != nil {
 		return x.Host
 	}
-	return ""
+	return nil
 }
 
 func (x *Request) GetContentLength() int64 {
@@ -482,7 +488,7 @@ type Reply struct {
 	// status is the HTTP status code.
 	Status int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
 	// content_type of the reply body.
-	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	ContentType []byte `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// headers are extra reply headers set by the handler.
 	Headers []*Header `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
 	// error_code is set when the reply is an error from the error table
@@ -529,11 +535,11 @@ func (x *Reply) GetStatus() int32 {
 	return 0
 }
 
-func (x *Reply) GetContentType() string {
+func (x *Reply) GetContentType() []byte {
 	if x != nil {
 		return x.ContentType
 	}
-	return ""
+	return nil
 }
 
 func (x *Reply) GetHeaders() []*Header {
@@ -553,8 +559,12 @@ func (x *Reply) GetErrorCode() string {
 // Trailer follows the end marker of every body. A body that ends with a
 // non-empty error was cut short by its producer.
 type Trailer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// headers are the HTTP trailer fields of a complete body (a forward
+	// route's backend's grpc-status, a caller's chunked trailers); none
+	// when error is set.
+	Headers       []*Header `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,6 +604,13 @@ func (x *Trailer) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Trailer) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
 }
 
 // ChannelFrame is one message on a session's channel relay stream (see
@@ -738,22 +755,22 @@ const file_events_events_proto_rawDesc = "" +
 	"maxStreams\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\xe4\x03\n" +
+	"\x06values\x18\x02 \x03(\fR\x06values\"\xe4\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
-	"\x04noun\x18\x03 \x03(\tR\x04noun\x12\x12\n" +
-	"\x04args\x18\x04 \x03(\tR\x04args\x12\x14\n" +
-	"\x05query\x18\x05 \x01(\tR\x05query\x12!\n" +
-	"\fcontent_type\x18\x06 \x01(\tR\vcontentType\x124\n" +
+	"\x04noun\x18\x03 \x03(\fR\x04noun\x12\x12\n" +
+	"\x04args\x18\x04 \x03(\fR\x04args\x12\x14\n" +
+	"\x05query\x18\x05 \x01(\fR\x05query\x12!\n" +
+	"\fcontent_type\x18\x06 \x01(\fR\vcontentType\x124\n" +
 	"\aheaders\x18\a \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\b \x01(\x03R\ttimeoutMs\x12\x19\n" +
-	"\braw_path\x18\t \x01(\tR\arawPath\x12\x1f\n" +
+	"\braw_path\x18\t \x01(\fR\arawPath\x12\x1f\n" +
 	"\vremote_addr\x18\n" +
 	" \x01(\tR\n" +
 	"remoteAddr\x12\x12\n" +
-	"\x04host\x18\v \x01(\tR\x04host\x12%\n" +
+	"\x04host\x18\v \x01(\fR\x04host\x12%\n" +
 	"\x0econtent_length\x18\f \x01(\x03R\rcontentLength\x12\x18\n" +
 	"\aupgrade\x18\r \x01(\tR\aupgrade\x12#\n" +
 	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\x12E\n" +
@@ -763,12 +780,13 @@ const file_events_events_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x97\x01\n" +
 	"\x05Reply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
-	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x124\n" +
+	"\fcontent_type\x18\x02 \x01(\fR\vcontentType\x124\n" +
 	"\aheaders\x18\x03 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\x04 \x01(\tR\terrorCode\"\x1f\n" +
+	"error_code\x18\x04 \x01(\tR\terrorCode\"U\n" +
 	"\aTrailer\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\"\xec\x02\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x124\n" +
+	"\aheaders\x18\x02 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\"\xec\x02\n" +
 	"\fChannelFrame\x129\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.restpipe.events.v1.ChannelFrame.KindR\x04kind\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
@@ -817,12 +835,13 @@ var file_events_events_proto_depIdxs = []int32{
 	2, // 0: restpipe.events.v1.Request.headers:type_name -> restpipe.events.v1.Header
 	4, // 1: restpipe.events.v1.Request.session_close:type_name -> restpipe.events.v1.SessionClose
 	2, // 2: restpipe.events.v1.Reply.headers:type_name -> restpipe.events.v1.Header
-	0, // 3: restpipe.events.v1.ChannelFrame.kind:type_name -> restpipe.events.v1.ChannelFrame.Kind
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2, // 3: restpipe.events.v1.Trailer.headers:type_name -> restpipe.events.v1.Header
+	0, // 4: restpipe.events.v1.ChannelFrame.kind:type_name -> restpipe.events.v1.ChannelFrame.Kind
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_events_events_proto_init() }

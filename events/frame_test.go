@@ -56,16 +56,16 @@ func sampleRequest() *events.Request {
 	return &events.Request{
 		Id:          "req-1",
 		Method:      "POST",
-		Noun:        []string{"files", "upload"},
-		Args:        []string{"a b", "c/d", ""},
-		Query:       "x=1&y=2",
-		ContentType: "text/plain",
+		Noun:        events.Bytes([]string{"files", "upload"}),
+		Args:        events.Bytes([]string{"a b", "c/d", ""}),
+		Query:       []byte("x=1&y=2"),
+		ContentType: []byte("text/plain"),
 		Headers: []*events.Header{
-			{Name: "Accept", Values: []string{"text/plain", "application/json"}},
-			{Name: "X-Request-Id", Values: []string{"req-1"}},
+			{Name: "Accept", Values: events.Bytes([]string{"text/plain", "application/json"})},
+			{Name: "X-Request-Id", Values: events.Bytes([]string{"req-1"})},
 		},
 		TimeoutMs:  30000,
-		RawPath:    "/server/files/upload//a%20b/c%2Fd/",
+		RawPath:    []byte("/server/files/upload//a%20b/c%2Fd/"),
 		RemoteAddr: "127.0.0.1:5555",
 	}
 }
@@ -73,8 +73,8 @@ func sampleRequest() *events.Request {
 func sampleReply() *events.Reply {
 	return &events.Reply{
 		Status:      418,
-		ContentType: "application/json",
-		Headers:     []*events.Header{{Name: "X-Event-Return-Code", Values: []string{"418"}}},
+		ContentType: []byte("application/json"),
+		Headers:     []*events.Header{{Name: "X-Event-Return-Code", Values: events.Bytes([]string{"418"})}},
 		ErrorCode:   "teapot",
 	}
 }

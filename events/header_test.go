@@ -45,13 +45,13 @@ func TestReadHeaderBounds(t *testing.T) {
 		max  int
 		ok   bool
 	}{
-		{"small request", &events.Request{Id: "r", Method: "GET", Noun: []string{"time"}}, 1 << 10, true},
+		{"small request", &events.Request{Id: "r", Method: "GET", Noun: events.Bytes([]string{"time"})}, 1 << 10, true},
 		{"request at the field limit", &events.Request{Headers: headers(events.MaxHeaderFields)}, 64 << 10, true},
 		{"request over the field limit", &events.Request{Headers: headers(events.MaxHeaderFields + 1)}, 64 << 10, false},
-		{"values count", &events.Request{Headers: []*events.Header{{Name: "X", Values: make([]string, events.MaxHeaderFields)}}}, 64 << 10, false},
-		{"arguments count", &events.Request{Args: make([]string, events.MaxHeaderFields+1)}, 64 << 10, false},
-		{"request over the size", &events.Request{Query: big}, 64 << 10, false},
-		{"big request under the size", &events.Request{Query: big}, 128 << 10, true},
+		{"values count", &events.Request{Headers: []*events.Header{{Name: "X", Values: events.Bytes(make([]string, events.MaxHeaderFields))}}}, 64 << 10, false},
+		{"arguments count", &events.Request{Args: events.Bytes(make([]string, events.MaxHeaderFields+1))}, 64 << 10, false},
+		{"request over the size", &events.Request{Query: []byte(big)}, 64 << 10, false},
+		{"big request under the size", &events.Request{Query: []byte(big)}, 128 << 10, true},
 		{"reply headers count", &events.Reply{Headers: headers(events.MaxHeaderFields + 1)}, 64 << 10, false},
 		{"reply", &events.Reply{Status: 200, Headers: headers(10)}, 1 << 10, true},
 	} {
@@ -82,8 +82,8 @@ func TestReadHeaderBounds(t *testing.T) {
 }
 
 func FuzzReadHeader(f *testing.F) {
-	f.Add(encodeMsg(f, &events.Request{Id: "r", Method: "GET", Noun: []string{"a", "b"}, Args: []string{"x"},
-		Headers: []*events.Header{{Name: "A", Values: []string{"1", "2"}}}}))
+	f.Add(encodeMsg(f, &events.Request{Id: "r", Method: "GET", Noun: events.Bytes([]string{"a", "b"}), Args: events.Bytes([]string{"x"}),
+		Headers: []*events.Header{{Name: "A", Values: events.Bytes([]string{"1", "2"})}}}))
 	f.Add(encodeMsg(f, &events.Reply{Status: 200, Headers: []*events.Header{{Name: "B"}}}))
 	f.Add([]byte{0x05, 0x3a, 0x03, 0x12, 0x01})
 	f.Add([]byte{})

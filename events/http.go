@@ -45,7 +45,7 @@ func HeadersFromHTTP(h http.Header) []*Header {
 		if hopByHop[ck] || framing[ck] || named[ck] {
 			continue
 		}
-		out = append(out, &Header{Name: ck, Values: vs})
+		out = append(out, &Header{Name: ck, Values: Bytes(vs)})
 	}
 	return out
 }
@@ -60,7 +60,7 @@ func HeadersToHTTP(hs []*Header, dst http.Header) {
 		}
 		for _, v := range h.Values {
 			if validValue(v) {
-				dst.Add(ck, v)
+				dst.Add(ck, string(v))
 			}
 		}
 	}
@@ -82,11 +82,47 @@ func validName(s string) bool {
 }
 
 // validValue reports whether s holds no control character but tab.
-func validValue(s string) bool {
+func validValue(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}
 	return true
+}
+
+// Bytes converts strings to the bytes fields of the wire messages
+// (ProtocolVersion 2): the octets as they are, UTF-8 or not. nil stays nil.
+func Bytes(ss []string) [][]byte {
+	if ss == nil {
+		return nil
+	}
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
+}
+
+// Strings converts the bytes fields of a wire message back to strings,
+// octet for octet. nil stays nil.
+func Strings(bs [][]byte) []string {
+	if bs == nil {
+		return nil
+	}
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = string(b)
+	}
+	return out
+}
+
+// ContentType returns a content type from a wire message as a header
+// value: "" if it holds a control character, which a peer could use to
+// split the caller's reply.
+func ContentType(b []byte) string {
+	if !validValue(b) {
+		return ""
+	}
+	return string(b)
 }

@@ -17,7 +17,7 @@ func headerMap(t *testing.T, hs []*events.Header) map[string][]string {
 		if _, dup := m[h.Name]; dup {
 			t.Errorf("header %q appears twice", h.Name)
 		}
-		m[h.Name] = h.Values
+		m[h.Name] = events.Strings(h.Values)
 	}
 	return m
 }
@@ -97,22 +97,22 @@ func TestHeadersFromHTTP(t *testing.T) {
 
 func TestHeadersToHTTP(t *testing.T) {
 	in := []*events.Header{
-		{Name: "x-custom", Values: []string{"a", "b"}},
-		{Name: "X-Tab", Values: []string{"a\tb"}},
-		{Name: "X-Mixed", Values: []string{"good", "bad\r\nX-Injected: 1", "bad\n", "bad\r", "bad\x00", "bad\x7f", "also good"}},
-		{Name: "", Values: []string{"empty name"}},
-		{Name: "X Space", Values: []string{"v"}},
-		{Name: "X-Colon:", Values: []string{"v"}},
-		{Name: "X-Colon: evil", Values: []string{"v"}},
-		{Name: "X-Newline\r\n", Values: []string{"v"}},
-		{Name: "X-Nul\x00", Values: []string{"v"}},
-		{Name: "X-Ünicode", Values: []string{"v"}},
-		{Name: "Connection", Values: []string{"close"}},
-		{Name: "Transfer-Encoding", Values: []string{"chunked"}},
-		{Name: "Content-Length", Values: []string{"999"}},
-		{Name: "Content-Type", Values: []string{"text/html"}},
-		{Name: "Host", Values: []string{"evil"}},
-		{Name: "X-Empty", Values: nil},
+		{Name: "x-custom", Values: events.Bytes([]string{"a", "b"})},
+		{Name: "X-Tab", Values: events.Bytes([]string{"a\tb"})},
+		{Name: "X-Mixed", Values: events.Bytes([]string{"good", "bad\r\nX-Injected: 1", "bad\n", "bad\r", "bad\x00", "bad\x7f", "also good"})},
+		{Name: "", Values: events.Bytes([]string{"empty name"})},
+		{Name: "X Space", Values: events.Bytes([]string{"v"})},
+		{Name: "X-Colon:", Values: events.Bytes([]string{"v"})},
+		{Name: "X-Colon: evil", Values: events.Bytes([]string{"v"})},
+		{Name: "X-Newline\r\n", Values: events.Bytes([]string{"v"})},
+		{Name: "X-Nul\x00", Values: events.Bytes([]string{"v"})},
+		{Name: "X-Ünicode", Values: events.Bytes([]string{"v"})},
+		{Name: "Connection", Values: events.Bytes([]string{"close"})},
+		{Name: "Transfer-Encoding", Values: events.Bytes([]string{"chunked"})},
+		{Name: "Content-Length", Values: events.Bytes([]string{"999"})},
+		{Name: "Content-Type", Values: events.Bytes([]string{"text/html"})},
+		{Name: "Host", Values: events.Bytes([]string{"evil"})},
+		{Name: "X-Empty", Values: events.Bytes(nil)},
 	}
 	got := http.Header{"X-Custom": {"first"}}
 	events.HeadersToHTTP(in, got)

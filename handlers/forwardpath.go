@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 )
 
 // errBadForwardPath is the cause of every path a forward route refuses.
@@ -31,9 +30,11 @@ var errBadForwardPath = errors.New("path refused")
 //     DEL, ...), or a '%' followed by two hex digits (a double encoding
 //     such as %252e%252e or %252F, which a backend that decodes twice
 //     would read as "..", "/");
-//   - a decoded segment that is not UTF-8 (%C0%AE, an overlong '.') or
-//     holds a character that NFKC normalization turns into '.', '/' or
-//     '\' (U+FF0E, U+2025, ...).
+//   - a decoded segment that holds an overlong UTF-8 form of an ASCII
+//     character (%C0%AE, a '.' to decoders that accept it), or a
+//     character that NFKC normalization turns into '.', '/' or '\'
+//     (U+FF0E, U+2025, ...). Other octets that are not UTF-8 (%FF, a
+//     Latin-1 name) pass: HTTP allows them.
 //
 // Every path an honest front end sends under these rules passes (Go's
 // front end escapes whatever needs it); forwardPath then normalises it.
@@ -149,8 +150,8 @@ func checkSegment(dec string) error {
 	if name != "" && strings.Trim(name, ". ") == "" && strings.Contains(name, ".") {
 		return fmt.Errorf("dot segment %q", dec)
 	}
-	if !utf8.ValidString(dec) {
-		return fmt.Errorf("segment %q is not UTF-8 (an overlong %%C0%%AE is a dot to some servers)", dec)
+	if i := overlongASCII(dec); i >= 0 {
+		return fmt.Errorf("segment %q holds an overlong UTF-8 form of an ASCII character at byte %d (%%C0%%AE is a dot to some servers)", dec, i)
 	}
 	if strings.ContainsAny(dec, lookAlikes) {
 		return fmt.Errorf("segment %q holds a look-alike of '.', '/' or '\\'", dec)
@@ -166,6 +167,24 @@ func checkSegment(dec string) error {
 		}
 	}
 	return nil
+}
+
+// overlongASCII returns the index in s of the first overlong UTF-8 form
+// of a character below U+0080 (C0 or C1 then a continuation byte; E0 80
+// or E0 81 then one; F0 80 80 or F0 80 81 then one), or -1. No valid
+// UTF-8 holds one; a lenient decoder reads "\xc0\xae" as ".", and a
+// Latin-1 text rarely does ("\xc0\xae" is "À®").
+func overlongASCII(s string) int {
+	cont := func(i int) bool { return i < len(s) && s[i]&0xc0 == 0x80 }
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case (c == 0xc0 || c == 0xc1) && cont(i+1),
+			c == 0xe0 && i+1 < len(s) && (s[i+1] == 0x80 || s[i+1] == 0x81) && cont(i+2),
+			c == 0xf0 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0x80 || s[i+2] == 0x81) && cont(i+3):
+			return i
+		}
+	}
+	return -1
 }
 
 // pathByte reports whether c may stand unescaped in a path: RFC 3986

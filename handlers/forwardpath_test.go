@@ -11,6 +11,8 @@ func TestCheckForwardPath(t *testing.T) {
 	for _, ok := range []string{
 		"", "/", "/a", "/a/", "/a/b.txt", "/a%20b/c", "/.hidden", "/a..b", "/..a", "/a.", "/v1/items;v=2",
 		"/100%25.txt", "/%E2%82%AC", "/caf%C3%A9", "/a:b@c", "/[x]", "/a%3Fb", "/~user/", "/a+b=c&d",
+		// Not UTF-8, and not an overlong form: Latin-1, a lone 0xFF.
+		"/%ff", "/caf%E9", "/%C0", "/%C0x", "/%E0%80", "/%E0%A0%80",
 	} {
 		if err := checkForwardPath(ok); err != nil {
 			t.Errorf("%q refused: %v", ok, err)
@@ -23,7 +25,8 @@ func TestCheckForwardPath(t *testing.T) {
 		"//admin", "/a//b", "/a///", "/..;/admin", "/..;x/admin", "/%2e%2e;/x", "/...", "/. .", "/..%20",
 		"/a%00b", "/a%0d%0aX-Injected:%201", "/a%7f", "/a\x00b", "/a\nb", "/a b", "/a\tb",
 		"/%252e%252e/admin", "/a%252Fb", "/a%255cb", "/%25%32%65", "/%", "/%2", "/%zz", "/a?b", "/a#b",
-		"/caf\xc3\xa9", "/%C0%AE%C0%AE/x", "/%ff", "/%EF%BC%8E%EF%BC%8E/x", "/%E2%80%A5/x",
+		"/caf\xc3\xa9", "/%C0%AE%C0%AE/x", "/%EF%BC%8E%EF%BC%8E/x", "/%E2%80%A5/x",
+		"/%C1%9C", "/a%E0%80%AEb", "/%F0%80%80%AF", "/caf%C0%AF",
 	} {
 		if err := checkForwardPath(bad); err == nil {
 			t.Errorf("%q accepted", bad)

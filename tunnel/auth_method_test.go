@@ -70,7 +70,7 @@ func TestMethodCaseIsOneMethod(t *testing.T) {
 	}
 	evil := newHostilePeer(t, p, s, "evil")
 	for _, m := range []string{"delete", "Delete"} {
-		if status, body := evil.send(t, &events.Request{Method: m, Noun: []string{"thing"}}); status != http.StatusForbidden {
+		if status, body := evil.send(t, &events.Request{Method: m, Noun: events.Bytes([]string{"thing"})}); status != http.StatusForbidden {
 			t.Errorf("hostile peer, %s thing: %d %s, want 403", m, status, body)
 		}
 	}

@@ -158,7 +158,7 @@ func TestAuthSeesTheForwardedPath(t *testing.T) {
 		if r := rawGet(t, c.httpURL, "/server/files"+raw); r.status != http.StatusForbidden {
 			t.Errorf("front end %s: %d %s, want 403", raw, r.status, r.body)
 		}
-		if status, body := evil.send(t, &events.Request{Method: "GET", Noun: []string{"files"}, RawPath: raw}); status != http.StatusForbidden {
+		if status, body := evil.send(t, &events.Request{Method: "GET", Noun: events.Bytes([]string{"files"}), RawPath: []byte(raw)}); status != http.StatusForbidden {
 			t.Errorf("hostile peer %s: %d %s, want 403", raw, status, body)
 		}
 		if seen := be.take(); len(seen) != 0 {
@@ -344,7 +344,7 @@ func TestForwardErrorsNameNoAddress(t *testing.T) {
 		r := get(t, c.httpURL+"/server/"+tc.route+"/x", tc.hdr...)
 		wantError(t, r, tc.status, tc.code)
 		status, body := sendWithin(t, evil, &events.Request{Id: tc.hdr[1], Method: "GET",
-			Noun: []string{tc.route}, RawPath: "/x"}, 300*time.Millisecond)
+			Noun: events.Bytes([]string{tc.route}), RawPath: []byte("/x")}, 300*time.Millisecond)
 		if status != tc.status || !strings.Contains(body, `"error":"`+tc.msg+`"`) {
 			t.Errorf("%s: %d %s, want %d and %q", tc.route, status, body, tc.status, tc.msg)
 		}

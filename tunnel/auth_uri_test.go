@@ -46,9 +46,9 @@ func TestAuthToldWhatTheRouteForwards(t *testing.T) {
 
 	evil := newHostilePeer(t, p, s, "evil")
 	for _, ev := range []*events.Request{
-		{Method: "GET", Noun: []string{"files", "public"}},
-		{Method: "GET", Noun: []string{"files", "public"}, Args: []string{"x"}},
-		{Method: "GET", Noun: []string{"files", "public", "x"}, RawPath: "/"},
+		{Method: "GET", Noun: events.Bytes([]string{"files", "public"})},
+		{Method: "GET", Noun: events.Bytes([]string{"files", "public"}), Args: events.Bytes([]string{"x"})},
+		{Method: "GET", Noun: events.Bytes([]string{"files", "public", "x"}), RawPath: []byte("/")},
 	} {
 		status, body := evil.send(t, ev)
 		if status != http.StatusForbidden {
@@ -59,7 +59,7 @@ func TestAuthToldWhatTheRouteForwards(t *testing.T) {
 		}
 	}
 	// The honest form is allowed, and asked about as it is forwarded.
-	status, body := evil.send(t, &events.Request{Method: "GET", Noun: []string{"files", "public", "x"}, RawPath: "/public/x"})
+	status, body := evil.send(t, &events.Request{Method: "GET", Noun: events.Bytes([]string{"files", "public", "x"}), RawPath: []byte("/public/x")})
 	if status != http.StatusOK || body != "saw /api/public/x" {
 		t.Errorf("honest event: %d %s", status, body)
 	}

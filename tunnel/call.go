@@ -74,10 +74,10 @@ func (r *Request) event(ctx context.Context) (*events.Request, error) {
 	ev := &events.Request{
 		Id:            requestID(r.ID),
 		Method:        cmp.Or(r.Method, http.MethodGet),
-		Noun:          r.Noun,
-		Args:          r.Args,
-		Query:         r.Query.Encode(),
-		ContentType:   r.ContentType,
+		Noun:          events.Bytes(r.Noun),
+		Args:          events.Bytes(r.Args),
+		Query:         []byte(r.Query.Encode()),
+		ContentType:   []byte(r.ContentType),
 		Headers:       events.HeadersFromHTTP(r.Header),
 		ContentLength: bodyLength(r.Body),
 	}
@@ -94,9 +94,6 @@ func (r *Request) event(ctx context.Context) (*events.Request, error) {
 	}
 	if !validMethod(ev.Method) {
 		return nil, fmt.Errorf("event %s: method %q is not an HTTP token", ev.Id, ev.Method)
-	}
-	if _, err := checkUTF8(ev); err != nil {
-		return nil, fmt.Errorf("event %s: %w", ev.Id, err)
 	}
 	return ev, nil
 }
@@ -293,7 +290,7 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 	events.HeadersToHTTP(rep.Headers, header)
 	return &Response{
 		Status:      int(rep.Status),
-		ContentType: rep.ContentType,
+		ContentType: events.ContentType(rep.ContentType),
 		Header:      header,
 		ErrorCode:   rep.ErrorCode,
 		Body:        &replyBody{body: r.Body(), ex: ex},

@@ -213,7 +213,7 @@ func TestForwardPathConfinedHostilePeer(t *testing.T) {
 	}
 	evil := newHostilePeer(t, p, s, "evil")
 	for _, raw := range append(escapes, "..", "../admin", "admin", "/a?b", "/a#b", "/a b", "/a\x00") {
-		status, body := evil.send(t, &events.Request{Method: "GET", Noun: []string{"files"}, RawPath: raw})
+		status, body := evil.send(t, &events.Request{Method: "GET", Noun: events.Bytes([]string{"files"}), RawPath: []byte(raw)})
 		if status != http.StatusBadRequest || !strings.Contains(body, `"code":"bad_path"`) {
 			t.Errorf("raw path %q: %d %s, want 400 bad_path", raw, status, body)
 		}
@@ -223,8 +223,8 @@ func TestForwardPathConfinedHostilePeer(t *testing.T) {
 	}
 	// A query or method the request line could not carry is refused too.
 	for _, ev := range []*events.Request{
-		{Method: "GET", Noun: []string{"files"}, RawPath: "/x", Query: "a=1 HTTP/1.1\r\nX-Injected: 1"},
-		{Method: "GET /x HTTP/1.1\r\n", Noun: []string{"files"}, RawPath: "/x"},
+		{Method: "GET", Noun: events.Bytes([]string{"files"}), RawPath: []byte("/x"), Query: []byte("a=1 HTTP/1.1\r\nX-Injected: 1")},
+		{Method: "GET /x HTTP/1.1\r\n", Noun: events.Bytes([]string{"files"}), RawPath: []byte("/x")},
 	} {
 		if status, body := evil.send(t, ev); status != http.StatusBadRequest {
 			t.Errorf("%q %q: %d %s, want 400", ev.Method, ev.Query, status, body)
@@ -233,7 +233,7 @@ func TestForwardPathConfinedHostilePeer(t *testing.T) {
 	if seen := be.take(); len(seen) != 0 {
 		t.Errorf("the service saw %v", seen)
 	}
-	status, body := evil.send(t, &events.Request{Method: "GET", Noun: []string{"files"}, RawPath: "/ok/x%20y"})
+	status, body := evil.send(t, &events.Request{Method: "GET", Noun: events.Bytes([]string{"files"}), RawPath: []byte("/ok/x%20y")})
 	if status != 200 || body != "saw /api/ok/x%20y" {
 		t.Errorf("honest path: %d %s", status, body)
 	}
@@ -363,10 +363,10 @@ func TestForwardIdentityHeaders(t *testing.T) {
 	var hs []*events.Header
 	for _, l := range forged {
 		k, v, _ := strings.Cut(l, ": ")
-		hs = append(hs, &events.Header{Name: k, Values: []string{v}})
+		hs = append(hs, &events.Header{Name: k, Values: events.Bytes([]string{v})})
 	}
-	status, body := evil.send(t, &events.Request{Method: "GET", Noun: []string{"app"}, RawPath: "/z",
-		Headers: hs, RemoteAddr: "6.6.6.6:1", Host: "evil.example"})
+	status, body := evil.send(t, &events.Request{Method: "GET", Noun: events.Bytes([]string{"app"}), RawPath: []byte("/z"),
+		Headers: hs, RemoteAddr: "6.6.6.6:1", Host: []byte("evil.example")})
 	if status != 200 {
 		t.Fatalf("hostile peer: %d %s", status, body)
 	}

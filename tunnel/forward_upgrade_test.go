@@ -122,7 +122,7 @@ func TestForwardRefusesH2CUpgrade(t *testing.T) {
 	// A hostile peer that writes the event itself is refused by the node
 	// that serves the route.
 	evil := newHostilePeer(t, p, s, "evil")
-	status, body := evil.send(t, &events.Request{Method: "GET", Noun: []string{"app"}, RawPath: "/x", Upgrade: "h2c"})
+	status, body := evil.send(t, &events.Request{Method: "GET", Noun: events.Bytes([]string{"app"}), RawPath: []byte("/x"), Upgrade: "h2c"})
 	if status != http.StatusBadRequest || !strings.Contains(body, `"code":"bad_request"`) {
 		t.Errorf("hostile peer, Upgrade h2c: %d %s, want 400 bad_request", status, body)
 	}

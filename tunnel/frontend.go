@@ -188,24 +188,23 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	ev := &events.Request{
 		Id:          id,
 		Method:      r.Method,
-		Noun:        path.Noun,
-		Args:        path.Args,
-		Query:       r.URL.RawQuery,
-		ContentType: r.Header.Get("Content-Type"),
+		Noun:        events.Bytes(path.Noun),
+		Args:        events.Bytes(path.Args),
+		Query:       []byte(r.URL.RawQuery),
+		ContentType: []byte(r.Header.Get("Content-Type")),
 		Headers:     events.HeadersFromHTTP(r.Header),
 		TimeoutMs:   timeout.Milliseconds(),
-		RawPath:     path.Rest,
+		RawPath:     []byte(path.Rest),
 		RemoteAddr:  r.RemoteAddr,
-		Host:        r.Host,
+		Host:        []byte(r.Host),
 		// Go reports a body of unknown length as -1 and none as 0.
 		ContentLength: r.ContentLength,
 	}
-	if code, err := checkUTF8(ev); err != nil {
-		// An event's strings travel as protobuf strings, which must be
-		// UTF-8: without this the call would fail as a "tunnel closed".
-		return writeError(w, http.StatusBadRequest, code, err.Error())
-	}
 	if up := upgradeType(r.Header); up != "" {
+		if !utf8.ValidString(up) {
+			// The one caller string that travels as a protobuf string.
+			return writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, fmt.Sprintf("Upgrade %q is not UTF-8", up))
+		}
 		ev.Upgrade = up
 		return f.serveUpgrade(w, r, path.Peer, ev)
 	}
@@ -473,39 +472,6 @@ func (f *frontend) serveUpgrade(w http.ResponseWriter, r *http.Request, peer str
 	<-done
 	_ = resp.Body.Close()
 	return http.StatusSwitchingProtocols, ""
-}
-
-// checkUTF8 returns an error, and the code to answer it with, if a string
-// of ev is not UTF-8: a noun segment or argument that decodes to other
-// bytes (%C0%AE, %FF) is a bad_path, a header or query a bad_request.
-func checkUTF8(ev *events.Request) (string, error) {
-	for _, s := range ev.Noun {
-		if !utf8.ValidString(s) {
-			return handlers.CodeBadPath, fmt.Errorf("%w: noun segment %q is not UTF-8", events.ErrBadPath, s)
-		}
-	}
-	for _, s := range ev.Args {
-		if !utf8.ValidString(s) {
-			return handlers.CodeBadPath, fmt.Errorf("%w: argument %q is not UTF-8", events.ErrBadPath, s)
-		}
-	}
-	if !utf8.ValidString(ev.Query) {
-		return handlers.CodeBadRequest, fmt.Errorf("query %q is not UTF-8", ev.Query)
-	}
-	if !utf8.ValidString(ev.Host) {
-		return handlers.CodeBadRequest, fmt.Errorf("Host %q is not UTF-8", ev.Host)
-	}
-	if !utf8.ValidString(ev.ContentType) {
-		return handlers.CodeBadRequest, fmt.Errorf("Content-Type %q is not UTF-8", ev.ContentType)
-	}
-	for _, h := range ev.Headers {
-		for _, v := range h.Values {
-			if !utf8.ValidString(v) {
-				return handlers.CodeBadRequest, fmt.Errorf("header %s: %q is not UTF-8", h.Name, v)
-			}
-		}
-	}
-	return "", nil
 }
 
 // upgradeType returns the protocol r asks to switch to, if any.

@@ -352,12 +352,12 @@ func TestHostileStreams(t *testing.T) {
 	t.Run("hostile peer", func(t *testing.T) {
 		h, _ := dialHostile(t, s.tunnelAddr, p.client(t, "mallory"), nil)
 		for i := range max {
-			h.open(&events.Request{Id: fmt.Sprint("hang", i), Method: "GET", Noun: []string{"hang"}})
+			h.open(&events.Request{Id: fmt.Sprint("hang", i), Method: "GET", Noun: events.Bytes([]string{"hang"})})
 		}
 		// The peer closes each refused stream, as an honest one would,
 		// so that it is not held off: all of these are answered.
 		for i := range 50 {
-			st, _ := h.open(&events.Request{Id: fmt.Sprint("more", i), Method: "GET", Noun: []string{"time"}})
+			st, _ := h.open(&events.Request{Id: fmt.Sprint("more", i), Method: "GET", Noun: events.Bytes([]string{"time"})})
 			rep, body := reply(t, st)
 			st.Close()
 			if rep.Status != http.StatusServiceUnavailable || rep.ErrorCode != handlers.CodePeerBusy ||
@@ -445,7 +445,7 @@ func hostileStreamsHeap(t *testing.T, noun string) {
 	var wg sync.WaitGroup
 	reset := 0
 	for i := range streams {
-		st, w, err := h.tryOpen(&events.Request{Id: fmt.Sprint("echo", i), Method: "POST", Noun: []string{noun}, ContentLength: -1})
+		st, w, err := h.tryOpen(&events.Request{Id: fmt.Sprint("echo", i), Method: "POST", Noun: events.Bytes([]string{noun}), ContentLength: -1})
 		if err != nil {
 			reset++ // past the accept backlog, while held off
 			continue
@@ -585,10 +585,10 @@ func TestHostileEventHeader(t *testing.T) {
 		ev   *events.Request
 		want string
 	}{
-		{"200 KiB header", &events.Request{Id: "big", Method: "GET", Noun: []string{"seen"},
-			Headers: []*events.Header{{Name: "X-Big", Values: []string{strings.Repeat("a", 200<<10)}}}}, "the limit is 131072"},
-		{"5000 headers", &events.Request{Id: "many", Method: "GET", Noun: []string{"seen"}, Headers: many}, "the limit is 1024"},
-		{"5000 arguments", &events.Request{Id: "args", Method: "GET", Noun: []string{"seen"}, Args: make([]string, 5000)}, "the limit is 1024"},
+		{"200 KiB header", &events.Request{Id: "big", Method: "GET", Noun: events.Bytes([]string{"seen"}),
+			Headers: []*events.Header{{Name: "X-Big", Values: events.Bytes([]string{strings.Repeat("a", 200<<10)})}}}, "the limit is 131072"},
+		{"5000 headers", &events.Request{Id: "many", Method: "GET", Noun: events.Bytes([]string{"seen"}), Headers: many}, "the limit is 1024"},
+		{"5000 arguments", &events.Request{Id: "args", Method: "GET", Noun: events.Bytes([]string{"seen"}), Args: events.Bytes(make([]string, 5000))}, "the limit is 1024"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, _ := h.open(tc.ev)

@@ -70,7 +70,7 @@ func mountPrefix(prefix string) (string, error) {
 		// A path on the mount would follow a double slash: its arguments.
 		return "", fmt.Errorf("mount %q: want /client/<name>/<noun> or /server/<noun>, without arguments", prefix)
 	case !utf8.ValidString(p.Peer) || slices.ContainsFunc(p.Noun, func(s string) bool { return !utf8.ValidString(s) }):
-		// Every request on it would be refused (checkUTF8).
+		// A prefix is text a user wrote: octets that are not UTF-8 are a mistake.
 		return "", fmt.Errorf("mount %q: %w: not UTF-8", prefix, events.ErrBadPath)
 	}
 	return prefix, nil

@@ -200,6 +200,10 @@ func TestHelloChecked(t *testing.T) {
 	}{
 		{"claims another name", &events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "admin"}, `claims name "admin"`},
 		{"other version", &events.Hello{ProtocolVersion: 99, NodeName: "honest"}, "protocol 99"},
+		// Version 1 sent strings where version 2 sends bytes: a node of
+		// before ProtocolVersion 2 is told, not misread.
+		{"version 1", &events.Hello{ProtocolVersion: 1, NodeName: "honest"},
+			"protocol version mismatch: client speaks protocol 1, this server 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := rawSession(t, s.tunnelAddr, id)

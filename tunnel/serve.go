@@ -146,7 +146,7 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		watch.start()
 	}
 
-	query, _ := url.ParseQuery(ev.Query)
+	query, _ := url.ParseQuery(string(ev.Query))
 	header := http.Header{}
 	events.HeadersToHTTP(ev.Headers, header)
 	req := &handlers.Request{
@@ -154,18 +154,18 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		RemoteAddr:  p.info.RemoteAddr,
 		ID:          ev.Id,
 		Method:      ev.Method,
-		Noun:        ev.Noun,
-		Args:        ev.Args,
+		Noun:        events.Strings(ev.Noun),
+		Args:        events.Strings(ev.Args),
 		Query:       query,
 		Header:      header,
-		ContentType: ev.ContentType,
+		ContentType: events.ContentType(ev.ContentType),
 		Body:        reqBody,
 
-		RawQuery:      ev.Query,
+		RawQuery:      string(ev.Query),
 		ContentLength: ev.ContentLength,
-		Host:          ev.Host,
+		Host:          string(ev.Host),
 		CallerAddr:    ev.RemoteAddr,
-		RawPath:       ev.RawPath,
+		RawPath:       string(ev.RawPath),
 		Upgrade:       ev.Upgrade,
 	}
 	req.Name = handlers.Name(req.Method, req.Noun)
@@ -247,7 +247,7 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 	defer w.Release()
 	msg := &events.Reply{
 		Status:      int32(status),
-		ContentType: ct,
+		ContentType: []byte(ct),
 		Headers:     events.HeadersFromHTTP(rep.Header),
 		ErrorCode:   rep.ErrorCode,
 	}
