@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -78,6 +79,7 @@ func runTool(t *testing.T, program string, args ...string) toolRun {
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, program, args...)
+	cmd.Env = toolEnv()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -95,6 +97,18 @@ func runTool(t *testing.T, program string, args ...string) toolRun {
 	return toolRun{code, stdout.String(), stderr.String()}
 }
 
+// toolEnv is the test's environment without proxy settings, which curl
+// and requests would otherwise use for 127.0.0.1 too.
+func toolEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasSuffix(strings.ToLower(k), "_proxy") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // curlRun runs "curl --silent --show-error args..." (skipping the test
 // when there is no curl).
 func curlRun(t *testing.T, args ...string) toolRun {
@@ -106,14 +120,28 @@ func curlRun(t *testing.T, args ...string) toolRun {
 // missingModule finds the module a python3 script could not import.
 var missingModule = regexp.MustCompile(`ModuleNotFoundError: No module named '([\w.]+)'`)
 
-// pythonRun runs "python3 -c script args..." (sys.argv[1:] is args). The
-// test skips when there is no python3, or when the script's imports fail,
-// naming the module's Debian package (requests: python3-requests).
+// debianPython is Debian's own python3, which has the modules that
+// apt-get installs (python3-requests, python3-websockets) when the
+// python3 on the PATH (pyenv, a venv) does not.
+const debianPython = "/usr/bin/python3"
+
+// pythonRun runs "python3 -c script args..." (sys.argv[1:] is args). When
+// the script's imports fail with the python3 on the PATH, it runs with
+// debianPython; the test skips when neither has the module, naming its
+// Debian package (requests: python3-requests), or when there is no
+// python3.
 func pythonRun(t *testing.T, script string, args ...string) toolRun {
 	t.Helper()
 	py := needTool(t, "python3", "python3")
 	r := runTool(t, py, append([]string{"-c", script}, args...)...)
-	if m := missingModule.FindStringSubmatch(r.stderr); r.code != 0 && m != nil {
+	m := missingModule.FindStringSubmatch(r.stderr)
+	if r.code != 0 && m != nil && py != debianPython {
+		if _, err := exec.LookPath(debianPython); err == nil {
+			r = runTool(t, debianPython, append([]string{"-c", script}, args...)...)
+			m = missingModule.FindStringSubmatch(r.stderr)
+		}
+	}
+	if r.code != 0 && m != nil {
 		mod, _, _ := strings.Cut(m[1], ".")
 		t.Skipf("python3 has no %s: install python3-%s (make client-deps)", mod, mod)
 	}
