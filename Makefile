@@ -40,18 +40,23 @@ browser-deps:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; \
 	fi
 
-## client-deps: curl and Debian's python3-requests, the clients that
-## tunnel/cutshort_test.go checks an aborted reply with, installed (as
-## root, or with sudo) only when missing.
+## client-deps: curl and Debian's python3-requests and python3-websockets,
+## the clients that tunnel/cutshort_test.go and the interop suite
+## (cmd/restpipe/interop_*_test.go) call the nodes with, installed (as
+## root, or with sudo) only when missing. A module counts as there if the
+## python3 on the PATH or Debian's /usr/bin/python3 has it (the tests
+## fall back to the latter).
+PY_HAS = { python3 -c 'import $(1)' || /usr/bin/python3 -c 'import $(1)'; } 2>/dev/null
 client-deps:
 	@missing=; command -v curl >/dev/null || missing=" curl"; \
-	python3 -c 'import requests' 2>/dev/null || missing="$$missing python3-requests"; \
+	$(call PY_HAS,requests) || missing="$$missing python3-requests"; \
+	$(call PY_HAS,websockets) || missing="$$missing python3-websockets"; \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null || { echo "client-deps: no apt-get: install$$missing by hand (the test skips what is absent)"; exit 0; }; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; \
 	  elif command -v sudo >/dev/null; then sudo=sudo; \
 	  else echo "client-deps: not root and no sudo: as root, apt-get install$$missing"; exit 0; fi; \
-	  echo "client-deps: installing$$missing for the cut-reply tests"; \
+	  echo "client-deps: installing$$missing for the cut-reply and interop tests"; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi

@@ -3,6 +3,7 @@ package events
 import (
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -125,4 +126,38 @@ func ContentType(b []byte) string {
 		return ""
 	}
 	return string(b)
+}
+
+// A reply to HEAD has no body, so nothing frames the length its GET's body
+// would have had: that length travels as a Content-Length event header,
+// which the sender adds (AddHeadLength) and the caller of the HEAD reads
+// (HeadLength). Everywhere else Content-Length stays out of event headers.
+
+// AddHeadLength adds the Content-Length cl (a header value) to the
+// headers of a reply to HEAD, if it is a length.
+func AddHeadLength(hs []*Header, cl string) []*Header {
+	if n, ok := parseLength(cl); ok {
+		hs = append(hs, &Header{Name: "Content-Length", Values: [][]byte{strconv.AppendInt(nil, n, 10)}})
+	}
+	return hs
+}
+
+// HeadLength returns the Content-Length a reply to HEAD carries among its
+// headers hs, if it has one that is a length.
+func HeadLength(hs []*Header) (int64, bool) {
+	for _, h := range hs {
+		if textproto.CanonicalMIMEHeaderKey(h.Name) == "Content-Length" && len(h.Values) == 1 {
+			return parseLength(string(h.Values[0]))
+		}
+	}
+	return 0, false
+}
+
+// parseLength parses a Content-Length value: decimal digits only.
+func parseLength(s string) (int64, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }

@@ -142,3 +142,24 @@ func TestHeadersRoundTrip(t *testing.T) {
 		t.Errorf("round trip\n got %q\nwant %q", got, in)
 	}
 }
+
+// TestHeadLength: a HEAD reply's length crosses as a header only when it
+// is a length, and only HeadLength reads it back (HeadersToHTTP drops it).
+func TestHeadLength(t *testing.T) {
+	for _, tc := range []struct {
+		cl   string
+		n    int64
+		want bool
+	}{{"12", 12, true}, {"0", 0, true}, {"", 0, false}, {"-1", 0, false}, {"1 2", 0, false}, {"99999999999999999999", 0, false}} {
+		hs := events.AddHeadLength(nil, tc.cl)
+		n, ok := events.HeadLength(hs)
+		if n != tc.n || ok != tc.want {
+			t.Errorf("%q: %d %v, want %d %v", tc.cl, n, ok, tc.n, tc.want)
+		}
+		h := http.Header{}
+		events.HeadersToHTTP(hs, h)
+		if len(h) != 0 {
+			t.Errorf("%q: HeadersToHTTP passed %v", tc.cl, h)
+		}
+	}
+}

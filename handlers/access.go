@@ -37,7 +37,7 @@ func (r *Registry) Access(rules *Rules, ext *ExternalAuth) AuthFunc {
 		if slices.Equal(noun, req.Noun) && slices.Equal(args, req.Args) && raw == req.RawPath {
 			return d, nil
 		}
-		req.Name = Name(req.Method, req.Noun)
+		req.Name = r.handlerName(req.Method, req.Noun)
 		r.setRoute(req)
 		if hasRules && !rules.Allows(req.Peer, req.Target()) {
 			return Deny(fmt.Sprintf("no access rule allows it (the auth service rewrote %s to it)", before)), nil

@@ -371,7 +371,11 @@ func (w *replyWriter) send(rep *Reply) bool {
 	}
 	w.sent = true
 	rep.Header.Del("Content-Type")
-	rep.Header.Del("Content-Length")
+	if w.req.Method != http.MethodHead {
+		// The tunnel frames the body; a HEAD reply has none, and keeps
+		// the length the service gave (HeadReply).
+		rep.Header.Del("Content-Length")
+	}
 	w.ready <- rep
 	return true
 }

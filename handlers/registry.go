@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 )
 
@@ -136,6 +137,8 @@ func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply))
 
 // prepare readies an event for the chain: forgeable headers stripped
 // (see forgeable), its method upper-cased, its handler name and route set.
+// A HEAD's handler name is handlerName's whatever the caller set: the
+// handler that will run, which the access rules are asked about.
 //
 // Handler names take the method in lower case, so "delete" and "DELETE"
 // run the same handler: hooks, the auth service and a route's service
@@ -145,8 +148,8 @@ func (r *Registry) prepare(req *Request) {
 	stripForgeable(req.Header)
 	req.Method = upperASCII(req.Method)
 	req.vouched = ""
-	if req.Name == "" {
-		req.Name = Name(req.Method, req.Noun)
+	if req.Name == "" || req.Method == http.MethodHead {
+		req.Name = r.handlerName(req.Method, req.Noun)
 	}
 	r.setRoute(req)
 }
@@ -191,8 +194,49 @@ func (r *Registry) resolve(req *Request, noun []string) {
 	if slices.Equal(noun, req.Noun) {
 		return
 	}
-	req.Name = Name(req.Method, req.Noun)
+	req.Name = r.handlerName(req.Method, req.Noun)
 	r.setRoute(req)
+}
+
+// handlerName is the handler an event of method and noun runs: Name's,
+// but a HEAD with no head_ handler of its own runs the GET one, as
+// net/http serves HEAD (its reply goes out without the body: HeadReply).
+func (r *Registry) handlerName(method string, noun []string) string {
+	name := Name(method, noun)
+	if method != http.MethodHead {
+		return name
+	}
+	if _, ok := r.Lookup(name); !ok {
+		if get := Name(http.MethodGet, noun); r.hasFunc(get) {
+			return get
+		}
+	}
+	return name
+}
+
+func (r *Registry) hasFunc(name string) bool {
+	_, ok := r.Lookup(name)
+	return ok
+}
+
+// HeadReply makes rep the answer to a HEAD: its body closed and gone,
+// and the body's length, when known, in its Content-Length header: the
+// one the header already has (a forward route's service answered HEAD
+// with it) or the body's Len (a GET handler's reply in memory). A HEAD
+// reply has no body for the caller's side to measure.
+func HeadReply(rep *Reply) *Reply {
+	if rep.Body == nil || rep.Body == http.NoBody {
+		return rep
+	}
+	if b, ok := rep.Body.(interface{ Len() int }); ok && rep.Header.Get("Content-Length") == "" {
+		if rep.Header == nil {
+			rep.Header = http.Header{}
+		}
+		rep.Header.Set("Content-Length", strconv.Itoa(b.Len()))
+	}
+	closeBody(rep)
+	rep.Body = nil
+	return rep
 }
 
 // setRoute sets req.Route: the forward route its first noun segment names.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -136,7 +137,9 @@ type Response struct {
 	Status int
 	// ContentType of Body.
 	ContentType string
-	// Header holds the reply headers the handler set.
+	// Header holds the reply headers the handler set; in a reply to
+	// HEAD, Content-Length too when the peer knew the length of the body
+	// a GET would have had.
 	Header http.Header
 	// ErrorCode is set on error replies ("no_handler", ...).
 	ErrorCode string
@@ -288,6 +291,11 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 
 	header := http.Header{}
 	events.HeadersToHTTP(rep.Headers, header)
+	if strings.EqualFold(ev.Method, http.MethodHead) {
+		if n, ok := events.HeadLength(rep.Headers); ok {
+			header.Set("Content-Length", strconv.FormatInt(n, 10))
+		}
+	}
 	return &Response{
 		Status:      int(rep.Status),
 		ContentType: events.ContentType(rep.ContentType),

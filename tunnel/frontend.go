@@ -278,6 +278,12 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	h.Set(HeaderRequestID, id)
 	h.Set(HeaderReturnCode, strconv.Itoa(resp.Status))
+	if r.Method == http.MethodHead {
+		// The peer sent no body, and its length in Content-Length if it
+		// knew it (Response.Header): the headers are the reply.
+		w.WriteHeader(resp.Status)
+		return resp.Status, resp.ErrorCode
+	}
 	// A reply that has all arrived (most small ones) goes out with its
 	// length, whole, before its event ends; one still streaming goes out
 	// chunked, and is aborted if it breaks off (ServeHTTP).

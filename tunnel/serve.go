@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +82,7 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 			}
 			_ = st.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
 			_, _ = p.writeReply(st, handlers.ErrorReply(http.StatusRequestHeaderFieldsTooLarge, handlers.CodeTooLarge,
-				fmt.Sprintf("%s refused the event: %v", p.cfg.nodeName(), err)))
+				fmt.Sprintf("%s refused the event: %v", p.cfg.nodeName(), err)), false)
 			return
 		}
 		p.log.Debug("read event", "err", err)
@@ -178,8 +179,9 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		defer cancelD()
 	}
 
+	head := strings.EqualFold(ev.Method, http.MethodHead)
 	answer := func(rep *handlers.Reply) {
-		n, err := p.writeReply(st, rep)
+		n, err := p.writeReply(st, rep, head)
 		level := slog.LevelDebug
 		if err != nil && ctx.Err() == nil {
 			level = slog.LevelWarn
@@ -229,11 +231,9 @@ func (w *lazyWatch) stop() {
 	}
 }
 
-// writeReply writes rep and its body on st.
-func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) {
-	if c, ok := rep.Body.(io.Closer); ok {
-		defer c.Close()
-	}
+// writeReply writes rep and its body on st; a reply to a HEAD (head)
+// without its body, but with the length it would have had.
+func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply, head bool) (int64, error) {
 	status := rep.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -243,6 +243,12 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 	if ct == "" && rep.Body != nil && rep.Body != http.NoBody {
 		ct = "application/octet-stream"
 	}
+	if head {
+		rep = handlers.HeadReply(rep) // after ct: the type of the body a GET gets
+	}
+	if c, ok := rep.Body.(io.Closer); ok {
+		defer c.Close()
+	}
 	w := eventWriter(st, rep.Body, p.sendBufs)
 	defer w.Release()
 	msg := &events.Reply{
@@ -250,6 +256,9 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply) (int64, error) 
 		ContentType: []byte(ct),
 		Headers:     events.HeadersFromHTTP(rep.Header),
 		ErrorCode:   rep.ErrorCode,
+	}
+	if head {
+		msg.Headers = events.AddHeadLength(msg.Headers, rep.Header.Get("Content-Length"))
 	}
 	if err := w.WriteMessage(msg); err != nil {
 		return 0, err

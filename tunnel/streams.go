@@ -95,7 +95,7 @@ func (p *peer) refuseStream(st *yamux.Stream) {
 	rep := handlers.ErrorReply(http.StatusServiceUnavailable, handlers.CodePeerBusy,
 		fmt.Sprintf("%s has too many events in flight from %s (the limit is %d streams): try again later",
 			p.cfg.nodeName(), p.info.Name, p.cfg.MaxStreams))
-	if _, err := p.writeReply(st, rep); err != nil {
+	if _, err := p.writeReply(st, rep, false); err != nil {
 		p.log.Debug("refuse event", "err", err)
 	}
 }
@@ -109,7 +109,7 @@ func (p *peer) refuseDraining(st *yamux.Stream) {
 	_ = st.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
 	rep := handlers.ErrorReply(http.StatusServiceUnavailable, handlers.CodePeerUnavailable,
 		fmt.Sprintf("%s is shutting down: try again later", p.cfg.nodeName()))
-	if _, err := p.writeReply(st, rep); err != nil {
+	if _, err := p.writeReply(st, rep, false); err != nil {
 		p.log.Debug("refuse event while draining", "err", err)
 	}
 }

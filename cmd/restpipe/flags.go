@@ -334,8 +334,20 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	return nil
 }
 
-// byteSize is a size flag: bytes, or a number with KiB, MiB or GiB.
+// byteSize is a size flag, and the one parser of every size a node
+// takes (flag, RESTPIPE_* variable or config-file key): bytes, or a
+// number with one of sizeUnits.
 type byteSize uint64
+
+// sizeUnits are the units of a size, any case, with or without a space
+// (or tab) before them: 1024-based (KiB) and 1000-based (KB), and B for bytes.
+var sizeUnits = []struct {
+	name string
+	mult uint64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+}
 
 func (b *byteSize) String() string {
 	switch v := uint64(*b); {
@@ -348,24 +360,25 @@ func (b *byteSize) String() string {
 	}
 }
 
-// Set parses "262144", "256KiB", "4MiB" or "1GiB".
+// errSize says what a size may be.
+var errSize = errors.New("want a size: bytes (1048576), or a number with KiB, MiB, GiB (1024-based) or KB, MB, GB (1000-based), like 4MiB")
+
+// Set parses "262144", "256KiB", "4MiB", "1GiB", "500KB", "1 MB" or "64B".
 func (b *byteSize) Set(s string) error {
-	num, unit := s, uint64(1)
-	for suffix, mult := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			num, unit = n, mult
+	num, mult := strings.Trim(s, " \t"), uint64(1)
+	for _, u := range sizeUnits {
+		if n := len(num) - len(u.name); n > 0 && strings.EqualFold(num[n:], u.name) {
+			num, mult = strings.TrimRight(num[:n], " \t"), u.mult
+			break
 		}
 	}
-	v, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
-	if err != nil {
-		if errors.Is(err, strconv.ErrRange) {
-			return fmt.Errorf("%q is too large", s)
-		}
-		return fmt.Errorf("want bytes, or a number with KiB, MiB or GiB, like 4MiB")
+	if num == "" || strings.TrimLeft(num, "0123456789") != "" {
+		return errSize
 	}
-	if v > math.MaxUint64/unit {
+	v, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || v > math.MaxUint64/mult {
 		return fmt.Errorf("%q is too large", s)
 	}
-	*b = byteSize(v * unit)
+	*b = byteSize(v * mult)
 	return nil
 }

@@ -32,7 +32,7 @@ type nodeFlags struct {
 	logLevel        string
 	logFormat       string
 	timeout         time.Duration
-	maxBody         int64
+	maxBody         byteSize
 	keepAlive       time.Duration
 	shutdownTimeout time.Duration
 	window          byteSize
@@ -73,12 +73,13 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&n.logLevel, "log-level", "info", "debug, info, warn or error (DEBUG=1 means debug)")
 	fs.StringVar(&n.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&n.timeout, "timeout", d.DefaultTimeout, "how long the front end waits for an answer when the caller sets no X-Restpipe-Timeout")
-	fs.Int64Var(&n.maxBody, "max-body", d.MaxBodyBytes, "largest request body the front end accepts, in `bytes` (0: no limit)")
+	n.maxBody = byteSize(d.MaxBodyBytes)
+	fs.Var(&n.maxBody, "max-body", "largest request body the front end accepts, a `size` (0: no limit)")
 	fs.DurationVar(&n.keepAlive, "keepalive", d.KeepAliveInterval, fmt.Sprintf("keep-alive ping interval; a session from which nothing is received for this plus %v ends", d.WriteTimeout))
 	fs.DurationVar(&n.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long events in flight may finish on SIGINT/SIGTERM")
 	n.window = byteSize(d.StreamWindow)
-	fs.Var(&n.window, "window", "each stream's receive `size` (256KiB to 64MiB): one stream moves at most this per round trip; set it on both nodes")
-	fs.Var(&n.maxFrame, "max-frame", "the largest frame a body is sent in, in `bytes` (16KiB to 1MiB; default 256KiB on a client, 64KiB on a server): bigger costs less CPU when streaming, but each session that has sent one keeps a buffer that big")
+	fs.Var(&n.window, "window", "each stream's receive window, a `size` (256KiB to 64MiB): one stream moves at most this per round trip; set it on both nodes")
+	fs.Var(&n.maxFrame, "max-frame", "the largest frame a body is sent in, a `size` (16KiB to 1MiB; default 256KiB on a client, 64KiB on a server): bigger costs less CPU when streaming, but each session that has sent one keeps a buffer that big")
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are forwarded to the local HTTP service at URL (repeatable)")
 	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
 	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused, and dropped when it changes (looked at every second; SIGHUP reloads it)")
@@ -93,7 +94,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.StringVar(&n.channelPrefix, "channel-prefix", "", "a `PREFIX` put before the channel of every item published with GRIP's POST /publish/ on this node")
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
 	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
-	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, in `bytes` (up to 256KiB)")
+	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, a `size` (up to 256KiB)")
 	fs.IntVar(&n.maxStreams, "max-streams", d.MaxStreams, "how many `streams` (events in flight) one peer may hold at this node, 1 to 65536; announced in the hello, so an honest peer waits for a slot; a peer that does not is answered 503 peer_busy")
 	fs.IntVar(&n.maxSubs, "max-subscriptions", d.MaxSubscriptions, "how many `channels` one client node may subscribe to at the server")
 }
@@ -232,7 +233,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 func (n *nodeFlags) tunnelConfig() tunnel.Config {
 	cfg := tunnel.DefaultConfig()
 	cfg.DefaultTimeout = n.timeout
-	cfg.MaxBodyBytes = n.maxBody
+	cfg.MaxBodyBytes = int64(min(n.maxBody, math.MaxInt64))
 	cfg.KeepAliveInterval = n.keepAlive
 	cfg.ShutdownTimeout = n.shutdownTimeout
 	cfg.StreamWindow = uint32(min(n.window, math.MaxUint32)) // more is refused, not wrapped
