@@ -240,7 +240,8 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply, head bool) (int
 		rep.Status = status
 	}
 	ct := rep.ContentType
-	if ct == "" && rep.Body != nil && rep.Body != http.NoBody {
+	if ct == "" && bodyAllowed(status) && rep.Body != nil && rep.Body != http.NoBody {
+		// No type for a status that has no body (204, 304, 1xx).
 		ct = "application/octet-stream"
 	}
 	if head {
