@@ -66,8 +66,7 @@ type Request struct {
 }
 
 // event returns the wire header of r, checked (Server.Call and
-// Client.Call): the strings of an event travel as protobuf strings, which
-// must be UTF-8.
+// Client.Call): a noun, an HTTP token for a method, a sane timeout.
 func (r *Request) event(ctx context.Context) (*events.Request, error) {
 	if r == nil {
 		return nil, errors.New("call: nil request")

@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,21 +79,11 @@ func runTool(t *testing.T, program string, args ...string) toolRun {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, program, args...)
 	cmd.Env = toolEnv()
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	code, stdout, stderr := runCommand(t, cmd)
 	if ctx.Err() != nil {
-		t.Fatalf("%s %q: still running after %v\nstderr: %s", program, args, toolTimeout, stderr.String())
+		t.Fatalf("%s %q: still running after %v\nstderr: %s", program, args, toolTimeout, stderr)
 	}
-	var exit *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("%s %q: %v", program, args, err)
-	}
-	return toolRun{code, stdout.String(), stderr.String()}
+	return toolRun{code, stdout, stderr}
 }
 
 // toolEnv is the test's environment without proxy settings, which curl

@@ -51,19 +51,25 @@ func restpipeProcess(t *testing.T, env []string, args ...string) *exec.Cmd {
 // runProcess runs restpipe to the end and returns what it left behind.
 func runProcess(t *testing.T, env []string, args ...string) caResult {
 	t.Helper()
-	cmd := restpipeProcess(t, env, args...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	code, stdout, stderr := runCommand(t, restpipeProcess(t, env, args...))
+	return caResult{code, stdout, stderr}
+}
+
+// runCommand runs cmd to the end and returns its exit code (-1 if a
+// signal ended it) and output; a failure to start it fails the test.
+func runCommand(t *testing.T, cmd *exec.Cmd) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError
-	code := 0
 	switch {
 	case errors.As(err, &exit):
 		code = exit.ExitCode()
 	case err != nil:
-		t.Fatalf("run restpipe %v: %v", args, err)
+		t.Fatalf("run %q: %v", cmd.Args, err)
 	}
-	return caResult{code, stdout.String(), stderr.String()}
+	return code, out.String(), errOut.String()
 }
 
 // startProcess starts a restpipe node as a process whose stderr is the
