@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
 )
 
@@ -170,6 +172,35 @@ func TestSlowLinkEchoes(t *testing.T) {
 		if err != nil {
 			t.Errorf("echo %d: %v", i, err)
 		}
+	}
+	sameSession(t, c, s, info)
+}
+
+// TestKeepAliveDownloadOnly: over a link throttled to 700 kB/s each way, a
+// caller downloads 2 MiB and sends nothing. What the client sends the
+// server meanwhile is window updates, one per half window read (512 KiB:
+// 0.75 s of the link, longer than the 500 ms the server waits for a sign
+// of life here), and pings; each ping's answer waits behind the queued
+// reply (a window, over a second). A client that pinged again only once
+// the last ping was answered left the server without a byte for longer
+// than its limit, and the server ended a healthy session (1 run in 40 of
+// TestKeepAliveBusyLink under load; every run here). Pings go out every
+// interval, answered or not, and the session stays up.
+func TestKeepAliveDownloadOnly(t *testing.T) {
+	s, c, info := slowLink(t, 700_000, fastDetect)
+	const size = 2 << 20
+	s.reg.MustHandle("get_big", func(context.Context, *handlers.Request) (any, error) {
+		return &handlers.Reply{Status: http.StatusOK, ContentType: "application/octet-stream",
+			Body: io.LimitReader(zeros{}, size)}, nil
+	})
+	resp, err := http.Get(c.httpURL + "/server/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != size || resp.Trailer.Get("X-Restpipe-Error") != "" {
+		t.Fatalf("download: %d of %d bytes, err %v, trailer error %q", n, size, err, resp.Trailer.Get("X-Restpipe-Error"))
 	}
 	sameSession(t, c, s, info)
 }

@@ -55,8 +55,8 @@ type peer struct {
 	// life.
 	sendBufs *sync.Pool
 	ka       *time.Timer // the next keep-alive ping, or silence check
-	kaMu     sync.Mutex  // orders keepAlive's firings' use of ka and pinging
-	pinging  bool        // a keep-alive ping waits for its answer
+	kaMu     sync.Mutex  // orders keepAlive's firings' use of ka and pings
+	pings    int         // keep-alive pings waiting for their answer
 	// why is why the session ends, when this node ended it on purpose or
 	// the peer said why (see sessionend.go); the first reason counts.
 	why atomic.Pointer[error]
@@ -147,11 +147,19 @@ func (p *peer) endReason() error {
 // which nothing arrives, is noticed within KeepAliveInterval +
 // WriteTimeout of the last bytes received.
 //
-// It runs on p.ka, a timer: one ping at a time, the next one interval
-// after the last one ended. While a ping waits (Ping waits up to
-// WriteTimeout to send it and as long again for the answer), the timer is
-// set for the moment the silence would reach its limit, and a firing that
-// finds the ping still waiting only checks the silence.
+// A ping goes out every interval whether the last one was answered or
+// not: the pings are what the peer hears from this node when this node
+// has nothing else to send (a caller downloading sends only a window
+// update per half window read, which on a slow link comes less often than
+// the peer's limit), so waiting for an answer stuck behind the peer's
+// queued frames left the peer without a sign of life, and it ended a
+// healthy session (TestKeepAliveDownloadOnly). At most maxPings wait at
+// once (each holds a goroutine until its answer, or yamux's hour); past
+// that the firing only checks the silence.
+//
+// It runs on p.ka, a timer: each firing sets the next one before it
+// pings, for the next interval or the moment the silence would reach its
+// limit, whichever is sooner.
 func (p *peer) keepAlive() {
 	if p.sess.IsClosed() {
 		return
@@ -161,40 +169,37 @@ func (p *peer) keepAlive() {
 	}
 	p.kaMu.Lock()
 	left := p.silenceLeft()
-	if left <= 0 || p.pinging {
-		if left > 0 {
-			p.ka.Reset(left) // a ping is waiting: check again at the limit
-		}
+	if left <= 0 {
 		p.kaMu.Unlock()
-		if left <= 0 {
-			p.silent()
-		}
+		p.silent()
 		return
 	}
-	p.pinging = true
-	p.ka.Reset(left)
+	p.ka.Reset(min(p.cfg.KeepAliveInterval, left))
+	if p.pings >= maxPings {
+		p.kaMu.Unlock()
+		return
+	}
+	p.pings++
 	p.kaMu.Unlock()
 
 	_, err := p.sess.Ping()
 
 	p.kaMu.Lock()
-	p.pinging = false
+	p.pings--
+	p.kaMu.Unlock()
 	if errors.Is(err, yamux.ErrSessionShutdown) || p.sess.IsClosed() {
-		p.kaMu.Unlock()
 		return
 	}
-	left = p.silenceLeft()
-	if left > 0 {
-		p.ka.Reset(min(p.cfg.KeepAliveInterval, left))
-	}
-	p.kaMu.Unlock()
-	if left <= 0 {
-		p.silent()
-	} else if err != nil {
-		p.log.Debug("keep-alive ping unanswered, but the peer is heard from", "err", err,
+	if err != nil {
+		p.log.Debug("keep-alive ping unanswered", "err", err,
 			"last_received", time.Since(p.mc.LastReceived()).Round(time.Millisecond))
 	}
 }
+
+// maxPings bounds the keep-alive pings waiting for their answer on one
+// session: a queue of replies 16 intervals deep (four minutes at the
+// default interval) before this node stops adding pings to it.
+const maxPings = 16
 
 // silenceLeft is how long the peer may stay silent from now before the
 // session is taken for dead: KeepAliveInterval + WriteTimeout after the
