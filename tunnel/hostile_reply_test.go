@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/tunnel"
@@ -25,9 +28,16 @@ type hostileAnswer struct {
 // answerEvents has h answer every event the server sends it with what
 // answer returns for it, until the session ends.
 func (h *hostile) answerEvents(answer func(*events.Request) hostileAnswer) {
+	answerEvents(h.sess, answer)
+}
+
+// answerEvents answers every event the peer of sess sends with what
+// answer returns for it, until the session ends; a channel relay is
+// held open and never answered.
+func answerEvents(sess *yamux.Session, answer func(*events.Request) hostileAnswer) {
 	go func() {
 		for {
-			st, err := h.sess.AcceptStream()
+			st, err := sess.AcceptStream()
 			if err != nil {
 				return
 			}
@@ -38,6 +48,10 @@ func (h *hostile) answerEvents(answer func(*events.Request) hostileAnswer) {
 				defer r.Release()
 				var ev events.Request
 				if err := r.ReadMessage(&ev); err != nil {
+					return
+				}
+				if ev.ChannelRelay {
+					_, _ = io.Copy(io.Discard, st)
 					return
 				}
 				if ev.Upgrade == "" {
@@ -181,5 +195,65 @@ func TestHostileReplyUpgrade(t *testing.T) {
 				t.Errorf("body %s, want code bad_reply", b)
 			}
 		})
+	}
+}
+
+// TestHostileServerReplyStatus: the same check on a client node, whose
+// server (a valid certificate, speaking the protocol by hand) answers the
+// client's events with statuses that are no final HTTP reply: the
+// client's front end answers 502 bad_reply and logs the peer.
+func TestHostileServerReplyStatus(t *testing.T) {
+	p := newPKI(t)
+	logs := newLogCapture()
+	ln := listen(t)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				sess, err := yamux.Server(tls.Server(conn, p.server.ServerTLSConfig()), nil)
+				if err != nil {
+					return
+				}
+				defer sess.Close()
+				st, err := sess.AcceptStream()
+				if err != nil {
+					return
+				}
+				var h events.Hello
+				if events.NewReader(st).ReadMessage(&h) != nil {
+					return
+				}
+				w := events.NewWriter(st)
+				_ = w.WriteMessage(&events.Hello{ProtocolVersion: events.ProtocolVersion, NodeName: "server"})
+				_ = w.Flush()
+				answerEvents(sess, func(ev *events.Request) hostileAnswer {
+					var status int32
+					_, _ = fmt.Sscan(string(ev.Noun[0]), &status)
+					return hostileAnswer{reply: &events.Reply{Status: status}, body: "from the server"}
+				})
+				_, _ = io.Copy(io.Discard, st)
+				<-sess.CloseChan()
+			}()
+		}
+	}()
+	c := startClient(t, p, "c1", ln.Addr().String(), func(cfg *tunnel.Config) { cfg.Logger = warnLogs(logs) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []int{0, 103, 101, 600, 1000} {
+		id := fmt.Sprintf("from-server-%d", status)
+		r := get(t, fmt.Sprintf("%s/server/%d", c.httpURL, status), "X-Request-Id", id)
+		wantError(t, r, http.StatusBadGateway, "bad_reply")
+		logs.wait(t, "peer's reply refused", "peer=server", "req="+id)
+	}
+	if r := get(t, c.httpURL+"/server/418"); r.status != http.StatusTeapot || r.body != "from the server" {
+		t.Errorf("418: %d %q", r.status, r.body)
 	}
 }
