@@ -30,11 +30,12 @@ var errBadForwardPath = errors.New("path refused")
 //     DEL, ...), or a '%' followed by two hex digits (a double encoding
 //     such as %252e%252e or %252F, which a backend that decodes twice
 //     would read as "..", "/");
-//   - a decoded segment that holds an overlong UTF-8 form of an ASCII
-//     character (%C0%AE, a '.' to decoders that accept it), or a
-//     character that NFKC normalization turns into '.', '/' or '\'
-//     (U+FF0E, U+2025, ...). Other octets that are not UTF-8 (%FF, a
-//     Latin-1 name) pass: HTTP allows them.
+//   - a decoded segment that holds a form lenient UTF-8 decoders read
+//     as a character although it is not UTF-8 (lenientForm: an overlong
+//     form of any length, %C0%AE and %F8%80%80%80%AE are a '.' to
+//     decoders that accept them), or a look-alike of '.', '/', '\' or
+//     '%' (lookAlikes: U+FF0E, U+2025, U+2215, ...). Other octets that
+//     are not UTF-8 (%FF, a Latin-1 name) pass: HTTP allows them.
 //
 // Every path an honest front end sends under these rules passes (Go's
 // front end escapes whatever needs it); forwardPath then normalises it.
@@ -140,21 +141,17 @@ func upperHex(c byte) byte {
 	return c
 }
 
-// lookAlikes are characters that Unicode compatibility normalization
-// (NFKC, which some backends apply to paths) turns into '.', '/' or '\'.
-const lookAlikes = "\u2024\u2025\u2026\ufe52\uff0e\uff0f\uff3c\ufe68"
-
 // checkSegment checks one decoded path segment.
 func checkSegment(dec string) error {
 	name, _, _ := strings.Cut(dec, ";")
 	if name != "" && strings.Trim(name, ". ") == "" && strings.Contains(name, ".") {
 		return fmt.Errorf("dot segment %q", dec)
 	}
-	if i := overlongASCII(dec); i >= 0 {
-		return fmt.Errorf("segment %q holds an overlong UTF-8 form of an ASCII character at byte %d (%%C0%%AE is a dot to some servers)", dec, i)
+	if i := lenientForm(dec); i >= 0 {
+		return fmt.Errorf("segment %q holds at byte %d a form that is not UTF-8 but lenient decoders read as a character (%%C0%%AE is a dot to some servers)", dec, i)
 	}
-	if strings.ContainsAny(dec, lookAlikes) {
-		return fmt.Errorf("segment %q holds a look-alike of '.', '/' or '\\'", dec)
+	if i := strings.IndexAny(dec, lookAlikes); i >= 0 {
+		return fmt.Errorf("segment %q holds a look-alike of '.', '/', '\\' or '%%' at byte %d", dec, i)
 	}
 	for i := 0; i < len(dec); i++ {
 		switch c := dec[i]; {
@@ -167,24 +164,6 @@ func checkSegment(dec string) error {
 		}
 	}
 	return nil
-}
-
-// overlongASCII returns the index in s of the first overlong UTF-8 form
-// of a character below U+0080 (C0 or C1 then a continuation byte; E0 80
-// or E0 81 then one; F0 80 80 or F0 80 81 then one), or -1. No valid
-// UTF-8 holds one; a lenient decoder reads "\xc0\xae" as ".", and a
-// Latin-1 text rarely does ("\xc0\xae" is "À®").
-func overlongASCII(s string) int {
-	cont := func(i int) bool { return i < len(s) && s[i]&0xc0 == 0x80 }
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case (c == 0xc0 || c == 0xc1) && cont(i+1),
-			c == 0xe0 && i+1 < len(s) && (s[i+1] == 0x80 || s[i+1] == 0x81) && cont(i+2),
-			c == 0xf0 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0x80 || s[i+2] == 0x81) && cont(i+3):
-			return i
-		}
-	}
-	return -1
 }
 
 // pathByte reports whether c may stand unescaped in a path: RFC 3986

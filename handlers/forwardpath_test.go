@@ -56,11 +56,16 @@ var forwardTargets = []string{"http://h", "http://h/", "http://h/api", "http://h
 
 // FuzzCheckForwardPath: whatever the input, a path the check accepts,
 // joined to the target, stays under the target's path after path.Clean,
-// after one and two decodings and with '\' read as '/', equals its cleaned
-// form (but a trailing slash), and is exactly what the backend is sent.
+// after one and two decodings, with '\' read as '/' and as a lenient
+// UTF-8 decoder that normalises look-alikes reads it (lenientView),
+// equals its cleaned form (but a trailing slash), and is exactly what the
+// backend is sent; a lenient decoder finds no ASCII character in it but
+// those it holds as ASCII bytes.
 func FuzzCheckForwardPath(f *testing.F) {
 	for _, s := range []string{"/a/b", "/../x", "/%2e%2e/x", "/a%2fb", "//x", "/..;/x", "/%252e%252e/",
-		"/a/", "/%C0%AE", "/\\..", "/a%00", "/.%2E", "/x/%2E%2e/y"} {
+		"/a/", "/%C0%AE", "/\\..", "/a%00", "/.%2E", "/x/%2E%2e/y",
+		"/%F8%80%80%80%AE%F8%80%80%80%AE/x", "/%FC%80%80%80%80%AE", "/%E0%80%AF", "/%F0%8F%BC%8E", "/%ED%A0%80",
+		"/%EF%BC%8F", "/%E2%88%95", "/%EF%BC%85%32%65", "/M%FCller", "/%FF", "/%C2%A5"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -86,6 +91,11 @@ func FuzzCheckForwardPath(f *testing.F) {
 			views := []string{u.Path, u.EscapedPath(), strings.ReplaceAll(u.Path, `\`, "/")}
 			if err1 == nil {
 				views = append(views, once, strings.ReplaceAll(once, `\`, "/"))
+			}
+			lenient := lenientView(u.Path)
+			views = append(views, lenient, strings.ReplaceAll(lenient, `\`, "/"))
+			if n, m := asciiBytes(u.Path), asciiRunes(lenientDecode(u.Path)); n != m {
+				t.Fatalf("%q on %s: %d ASCII bytes in %q, but a lenient decoder reads %d ASCII characters", raw, ts, n, u.Path, m)
 			}
 			for i, v := range views {
 				b := base
@@ -166,4 +176,24 @@ func FuzzForwardPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+func asciiBytes(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x80 {
+			n++
+		}
+	}
+	return n
+}
+
+func asciiRunes(rs []rune) int {
+	n := 0
+	for _, r := range rs {
+		if r < 0x80 {
+			n++
+		}
+	}
+	return n
 }

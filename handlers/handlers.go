@@ -171,6 +171,9 @@ const (
 	// CodePeerBusy: the peer has too many events in flight from this
 	// node already (503; tunnel.Config.MaxStreams).
 	CodePeerBusy = "peer_busy"
+	// CodeBadReply: the peer answered with a reply the node will not pass
+	// on, such as a status outside 200-599 (502).
+	CodeBadReply = "bad_reply"
 )
 
 // Name derives a handler name from an HTTP method and noun segments:

@@ -95,7 +95,9 @@ func (r *Registry) Names() []string {
 // passed deadline each become the error reply of the error table. ctx
 // carries the deadline; req.Context() should be ctx without it. It is
 // the one way an event is dispatched: a node serves every event of its
-// peer through it (tunnel.Dispatcher).
+// peer through it (tunnel.Dispatcher). A handler's reply goes without
+// its Set-Cookie headers; a forward route's keeps them
+// (withoutHandlerCookies).
 //
 // The handler runs in the calling goroutine, so an event costs no
 // goroutine of its own. A handler that ignores its context does not hold
@@ -104,6 +106,7 @@ func (r *Registry) Names() []string {
 // while the handler runs on and its reply is closed unread. Serve returns
 // once the handler has returned and answer has returned.
 func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply)) {
+	answer = r.withoutHandlerCookies(req, answer)
 	c := r.chain()
 	r.prepare(req)
 	rep := r.before(ctx, c, req)

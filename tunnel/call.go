@@ -287,6 +287,11 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 		_ = st.SetReadDeadline(time.Time{})
 	}
 	ex.mu.Unlock()
+	if err := checkReplyStatus(int(rep.Status), ev.Upgrade != ""); err != nil {
+		p.log.Warn("peer's reply refused", "req", ev.Id, "status", rep.Status, "err", err)
+		ex.finish()
+		return nil, fmt.Errorf("event %s to %s: %w", ev.Id, p.info.Name, err)
+	}
 
 	header := http.Header{}
 	events.HeadersToHTTP(rep.Headers, header)

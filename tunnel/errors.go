@@ -21,6 +21,10 @@ var (
 	ErrVersionMismatch = errors.New("protocol version mismatch")
 	// ErrRefused: the server refused the session in the hello exchange.
 	ErrRefused = errors.New("session refused")
+	// ErrBadReply: the peer's reply header is not one to pass on (a
+	// status outside 200-599, or 101 to a request that asked for no
+	// upgrade); the reply is dropped and the event ended (502 bad_reply).
+	ErrBadReply = errors.New("bad reply from the peer")
 )
 
 // Why a node ended a session on purpose (the reason its log, and the

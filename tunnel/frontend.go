@@ -403,6 +403,8 @@ func (f *frontend) writeCallError(w http.ResponseWriter, r *http.Request, err er
 		return writeError(w, http.StatusGatewayTimeout, handlers.CodeTimeout, err.Error())
 	case errors.Is(err, ErrBodyTooLarge):
 		return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge, err.Error())
+	case errors.Is(err, ErrBadReply):
+		return writeError(w, http.StatusBadGateway, handlers.CodeBadReply, err.Error())
 	case errors.Is(err, events.ErrTooLarge): // the event's header, not sent
 		return writeError(w, http.StatusRequestHeaderFieldsTooLarge, handlers.CodeTooLarge, err.Error())
 	case r.Context().Err() != nil:

@@ -41,8 +41,9 @@ func rawRequest(t *testing.T, httpURL, msg string) result {
 // a path (%FF), a query and a header value (Latin-1 "caf\xe9"), and the
 // event carries them as protobuf bytes (ProtocolVersion 2), so they reach
 // the handler, a forward route's service and, the other way, the caller
-// unchanged. An overlong UTF-8 form of an ASCII character (%C0%AE, a '.'
-// to some servers) is still refused in a forward route's path.
+// unchanged. A form lenient decoders read as a character (%C0%AE and the
+// five- and six-byte %F8%80%80%80%AE, a '.' to some servers) and a
+// look-alike of '.' or '/' are still refused in a forward route's path.
 func TestFrontendCarriesNonUTF8(t *testing.T) {
 	_, s, c := pair(t)
 	if err := c.reg.Handle("get_octets", func(_ context.Context, req *handlers.Request) (any, error) {
@@ -74,6 +75,11 @@ func TestFrontendCarriesNonUTF8(t *testing.T) {
 			"/client/c1/files/a%FFb?q=%ff\xff", "X-Name: caf\xe9",
 			200, "saw /api/a%FFb?q=%ff\xff|caf\xe9", "Content-Disposition: attachment; filename=\"caf\xe9\""},
 		{"overlong dots in a route's path", "/client/c1/files/%C0%AE%C0%AE/admin", "", 400, `"code":"bad_path"`, ""},
+		{"five-byte overlong dots in a route's path", "/client/c1/files/%F8%80%80%80%AE%F8%80%80%80%AE/admin", "", 400, `"code":"bad_path"`, ""},
+		{"six-byte overlong dots in a route's path", "/client/c1/files/%FC%80%80%80%80%AE%FC%80%80%80%80%AE/admin", "", 400, `"code":"bad_path"`, ""},
+		{"fullwidth dots in a route's path", "/client/c1/files/%EF%BC%8E%EF%BC%8E/admin", "", 400, `"code":"bad_path"`, ""},
+		{"a division slash in a route's path", "/client/c1/files/..%E2%88%95admin", "", 400, `"code":"bad_path"`, ""},
+		{"Latin-1 in a route's path", "/client/c1/files/M%FCller", "", 200, "saw /api/M%FCller", ""},
 	} {
 		msg := "GET " + tc.target + " HTTP/1.1\r\nHost: " + host + "\r\n"
 		if tc.header != "" {
