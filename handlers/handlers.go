@@ -161,6 +161,10 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeBadRequest: a request the front end cannot carry (400).
 	CodeBadRequest = "bad_request"
+	// CodeMethodNotAllowed: a front-end path of restpipe's own (/clients,
+	// /channels/NAME, /publish/) asked with a method it does not take
+	// (405, with Allow).
+	CodeMethodNotAllowed = "method_not_allowed"
 	// CodeBodyTimeout: the caller stopped sending its request body (408).
 	CodeBodyTimeout = "body_timeout"
 	// CodeUpstreamUnavailable: a forward route's service is down (502).

@@ -47,8 +47,15 @@ type Handler struct {
 
 // Is reports whether escapedPath is served by a channels Handler.
 func Is(escapedPath string) bool {
-	return strings.HasPrefix(escapedPath, PathPrefix) || escapedPath == "/channels" ||
-		escapedPath == PublishPath || escapedPath == "/publish"
+	return strings.HasPrefix(escapedPath, PathPrefix) || escapedPath == "/channels" || isPublish(escapedPath)
+}
+
+// isPublish reports whether escapedPath is GRIP's publish endpoint:
+// "/publish/", "/publish", or "//publish/", where the GRIP publisher
+// libraries post when their control URI ends in a slash
+// ("http://127.0.0.1:8081/" + "/publish/").
+func isPublish(escapedPath string) bool {
+	return escapedPath == PublishPath || escapedPath == "/publish" || escapedPath == "/"+PublishPath
 }
 
 func (h *Handler) maxMessage() int64 { return cmp.Or(h.MaxMessage, 64<<10) }
@@ -66,7 +73,7 @@ func (h *Handler) log() *slog.Logger {
 // ServeHTTP serves a channel path or the GRIP publish endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
-	if p == PublishPath || p == "/publish" {
+	if isPublish(p) {
 		h.servePublish(w, r)
 		return
 	}
@@ -80,8 +87,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.servePost(w, r, channel)
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest,
-			"channels take GET (WebSocket, Server-Sent Events or the HTML page) and POST (publish)")
+		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeMethodNotAllowed,
+			"channels take GET (WebSocket, Server-Sent Events or the HTML page) and POST (publish), not "+r.Method)
 	case isWebSocket(r):
 		h.serveWebSocket(w, r, channel)
 	case acceptsEventStream(r):
@@ -126,16 +133,12 @@ type publishResult struct {
 func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/publish/ takes POST")
+		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeMethodNotAllowed, "/publish/ takes POST, not "+r.Method)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			handlers.WriteError(w, http.StatusUnsupportedMediaType, handlers.CodeBadRequest,
-				fmt.Sprintf("/publish/ takes application/json, not %q", ct))
-			return
-		}
-	}
+	// The body is JSON whatever its Content-Type, as Pushpin reads it:
+	// curl -d sends application/x-www-form-urlencoded, and some
+	// publishers send none.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16*h.maxMessage()+64<<10))
 	if err != nil {
 		h.writeBodyError(w, err)
@@ -143,7 +146,11 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	items, dropped, err := parsePublish(body, h.Prefix, h.maxMessage())
 	if err != nil {
-		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
+		msg := err.Error()
+		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONType(ct) {
+			msg += fmt.Sprintf(" (the body is read as JSON whatever its Content-Type; this one was sent as %q)", ct)
+		}
+		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, msg)
 		return
 	}
 	// An item the server refuses (access rules) does not stop the others:
@@ -184,6 +191,12 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		res.Note = "items with an empty content dropped"
 	}
 	handlers.WriteJSON(w, http.StatusOK, res)
+}
+
+// isJSONType reports whether the content type ct is JSON.
+func isJSONType(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // gripRefusal is the error answer of a GRIP publish some of whose items
@@ -289,6 +302,14 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel st
 		select {
 		case m := <-hub.Queue(sub):
 			hub.Received(sub, m)
+			if !m.ForEvents() {
+				continue // a GRIP item for WebSocket subscribers only
+			}
+			if m.Close {
+				log.Info("SSE subscriber closed by the publisher")
+				_ = write("event: close\ndata: " + closedByPublisher + "\n\n")
+				return
+			}
 			b.Reset()
 			writeEvent(&b, m)
 			err = write(b.String())
@@ -370,8 +391,23 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 		select {
 		case m := <-hub.Queue(sub):
 			hub.Received(sub, m)
+			if !m.ForWebSocket() {
+				continue // a GRIP item for Server-Sent Events subscribers only
+			}
+			if m.Close {
+				code, reason := websocket.StatusCode(m.CloseCode), m.CloseReason
+				if code == 0 {
+					code = websocket.StatusNormalClosure
+				}
+				if reason == "" {
+					reason = closedByPublisher
+				}
+				log.Info("WebSocket subscriber closed by the publisher", "code", code)
+				_ = c.Close(code, closeText(reason))
+				return
+			}
 			if m.Text == "" {
-				continue // a GRIP item with an empty ws-message: nothing for WebSocket
+				continue // nothing for WebSocket
 			}
 			wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout())
 			err := c.Write(wctx, websocket.MessageText, []byte(m.Text))
@@ -403,6 +439,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 		}
 	}
 }
+
+// closedByPublisher is why a subscriber ends on a GRIP close.
+const closedByPublisher = "closed by the publisher"
 
 type closeReason struct {
 	code websocket.StatusCode
