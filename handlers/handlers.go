@@ -161,6 +161,9 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeBadRequest: a request the front end cannot carry (400).
 	CodeBadRequest = "bad_request"
+	// CodeUnauthorized: GRIP's /publish/ without the Authorization
+	// --publish-key asks for (401, with WWW-Authenticate).
+	CodeUnauthorized = "unauthorized"
 	// CodeMethodNotAllowed: a front-end path of restpipe's own (/clients,
 	// /channels/NAME, /publish/) asked with a method it does not take
 	// (405, with Allow).

@@ -83,6 +83,7 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 	return &channels.Handler{
 		Bus:          bus,
 		Prefix:       cfg.ChannelPrefix,
+		PublishKey:   cfg.PublishKey,
 		MaxMessage:   cfg.ChannelMaxMessage,
 		WriteTimeout: cfg.WriteTimeout,
 		KeepAlive:    cfg.KeepAliveInterval,

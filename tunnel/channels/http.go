@@ -3,7 +3,10 @@ package channels
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	_ "embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -43,6 +46,15 @@ type Handler struct {
 	KeepAlive time.Duration
 	// Logger receives the handler's logs. Default: discard.
 	Logger *slog.Logger
+	// PublishKey, when set, is the key POST /publish/ must show in its
+	// Authorization, in one of the forms the GRIP publisher libraries
+	// send: a JWT signed with it (HS256, with "exp"; see VerifyJWT),
+	// "Bearer KEY", or Basic with KEY as the password (any user).
+	// Anything else is 401 unauthorized. It guards /publish/ only:
+	// POST /channels/NAME and WebSocket subscribers publish as before.
+	// Default none: /publish/ takes any caller, as the rest of the front
+	// end does.
+	PublishKey []byte
 }
 
 // Is reports whether escapedPath is served by a channels Handler.
@@ -136,6 +148,16 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeMethodNotAllowed, "/publish/ takes POST, not "+r.Method)
 		return
 	}
+	if len(h.PublishKey) > 0 {
+		if err := h.authorizePublish(r); err != nil {
+			h.log().Info("GRIP publish refused", "caller", r.RemoteAddr, "reason", err)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="restpipe publish"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="restpipe publish", charset="UTF-8"`)
+			handlers.WriteError(w, http.StatusUnauthorized, handlers.CodeUnauthorized,
+				"/publish/ needs the publish key: "+err.Error())
+			return
+		}
+	}
 	// The body is JSON whatever its Content-Type, as Pushpin reads it:
 	// curl -d sends application/x-www-form-urlencoded, and some
 	// publishers send none.
@@ -191,6 +213,52 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		res.Note = "items with an empty content dropped"
 	}
 	handlers.WriteJSON(w, http.StatusOK, res)
+}
+
+// authorizePublish checks a publish's Authorization against
+// h.PublishKey: nil if it shows the key, or why not (which never quotes
+// the key nor what the caller sent).
+func (h *Handler) authorizePublish(r *http.Request) error {
+	values := r.Header.Values("Authorization")
+	switch {
+	case len(values) == 0:
+		return errors.New(`no Authorization header: send a JWT signed with the key ("Bearer JWT"), "Bearer KEY" or Basic with the key as the password`)
+	case len(values) > 1:
+		return errors.New("more than one Authorization header")
+	}
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		if keyEqual(cred, h.PublishKey) {
+			return nil
+		}
+		if strings.Count(cred, ".") == 2 {
+			return VerifyJWT(cred, h.PublishKey, time.Now())
+		}
+		return errors.New("the Bearer token is neither the publish key nor a JWT")
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return errors.New("the Basic credentials are not base64")
+		}
+		_, password, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return errors.New(`the Basic credentials are not "user:password"`)
+		}
+		if keyEqual(password, h.PublishKey) {
+			return nil
+		}
+		return errors.New("the Basic password is not the publish key")
+	}
+	return errors.New("the Authorization is neither Bearer nor Basic")
+}
+
+// keyEqual compares got with key in constant time (their SHA-256, so
+// that not even the length is told).
+func keyEqual(got string, key []byte) bool {
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256(key)
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // isJSONType reports whether the content type ct is JSON.
