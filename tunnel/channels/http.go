@@ -238,6 +238,11 @@ func (h *Handler) authorizePublish(r *http.Request) error {
 		}
 		return errors.New("the Bearer token is neither the publish key nor a JWT")
 	case strings.EqualFold(scheme, "Basic"):
+		// Python's pubcontrol 3 sends str(b64encode(...)) on Python 3:
+		// "Basic b'dXNlcjprZXk='".
+		if len(cred) > 3 && strings.HasPrefix(cred, "b'") && strings.HasSuffix(cred, "'") {
+			cred = cred[2 : len(cred)-1]
+		}
 		raw, err := base64.StdEncoding.DecodeString(cred)
 		if err != nil {
 			return errors.New("the Basic credentials are not base64")

@@ -141,6 +141,7 @@ func TestPublishKey(t *testing.T) {
 		{"Bearer key", []string{"Bearer s3cret"}, true},
 		{"Basic, key as password", []string{basic("anyone", "s3cret")}, true},
 		{"Basic, no user", []string{basic("", "s3cret")}, true},
+		{"Basic as pubcontrol 3 sends it on Python 3", []string{"Basic b'" + base64.StdEncoding.EncodeToString([]byte("u:s3cret")) + "'"}, true},
 		{"none", nil, false},
 		{"expired JWT", []string{"Bearer " + signJWT(`{"alg":"HS256"}`, `{"exp":1000}`, key)}, false},
 		{"JWT of another key", []string{"Bearer " + signJWT(`{"alg":"HS256"}`, `{"exp":`+itoa(exp)+`}`, []byte("x"))}, false},
