@@ -169,9 +169,23 @@ func frameMessage(f *events.ChannelFrame) *channels.Message {
 		To: channels.Kinds(min(f.Formats, 0xff)), Close: f.Close, CloseCode: int(min(f.CloseCode, 1<<16)), CloseReason: f.CloseReason}
 }
 
+// messageFrame is the frame of m. What checkFrameMessage would refuse
+// (a Go program's Message may hold anything) is left out rather than
+// sent: unknown kinds, a close code nobody may send, a close reason over
+// a close frame, a close's text.
 func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message) *events.ChannelFrame {
-	return &events.ChannelFrame{Kind: kind, Seq: seq, Channel: m.Channel, Text: m.Text, Stream: m.Stream, Id: m.ID,
-		Formats: uint32(m.To), Close: m.Close, CloseCode: uint32(max(m.CloseCode, 0)), CloseReason: m.CloseReason}
+	f := &events.ChannelFrame{Kind: kind, Seq: seq, Channel: m.Channel, Text: m.Text, Stream: m.Stream, Id: m.ID,
+		Formats: uint32(m.To & (channels.ToWebSocket | channels.ToEvents))}
+	if m.Close {
+		f.Close, f.Text, f.Stream = true, "", ""
+		if channels.ValidCloseCode(m.CloseCode) {
+			f.CloseCode = uint32(m.CloseCode)
+		}
+		if len(m.CloseReason) <= 123 {
+			f.CloseReason = m.CloseReason
+		}
+	}
+	return f
 }
 
 // checkFrameMessage checks the kinds and the close of a message a peer

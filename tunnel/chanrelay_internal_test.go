@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/restpipe/restpipe/events"
+	"github.com/restpipe/restpipe/tunnel/channels"
 )
 
 // TestCheckFrameMessage checks what a node accepts of a peer's message
@@ -40,5 +41,20 @@ func TestCheckFrameMessage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMessageFrameSanitized: what a Go program publishes never becomes a
+// frame its peer refuses (which would end the relay).
+func TestMessageFrameSanitized(t *testing.T) {
+	for _, m := range []*channels.Message{
+		{Channel: "a", Text: "x", To: 0xff},
+		{Channel: "a", Close: true, CloseCode: 1005, Text: "x", Stream: "y"},
+		{Channel: "a", Close: true, CloseCode: -1, CloseReason: strings.Repeat("r", 200)},
+		{Channel: "a", Text: "x", CloseCode: 99999, CloseReason: strings.Repeat("r", 200)},
+	} {
+		if err := checkFrameMessage(messageFrame(events.ChannelFrame_PUBLISH, 1, m)); err != nil {
+			t.Errorf("the frame of %+v is refused: %v", m, err)
+		}
 	}
 }
