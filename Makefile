@@ -5,7 +5,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS        = -X main.version=$(VERSION)
 BIN            = bin/restpipe
 
-.PHONY: all build demo test test-long browser-deps client-deps bench vet cross fmt-check proto clean
+.PHONY: all build demo test test-long browser-deps client-deps node-deps bench vet cross fmt-check proto clean
 
 all: build
 
@@ -40,17 +40,20 @@ browser-deps:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; \
 	fi
 
-## client-deps: curl and Debian's python3-requests and python3-websockets,
-## the clients that tunnel/cutshort_test.go and the interop suite
-## (cmd/restpipe/interop_*_test.go) call the nodes with, installed (as
-## root, or with sudo) only when missing. A module counts as there if the
-## python3 on the PATH or Debian's /usr/bin/python3 has it (the tests
-## fall back to the latter).
+## client-deps: curl and Debian's python3-requests, python3-websockets and
+## python3-jwt, the clients that tunnel/cutshort_test.go and the interop
+## suite (cmd/restpipe/interop_*_test.go) call the nodes with, installed
+## (as root, or with sudo) only when missing. A module counts as there if
+## the python3 on the PATH or Debian's /usr/bin/python3 has it (the tests
+## fall back to the latter). Then, if npm is there, the Node GRIP
+## publisher (@fanoutio/grip, and ws) into .interop/node for
+## interop_grip_test.go; without npm or the network the test skips.
 PY_HAS = { python3 -c 'import $(1)' || /usr/bin/python3 -c 'import $(1)'; } 2>/dev/null
 client-deps:
 	@missing=; command -v curl >/dev/null || missing=" curl"; \
 	$(call PY_HAS,requests) || missing="$$missing python3-requests"; \
 	$(call PY_HAS,websockets) || missing="$$missing python3-websockets"; \
+	$(call PY_HAS,jwt) || missing="$$missing python3-jwt"; \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null || { echo "client-deps: no apt-get: install$$missing by hand (the test skips what is absent)"; exit 0; }; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; \
@@ -59,6 +62,19 @@ client-deps:
 	  echo "client-deps: installing$$missing for the cut-reply and interop tests"; \
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(MAKE) --no-print-directory node-deps
+
+## node-deps: the Node GRIP publisher for interop_grip_test.go, in
+## .interop/node (gitignored); a failure is reported, not fatal.
+NODE_DEPS = @fanoutio/grip@4 ws@8
+node-deps:
+	@if [ ! -d .interop/node/node_modules/@fanoutio/grip ]; then \
+	  if ! command -v npm >/dev/null; then echo "node-deps: no npm: install nodejs and npm for the Node GRIP interop case (it skips without them)"; exit 0; fi; \
+	  echo "node-deps: npm install $(NODE_DEPS) into .interop/node"; \
+	  mkdir -p .interop/node && \
+	  ( cd .interop/node && npm install --no-audit --no-fund --no-save --loglevel=error $(NODE_DEPS) ) || \
+	    echo "node-deps: npm install failed (no network?): the Node GRIP interop case skips"; \
 	fi
 
 ## bench: cmd/restpipe-bench: one markdown table of restpipe against its

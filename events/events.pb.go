@@ -642,8 +642,20 @@ type ChannelFrame struct {
 	// status and code, in an ACK that the server's access rules or auth
 	// service refused, are the HTTP status and error code ("forbidden",
 	// "auth_unavailable") the client's front end answers its caller with.
-	Status        int32  `protobuf:"varint,8,opt,name=status,proto3" json:"status,omitempty"`
-	Code          string `protobuf:"bytes,9,opt,name=code,proto3" json:"code,omitempty"`
+	Status int32  `protobuf:"varint,8,opt,name=status,proto3" json:"status,omitempty"`
+	Code   string `protobuf:"bytes,9,opt,name=code,proto3" json:"code,omitempty"`
+	// formats, in a PUBLISH or MESSAGE, names the kinds of subscriber the
+	// message is for, as bits: 1 WebSocket (a GRIP ws-message), 2
+	// Server-Sent Events (a GRIP http-stream). 0 is every kind (a plain
+	// publish). Other bits are refused.
+	Formats uint32 `protobuf:"varint,10,opt,name=formats,proto3" json:"formats,omitempty"`
+	// close, in a PUBLISH or MESSAGE, makes it an order to end the
+	// channel's subscribers of the kinds formats names (GRIP's "action":
+	// "close") instead of a message: WebSocket ones with close_code (1000
+	// if 0) and close_reason, Server-Sent Events ones with "event: close".
+	Close         bool   `protobuf:"varint,11,opt,name=close,proto3" json:"close,omitempty"`
+	CloseCode     uint32 `protobuf:"varint,12,opt,name=close_code,json=closeCode,proto3" json:"close_code,omitempty"`
+	CloseReason   string `protobuf:"bytes,13,opt,name=close_reason,json=closeReason,proto3" json:"close_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -741,6 +753,34 @@ func (x *ChannelFrame) GetCode() string {
 	return ""
 }
 
+func (x *ChannelFrame) GetFormats() uint32 {
+	if x != nil {
+		return x.Formats
+	}
+	return 0
+}
+
+func (x *ChannelFrame) GetClose() bool {
+	if x != nil {
+		return x.Close
+	}
+	return false
+}
+
+func (x *ChannelFrame) GetCloseCode() uint32 {
+	if x != nil {
+		return x.CloseCode
+	}
+	return 0
+}
+
+func (x *ChannelFrame) GetCloseReason() string {
+	if x != nil {
+		return x.CloseReason
+	}
+	return ""
+}
+
 var File_events_events_proto protoreflect.FileDescriptor
 
 const file_events_events_proto_rawDesc = "" +
@@ -786,7 +826,7 @@ const file_events_events_proto_rawDesc = "" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\"U\n" +
 	"\aTrailer\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x124\n" +
-	"\aheaders\x18\x02 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\"\xec\x02\n" +
+	"\aheaders\x18\x02 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\"\xde\x03\n" +
 	"\fChannelFrame\x129\n" +
 	"\x04kind\x18\x01 \x01(\x0e2%.restpipe.events.v1.ChannelFrame.KindR\x04kind\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x18\n" +
@@ -796,7 +836,13 @@ const file_events_events_proto_rawDesc = "" +
 	"\x02id\x18\x06 \x01(\tR\x02id\x12\x14\n" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x16\n" +
 	"\x06status\x18\b \x01(\x05R\x06status\x12\x12\n" +
-	"\x04code\x18\t \x01(\tR\x04code\"w\n" +
+	"\x04code\x18\t \x01(\tR\x04code\x12\x18\n" +
+	"\aformats\x18\n" +
+	" \x01(\rR\aformats\x12\x14\n" +
+	"\x05close\x18\v \x01(\bR\x05close\x12\x1d\n" +
+	"\n" +
+	"close_code\x18\f \x01(\rR\tcloseCode\x12!\n" +
+	"\fclose_reason\x18\r \x01(\tR\vcloseReason\"w\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSUBSCRIBE\x10\x01\x12\x0f\n" +

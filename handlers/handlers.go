@@ -161,6 +161,13 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeBadRequest: a request the front end cannot carry (400).
 	CodeBadRequest = "bad_request"
+	// CodeUnauthorized: GRIP's /publish/ without the Authorization
+	// --publish-key asks for (401, with WWW-Authenticate).
+	CodeUnauthorized = "unauthorized"
+	// CodeMethodNotAllowed: a front-end path of restpipe's own (/clients,
+	// /channels/NAME, /publish/) asked with a method it does not take
+	// (405, with Allow).
+	CodeMethodNotAllowed = "method_not_allowed"
 	// CodeBodyTimeout: the caller stopped sending its request body (408).
 	CodeBodyTimeout = "body_timeout"
 	// CodeUpstreamUnavailable: a forward route's service is down (502).

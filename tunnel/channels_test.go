@@ -354,11 +354,14 @@ func TestChannelsGRIPPublish(t *testing.T) {
 	  {"channel":"news","id":"m1","formats":{
 	    "ws-message":{"content":"hi over WebSocket"},
 	    "http-stream":{"content":"event: update\ndata: hi over SSE\n\n"}}},
-	  {"channel":"news","formats":{"ws-message":{"content":"second"}}}]}`
+	  {"channel":"news","formats":{"ws-message":{"content":"second"}}},
+	  {"channel":"news","http-stream":{"content":"data: third\n\n"}}]}`
 	r := do(t, http.MethodPost, a.httpURL+"/publish/", strings.NewReader(body), "Content-Type", "application/json")
-	if r.status != http.StatusOK || r.json(t)["published"] != float64(2) {
+	if r.status != http.StatusOK || r.json(t)["published"] != float64(3) {
 		t.Fatalf("publish: %d %s", r.status, r.body)
 	}
+	// Each format reaches its own kind of subscriber only, across the
+	// tunnel too: "second" is for WebSocket, "third" for SSE.
 	for _, want := range []string{"hi over WebSocket", "second"} {
 		if m, err := ws.next(ctx); err != nil || m != want {
 			t.Fatalf("WebSocket got %q, %v; want %q", m, err, want)
@@ -369,12 +372,58 @@ func TestChannelsGRIPPublish(t *testing.T) {
 		t.Fatalf("SSE got %v, %v; want the http-stream content as is", ev, err)
 	}
 	ev, err = sse.event()
-	if err != nil || ev["data"] != "second" {
-		t.Fatalf("SSE got %v, %v; want the ws-message content as data", ev, err)
+	if err != nil || ev["data"] != "third" {
+		t.Fatalf("SSE got %v, %v; want the http-stream-only item", ev, err)
 	}
 
 	r = do(t, http.MethodPost, a.httpURL+"/publish/", strings.NewReader(`{"items":[{"channel":"x"}]}`), "Content-Type", "application/json")
 	wantError(t, r, http.StatusBadRequest, "bad_request")
+}
+
+// TestChannelsGRIPRoutingAndClose publishes GRIP items on one client node
+// to subscribers on the other, so that each crosses two relays (PUBLISH
+// to the server, MESSAGE to the other client): each format reaches its
+// own kind only, a plain POST both, and a close ends its kind's
+// subscribers, in order with the messages.
+func TestChannelsGRIPRoutingAndClose(t *testing.T) {
+	s, a, b := threeNodes(t, nil)
+	ctx := testCtx(t)
+	ws := subscribeWS(t, ctx, b.httpURL, "news")
+	sse := subscribeSSE(t, ctx, b.httpURL, "news")
+	onServer := subscribeWS(t, ctx, s.httpURL, "news")
+	grip := func(body string) {
+		t.Helper()
+		r := do(t, http.MethodPost, a.httpURL+"//publish/", strings.NewReader(body))
+		if r.status != http.StatusOK {
+			t.Fatalf("publish %s: %d %s", body, r.status, r.body)
+		}
+	}
+	grip(`{"items":[{"channel":"news","http-stream":{"content":"data: s1\n\n"}}]}`)
+	grip(`{"items":[{"channel":"news","ws-message":{"content":"w1"}}]}`)
+	publish(t, a.httpURL, "news", "plain")
+	grip(`{"items":[{"channel":"news","http-stream":{"action":"close"}}]}`)
+	grip(`{"items":[{"channel":"news","ws-message":{"content":"w2"}}]}`)
+	grip(`{"items":[{"channel":"news","ws-message":{"action":"close","code":4001,"reason":"bye"}}]}`)
+
+	for _, want := range []string{"s1", "plain"} {
+		if m, err := sse.next(ctx); err != nil || m != want {
+			t.Fatalf("SSE got %q, %v; want %q", m, err, want)
+		}
+	}
+	if ev, err := sse.event(); err != nil || ev["event"] != "close" || ev["data"] != "closed by the publisher" {
+		t.Fatalf("SSE got %v, %v; want its close event", ev, err)
+	}
+	for _, sub := range []*wsSubscriber{ws, onServer} {
+		for _, want := range []string{"w1", "plain", "w2"} {
+			if m, err := sub.next(ctx); err != nil || m != want {
+				t.Fatalf("%s got %q, %v; want %q", sub.name(), m, err, want)
+			}
+		}
+		_, err := sub.next(ctx)
+		if websocket.CloseStatus(err) != 4001 {
+			t.Fatalf("%s: %v, want closed with 4001", sub.name(), err)
+		}
+	}
 }
 
 // Front-end errors of channels, each with its status and JSON body.
@@ -398,7 +447,7 @@ func TestChannelsErrors(t *testing.T) {
 		{"empty name", "GET", s.httpURL + "/channels/", "", nil, 404, "bad_path"},
 		{"name too long", "GET", chanURL(s.httpURL, long), "", nil, 404, "bad_path"},
 		{"name not UTF-8", "POST", s.httpURL + "/channels/%FF", "x", nil, 404, "bad_path"},
-		{"method", "PUT", chanURL(s.httpURL, "c"), "x", nil, 405, "bad_request"},
+		{"method", "PUT", chanURL(s.httpURL, "c"), "x", nil, 405, "method_not_allowed"},
 		{"body not UTF-8", "POST", chanURL(s.httpURL, "c"), "\xff\xfe", nil, 400, "bad_request"},
 		{"body too large", "POST", chanURL(s.httpURL, "c"), strings.Repeat("x", 2<<10), nil, 413, "too_large"},
 		{"foreign origin publishes", "POST", chanURL(s.httpURL, "c"), "x", []string{"Origin", "https://evil.test"}, 403, "forbidden"},

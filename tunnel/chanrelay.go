@@ -161,12 +161,48 @@ func writeFrames(st *yamux.Stream, q *frameQueue, timeout time.Duration) error {
 	}
 }
 
+// frameMessage is the message a PUBLISH or MESSAGE frame carries. Its
+// kinds and close code are as sent: checkFrameMessage says whether they
+// are valid.
 func frameMessage(f *events.ChannelFrame) *channels.Message {
-	return &channels.Message{Channel: f.Channel, Text: f.Text, Stream: f.Stream, ID: f.Id}
+	return &channels.Message{Channel: f.Channel, Text: f.Text, Stream: f.Stream, ID: f.Id,
+		To: channels.Kinds(min(f.Formats, 0xff)), Close: f.Close, CloseCode: int(min(f.CloseCode, 1<<16)), CloseReason: f.CloseReason}
 }
 
+// messageFrame is the frame of m. What checkFrameMessage would refuse
+// (a Go program's Message may hold anything) is left out rather than
+// sent: unknown kinds, a close code nobody may send, a close reason over
+// a close frame, a close's text.
 func messageFrame(kind events.ChannelFrame_Kind, seq uint64, m *channels.Message) *events.ChannelFrame {
-	return &events.ChannelFrame{Kind: kind, Seq: seq, Channel: m.Channel, Text: m.Text, Stream: m.Stream, Id: m.ID}
+	f := &events.ChannelFrame{Kind: kind, Seq: seq, Channel: m.Channel, Text: m.Text, Stream: m.Stream, Id: m.ID,
+		Formats: uint32(m.To & (channels.ToWebSocket | channels.ToEvents))}
+	if m.Close {
+		f.Close, f.Text, f.Stream = true, "", ""
+		if channels.ValidCloseCode(m.CloseCode) {
+			f.CloseCode = uint32(m.CloseCode)
+		}
+		if len(m.CloseReason) <= 123 {
+			f.CloseReason = m.CloseReason
+		}
+	}
+	return f
+}
+
+// checkFrameMessage checks the kinds and the close of a message a peer
+// sent in f: a subscriber must never be handed a close frame nobody may
+// send, nor a kind that does not exist.
+func checkFrameMessage(f *events.ChannelFrame) error {
+	switch {
+	case f.Formats&^uint32(channels.ToWebSocket|channels.ToEvents) != 0:
+		return fmt.Errorf("formats %#x: only bits 1 (WebSocket) and 2 (Server-Sent Events) exist", f.Formats)
+	case f.CloseCode != 0 && (f.CloseCode > 4999 || !channels.ValidCloseCode(int(f.CloseCode))):
+		return fmt.Errorf("close code %d is not one a server may send", f.CloseCode)
+	case len(f.CloseReason) > 123:
+		return fmt.Errorf("close reason of %d bytes: a close frame holds 123", len(f.CloseReason))
+	case f.Close && (f.Text != "" || f.Stream != ""):
+		return errors.New("a close carries no message")
+	}
+	return nil
 }
 
 // ChannelAuthorizer decides, on the server, whether a client node may
@@ -365,6 +401,8 @@ func (r *serverRelay) read(rd *events.Reader) error {
 				ack.Error = err.Error()
 			case int64(len(m.Text)) > r.maxMsg || int64(len(m.Stream)) > r.maxMsg:
 				ack.Error = fmt.Sprintf("message over the server's limit of %d bytes", r.maxMsg)
+			case checkFrameMessage(&f) != nil:
+				ack.Error = checkFrameMessage(&f).Error()
 			case !r.authorize(ack, handlers.ChannelPublish, f.Channel):
 			case !m.Empty():
 				r.hub.Deliver(m)
@@ -468,6 +506,10 @@ func (r *clientRelay) read() {
 		}
 		switch f.Kind {
 		case events.ChannelFrame_MESSAGE:
+			if err := checkFrameMessage(&f); err != nil {
+				r.fail(fmt.Errorf("%w: the server sent a bad channel message: %v", channels.ErrUnavailable, err))
+				return
+			}
 			r.c.hub.Deliver(frameMessage(&f))
 		case events.ChannelFrame_ACK:
 			r.mu.Lock()

@@ -177,6 +177,12 @@ type Config struct {
 	// ChannelPrefix is put before the channel of every item published
 	// with GRIP's POST /publish/ on this node's front end. Default none.
 	ChannelPrefix string
+	// PublishKey, when set, is the key GRIP's POST /publish/ on this
+	// node's front end must show in its Authorization: a JWT signed with
+	// it (HS256, with "exp"), "Bearer KEY" or Basic with KEY as the
+	// password; anything else is 401 (channels.Handler.PublishKey).
+	// Default none: any caller of the front end may publish there.
+	PublishKey []byte
 	// Origins are the web origins whose pages may call the front end
 	// besides its own, on every path: patterns as webguard.New takes them
 	// ("*.example.com", "https://app.example.com"). A request from a page

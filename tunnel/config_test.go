@@ -185,7 +185,7 @@ func TestDefaultConfigComplete(t *testing.T) {
 	zeroByDesign := map[string]bool{
 		"Certificate": true, "CA": true, // the caller's
 		"ServerName": true, "Version": true, "VerifyPeer": true, "ChannelPrefix": true,
-		"Origins": true, "HTTPHosts": true,
+		"PublishKey": true, "Origins": true, "HTTPHosts": true,
 		"MaxFrame":     true, // the role's size
 		"MaxBodyBytes": true, // no limit
 	}

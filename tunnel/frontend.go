@@ -83,6 +83,7 @@ func newChannelsHandler(cfg *Config, log *slog.Logger, bus channels.Bus) *channe
 	return &channels.Handler{
 		Bus:          bus,
 		Prefix:       cfg.ChannelPrefix,
+		PublishKey:   cfg.PublishKey,
 		MaxMessage:   cfg.ChannelMaxMessage,
 		WriteTimeout: cfg.WriteTimeout,
 		KeepAlive:    cfg.KeepAliveInterval,
@@ -171,7 +172,7 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	if path.Target == events.TargetClients {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			return writeError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/clients takes GET")
+			return writeError(w, http.StatusMethodNotAllowed, handlers.CodeMethodNotAllowed, "/clients takes GET (and HEAD), not "+r.Method)
 		}
 		handlers.WriteJSON(w, http.StatusOK, map[string]any{"clients": f.clients()})
 		return http.StatusOK, ""

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +51,8 @@ type nodeFlags struct {
 	httpHosts       stringList
 	httpApps        stringList
 	channelPrefix   string
+	publishKey      string
+	publishKeyFile  string
 	channelQueue    int
 	channelMaxMsg   byteSize
 	maxStreams      int // per peer
@@ -92,6 +96,8 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.httpApps, "http-app", "a browser-facing app `ADDR=PATH`: a front end of its own on ADDR (host:port or unix:PATH) that serves only PATH (/client/c1/web on a server), at its root, so that the app's pages get an origin without the control API (repeatable)")
 	fs.Var(&n.httpHosts, "http-host", "a Host `NAME` the front end answers to besides its address, localhost, 127.0.0.1 and [::1]: NAME (with the front end's port) or NAME:PORT; any other Host gets 421 (repeatable)")
 	fs.StringVar(&n.channelPrefix, "channel-prefix", "", "a `PREFIX` put before the channel of every item published with GRIP's POST /publish/ on this node")
+	fs.StringVar(&n.publishKey, "publish-key", "", "a `KEY` GRIP's POST /publish/ must show: a JWT signed with it (HS256, with exp), \"Bearer KEY\" or Basic with KEY as the password; anything else is 401 (default: anyone reaching the front end may publish)")
+	fs.StringVar(&n.publishKeyFile, "publish-key-file", "", "a `file` holding the --publish-key (a trailing newline is not part of it), so that the key is not on the command line")
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
 	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
 	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, a `size` (up to 256KiB)")
@@ -220,12 +226,42 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 		}
 		return nil
 	}
+	if cfg.PublishKey, err = n.loadPublishKey(logger); err != nil {
+		return nil, tunnel.Config{}, nil, err
+	}
 	cfg.Certificate = id.Certificate
 	cfg.CA = id.Pool
 	cfg.Dispatcher = reg
 	cfg.Logger = logger.With("node", id.Name())
 	cfg.Version = version
 	return id, cfg, logger, nil
+}
+
+// loadPublishKey returns the key of --publish-key or --publish-key-file,
+// nil if neither is set. It never logs the key.
+func (n *nodeFlags) loadPublishKey(logger *slog.Logger) ([]byte, error) {
+	switch {
+	case n.publishKey != "" && n.publishKeyFile != "":
+		return nil, usageError{"--publish-key and --publish-key-file: give one of them"}
+	case n.publishKey != "":
+		logger.Info("GRIP /publish/ needs the publish key", "from", "--publish-key")
+		return []byte(n.publishKey), nil
+	case n.publishKeyFile == "":
+		return nil, nil
+	}
+	data, err := os.ReadFile(n.publishKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--publish-key-file: %w", err)
+	}
+	key := bytes.TrimRight(data, "\r\n")
+	if len(key) == 0 {
+		return nil, usageError{fmt.Sprintf("--publish-key-file %s: the file is empty", n.publishKeyFile)}
+	}
+	if e, exposed := certs.CheckKeyFile(n.publishKeyFile); exposed {
+		logger.Warn("the publish key file is not private: other users can read it", "file", e.Path, "mode", fmt.Sprintf("%#o", e.Mode.Perm()), "fix", e.Fix)
+	}
+	logger.Info("GRIP /publish/ needs the publish key", "from", n.publishKeyFile)
+	return key, nil
 }
 
 // tunnelConfig is DefaultConfig with the settings of the flags; the

@@ -18,10 +18,24 @@ import (
 // Message is one message published on a channel: its Channel, its Text
 // (a WebSocket subscriber's message, and the "data:" lines of a
 // Server-Sent Event), Stream (when set, written as is to Server-Sent
-// Events subscribers in place of Text: GRIP's http-stream format) and the
-// publisher's ID (the "id:" of the event), if any. It is shared by every
-// subscriber it goes to: it must not be changed once published.
+// Events subscribers in place of Text: GRIP's http-stream format), the
+// publisher's ID (the "id:" of the event), if any, and To, the kinds of
+// subscriber it is for (0: all). With Close set it ends the subscribers
+// of those kinds instead (GRIP's "action": "close"). It is shared by
+// every subscriber it goes to: it must not be changed once published.
 type Message = hub.Message
+
+// Kinds is a set of kinds of subscriber: a Message's To.
+type Kinds = hub.Kinds
+
+// The kinds of subscriber a Message may be for (Message.To; none set
+// means every kind).
+const (
+	// ToWebSocket: WebSocket subscribers (GRIP's ws-message).
+	ToWebSocket = hub.ToWebSocket
+	// ToEvents: Server-Sent Events subscribers (GRIP's http-stream).
+	ToEvents = hub.ToEvents
+)
 
 // Subscriber is one subscriber of a channel on this node, with a bounded
 // queue of the messages not yet read: Next returns the next one (waiting

@@ -73,6 +73,14 @@ func FuzzParsePublish(f *testing.F) {
 				t.Fatalf("message %d channel %q lacks the prefix %q", i, m.Channel, prefix)
 			case !utf8.ValidString(m.Text) || !utf8.ValidString(m.Stream):
 				t.Fatalf("message %d is not UTF-8 text: %+v", i, m)
+			case m.To == 0 || m.To&^(channels.ToWebSocket|channels.ToEvents) != 0:
+				t.Fatalf("message %d is for kinds %b: a GRIP item names one or both", i, m.To)
+			case m.Close && (m.Text != "" || m.Stream != ""):
+				t.Fatalf("message %d closes and sends: %+v", i, m)
+			case m.CloseCode != 0 && !channels.ValidCloseCode(m.CloseCode), len(m.CloseReason) > 123:
+				t.Fatalf("message %d has a close frame nobody may send: %+v", i, m)
+			case !m.Close && (m.ForWebSocket() != (m.Text != "") || m.ForEvents() != (m.Stream != "")):
+				t.Fatalf("message %d goes to a kind it has nothing for: %+v", i, m)
 			}
 			if err := channels.CheckName(m.Channel); err != nil {
 				t.Fatalf("message %d channel %q: %v", i, m.Channel, err)

@@ -3,7 +3,10 @@ package channels
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	_ "embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -43,12 +46,28 @@ type Handler struct {
 	KeepAlive time.Duration
 	// Logger receives the handler's logs. Default: discard.
 	Logger *slog.Logger
+	// PublishKey, when set, is the key POST /publish/ must show in its
+	// Authorization, in one of the forms the GRIP publisher libraries
+	// send: a JWT signed with it (HS256, with "exp"; see VerifyJWT),
+	// "Bearer KEY", or Basic with KEY as the password (any user).
+	// Anything else is 401 unauthorized. It guards /publish/ only:
+	// POST /channels/NAME and WebSocket subscribers publish as before.
+	// Default none: /publish/ takes any caller, as the rest of the front
+	// end does.
+	PublishKey []byte
 }
 
 // Is reports whether escapedPath is served by a channels Handler.
 func Is(escapedPath string) bool {
-	return strings.HasPrefix(escapedPath, PathPrefix) || escapedPath == "/channels" ||
-		escapedPath == PublishPath || escapedPath == "/publish"
+	return strings.HasPrefix(escapedPath, PathPrefix) || escapedPath == "/channels" || isPublish(escapedPath)
+}
+
+// isPublish reports whether escapedPath is GRIP's publish endpoint:
+// "/publish/", "/publish", or "//publish/", where the GRIP publisher
+// libraries post when their control URI ends in a slash
+// ("http://127.0.0.1:8081/" + "/publish/").
+func isPublish(escapedPath string) bool {
+	return escapedPath == PublishPath || escapedPath == "/publish" || escapedPath == "/"+PublishPath
 }
 
 func (h *Handler) maxMessage() int64 { return cmp.Or(h.MaxMessage, 64<<10) }
@@ -66,7 +85,7 @@ func (h *Handler) log() *slog.Logger {
 // ServeHTTP serves a channel path or the GRIP publish endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
-	if p == PublishPath || p == "/publish" {
+	if isPublish(p) {
 		h.servePublish(w, r)
 		return
 	}
@@ -80,8 +99,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.servePost(w, r, channel)
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest,
-			"channels take GET (WebSocket, Server-Sent Events or the HTML page) and POST (publish)")
+		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeMethodNotAllowed,
+			"channels take GET (WebSocket, Server-Sent Events or the HTML page) and POST (publish), not "+r.Method)
 	case isWebSocket(r):
 		h.serveWebSocket(w, r, channel)
 	case acceptsEventStream(r):
@@ -126,16 +145,22 @@ type publishResult struct {
 func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeBadRequest, "/publish/ takes POST")
+		handlers.WriteError(w, http.StatusMethodNotAllowed, handlers.CodeMethodNotAllowed, "/publish/ takes POST, not "+r.Method)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			handlers.WriteError(w, http.StatusUnsupportedMediaType, handlers.CodeBadRequest,
-				fmt.Sprintf("/publish/ takes application/json, not %q", ct))
+	if len(h.PublishKey) > 0 {
+		if err := h.authorizePublish(r); err != nil {
+			h.log().Info("GRIP publish refused", "caller", r.RemoteAddr, "reason", err)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="restpipe publish"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="restpipe publish", charset="UTF-8"`)
+			handlers.WriteError(w, http.StatusUnauthorized, handlers.CodeUnauthorized,
+				"/publish/ needs the publish key: "+err.Error())
 			return
 		}
 	}
+	// The body is JSON whatever its Content-Type, as Pushpin reads it:
+	// curl -d sends application/x-www-form-urlencoded, and some
+	// publishers send none.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16*h.maxMessage()+64<<10))
 	if err != nil {
 		h.writeBodyError(w, err)
@@ -143,7 +168,11 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	items, dropped, err := parsePublish(body, h.Prefix, h.maxMessage())
 	if err != nil {
-		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
+		msg := err.Error()
+		if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONType(ct) {
+			msg += fmt.Sprintf(" (the body is read as JSON whatever its Content-Type; this one was sent as %q)", ct)
+		}
+		handlers.WriteError(w, http.StatusBadRequest, handlers.CodeBadRequest, msg)
 		return
 	}
 	// An item the server refuses (access rules) does not stop the others:
@@ -184,6 +213,63 @@ func (h *Handler) servePublish(w http.ResponseWriter, r *http.Request) {
 		res.Note = "items with an empty content dropped"
 	}
 	handlers.WriteJSON(w, http.StatusOK, res)
+}
+
+// authorizePublish checks a publish's Authorization against
+// h.PublishKey: nil if it shows the key, or why not (which never quotes
+// the key nor what the caller sent).
+func (h *Handler) authorizePublish(r *http.Request) error {
+	values := r.Header.Values("Authorization")
+	switch {
+	case len(values) == 0:
+		return errors.New(`no Authorization header: send a JWT signed with the key ("Bearer JWT"), "Bearer KEY" or Basic with the key as the password`)
+	case len(values) > 1:
+		return errors.New("more than one Authorization header")
+	}
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		if keyEqual(cred, h.PublishKey) {
+			return nil
+		}
+		if strings.Count(cred, ".") == 2 {
+			return VerifyJWT(cred, h.PublishKey, time.Now())
+		}
+		return errors.New("the Bearer token is neither the publish key nor a JWT")
+	case strings.EqualFold(scheme, "Basic"):
+		// Python's pubcontrol 3 sends str(b64encode(...)) on Python 3:
+		// "Basic b'dXNlcjprZXk='".
+		if len(cred) > 3 && strings.HasPrefix(cred, "b'") && strings.HasSuffix(cred, "'") {
+			cred = cred[2 : len(cred)-1]
+		}
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return errors.New("the Basic credentials are not base64")
+		}
+		_, password, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return errors.New(`the Basic credentials are not "user:password"`)
+		}
+		if keyEqual(password, h.PublishKey) {
+			return nil
+		}
+		return errors.New("the Basic password is not the publish key")
+	}
+	return errors.New("the Authorization is neither Bearer nor Basic")
+}
+
+// keyEqual compares got with key in constant time (their SHA-256, so
+// that not even the length is told).
+func keyEqual(got string, key []byte) bool {
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256(key)
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// isJSONType reports whether the content type ct is JSON.
+func isJSONType(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // gripRefusal is the error answer of a GRIP publish some of whose items
@@ -289,6 +375,14 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel st
 		select {
 		case m := <-hub.Queue(sub):
 			hub.Received(sub, m)
+			if !m.ForEvents() {
+				continue // a GRIP item for WebSocket subscribers only
+			}
+			if m.Close {
+				log.Info("SSE subscriber closed by the publisher")
+				_ = write("event: close\ndata: " + closedByPublisher + "\n\n")
+				return
+			}
 			b.Reset()
 			writeEvent(&b, m)
 			err = write(b.String())
@@ -370,8 +464,23 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 		select {
 		case m := <-hub.Queue(sub):
 			hub.Received(sub, m)
+			if !m.ForWebSocket() {
+				continue // a GRIP item for Server-Sent Events subscribers only
+			}
+			if m.Close {
+				code, reason := websocket.StatusCode(m.CloseCode), m.CloseReason
+				if code == 0 {
+					code = websocket.StatusNormalClosure
+				}
+				if reason == "" {
+					reason = closedByPublisher
+				}
+				log.Info("WebSocket subscriber closed by the publisher", "code", code)
+				_ = c.Close(code, closeText(reason))
+				return
+			}
 			if m.Text == "" {
-				continue // a GRIP item with an empty ws-message: nothing for WebSocket
+				continue // nothing for WebSocket
 			}
 			wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout())
 			err := c.Write(wctx, websocket.MessageText, []byte(m.Text))
@@ -403,6 +512,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 		}
 	}
 }
+
+// closedByPublisher is why a subscriber ends on a GRIP close.
+const closedByPublisher = "closed by the publisher"
 
 type closeReason struct {
 	code websocket.StatusCode

@@ -259,8 +259,8 @@ func TestPostPublish(t *testing.T) {
 		},
 		{name: "invalid UTF-8", method: "POST", path: chanPath("news"), body: "a\xffb", status: 400, code: handlers.CodeBadRequest},
 		{name: "over MaxMessage", method: "POST", path: chanPath("news"), body: "0123456789abcdefg", status: 413, code: handlers.CodeTooLarge},
-		{name: "PUT", method: "PUT", path: chanPath("news"), body: "x", status: 405, code: handlers.CodeBadRequest, allow: "GET, HEAD, POST"},
-		{name: "DELETE", method: "DELETE", path: chanPath("news"), status: 405, code: handlers.CodeBadRequest, allow: "GET, HEAD, POST"},
+		{name: "PUT", method: "PUT", path: chanPath("news"), body: "x", status: 405, code: handlers.CodeMethodNotAllowed, allow: "GET, HEAD, POST"},
+		{name: "DELETE", method: "DELETE", path: chanPath("news"), status: 405, code: handlers.CodeMethodNotAllowed, allow: "GET, HEAD, POST"},
 		{name: "empty name", method: "POST", path: "/channels/", body: "x", status: 404, code: handlers.CodeBadPath},
 		{name: "no name", method: "POST", path: "/channels", body: "x", status: 404, code: handlers.CodeBadPath},
 		{name: "invalid UTF-8 name", method: "POST", path: "/channels/%FF", body: "x", status: 404, code: handlers.CodeBadPath},
@@ -397,20 +397,16 @@ func TestServerSentEvents(t *testing.T) {
 			text:    "end\n",
 		},
 		{
-			name: "with an id",
-			publish: func() {
-				srv.grip(t, ctx, `{"items":[{"channel":"news","id":"7","formats":{"ws-message":{"content":"seven"}}}]}`)
-			},
-			event: "id: 7\ndata: seven\n\n",
-			text:  "seven",
+			name:    "with an id (from Go)",
+			publish: func() { srv.hub.Deliver(&channels.Message{Channel: "news", ID: "7", Text: "seven"}) },
+			event:   "id: 7\ndata: seven\n\n",
+			text:    "seven",
 		},
 		{
-			name: "id with a line break kept on one line",
-			publish: func() {
-				srv.grip(t, ctx, `{"items":[{"channel":"news","id":"a\nb","formats":{"ws-message":{"content":"x"}}}]}`)
-			},
-			event: "id: a b\ndata: x\n\n",
-			text:  "x",
+			name:    "id with a line break kept on one line",
+			publish: func() { srv.hub.Deliver(&channels.Message{Channel: "news", ID: "a\nb", Text: "x"}) },
+			event:   "id: a b\ndata: x\n\n",
+			text:    "x",
 		},
 		{
 			name: "stream written as is",
@@ -770,12 +766,17 @@ func TestGRIPPublish(t *testing.T) {
 			status: 200, want: goodAnswer, got: []string{"one", "two"}},
 		{name: "nothing to publish", method: "POST", path: "/publish/", hdr: jsonCT, body: `{"items":[]}`,
 			status: 200, want: map[string]any{"published": 0.0}},
-		{name: "GET", method: "GET", path: "/publish/", status: 405, code: handlers.CodeBadRequest, allow: "POST"},
-		{name: "PUT", method: "PUT", path: "/publish/", hdr: jsonCT, body: good, status: 405, code: handlers.CodeBadRequest, allow: "POST"},
-		{name: "wrong Content-Type", method: "POST", path: "/publish/", body: good,
-			hdr: http.Header{"Content-Type": {"text/plain"}}, status: 415, code: handlers.CodeBadRequest},
-		{name: "form Content-Type", method: "POST", path: "/publish/", body: good,
-			hdr: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, status: 415, code: handlers.CodeBadRequest},
+		{name: "a control URI with a trailing slash", method: "POST", path: "//publish/", hdr: jsonCT, body: good,
+			status: 200, want: goodAnswer, got: []string{"one", "two"}},
+		{name: "GET", method: "GET", path: "/publish/", status: 405, code: handlers.CodeMethodNotAllowed, allow: "POST"},
+		{name: "PUT", method: "PUT", path: "/publish/", hdr: jsonCT, body: good, status: 405, code: handlers.CodeMethodNotAllowed, allow: "POST"},
+		{name: "GET //publish/", method: "GET", path: "//publish/", status: 405, code: handlers.CodeMethodNotAllowed, allow: "POST"},
+		{name: "text/plain read as JSON", method: "POST", path: "/publish/", body: good,
+			hdr: http.Header{"Content-Type": {"text/plain"}}, status: 200, want: goodAnswer, got: []string{"one", "two"}},
+		{name: "curl's form Content-Type read as JSON", method: "POST", path: "/publish/", body: good,
+			hdr: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, status: 200, want: goodAnswer, got: []string{"one", "two"}},
+		{name: "a form body", method: "POST", path: "/publish/", body: "channel=news&content=hi",
+			hdr: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, status: 400, code: handlers.CodeBadRequest},
 		{name: "bad JSON", method: "POST", path: "/publish/", hdr: jsonCT, body: `{"items":`, status: 400, code: handlers.CodeBadRequest},
 		{name: "unsupported format", method: "POST", path: "/publish/", hdr: jsonCT,
 			body:   `{"items":[{"channel":"news","formats":{"http-response":{"body":"x"}}}]}`,
@@ -859,6 +860,10 @@ func TestIs(t *testing.T) {
 		{"/channels", true},
 		{"/publish/", true},
 		{"/publish", true},
+		{"//publish/", true}, // a GRIP control URI with a trailing slash
+		{"//publish", false},
+		{"//channels/news", false},
+		{"///publish/", false},
 		{"/publishers", false},
 		{"/channelsx", false},
 		{"/", false},
@@ -972,5 +977,71 @@ func TestGRIPRefusedItems(t *testing.T) {
 	checkError(t, resp, body, 503, handlers.CodePeerUnavailable)
 	if !strings.Contains(string(body), "1 were published and 1 refused") {
 		t.Fatalf("answer %s: should say what was done before", body)
+	}
+}
+
+// TestGRIPFormatRouting checks that each GRIP format reaches its own kind
+// of subscriber only, as in Pushpin, while a plain POST reaches both.
+func TestGRIPFormatRouting(t *testing.T) {
+	ctx := testCtx(t)
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
+	sse := subscribeSSE(t, ctx, srv, "news")
+	ws := dialWS(t, ctx, srv, "news")
+	srv.grip(t, ctx, `{"items":[{"channel":"news","http-stream":{"content":"data: stream only\n\n"}}]}`)
+	srv.grip(t, ctx, `{"items":[{"channel":"news","ws-message":{"content":"ws only"}}]}`)
+	srv.grip(t, ctx, `{"items":[{"channel":"news","formats":{"ws-message":{"content":"both, ws"},
+		"http-stream":{"content":"data: both, stream\n\n"}}}]}`)
+	srv.publish(t, ctx, "news", "plain")
+	for _, want := range []string{"data: stream only\n\n", "data: both, stream\n\n", "data: plain\n\n"} {
+		if got := sse.event(t); got != want {
+			t.Errorf("SSE event = %q, want %q", got, want)
+		}
+	}
+	for _, want := range []string{"ws only", "both, ws", "plain"} {
+		if got := readText(t, ctx, ws); got != want {
+			t.Errorf("WebSocket message = %q, want %q", got, want)
+		}
+	}
+}
+
+// TestGRIPClose checks that an "action": "close" format ends the
+// channel's subscribers of its kind, after what was published before it,
+// and leaves the other kind and other channels alone.
+func TestGRIPClose(t *testing.T) {
+	ctx := testCtx(t)
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
+	sse := subscribeSSE(t, ctx, srv, "news")
+	ws := dialWS(t, ctx, srv, "news")
+	other := dialWS(t, ctx, srv, "sport")
+	srv.publish(t, ctx, "news", "before")
+	srv.grip(t, ctx, `{"items":[{"channel":"news","http-stream":{"action":"close"}}]}`)
+	if got, want := sse.event(t), "data: before\n\n"; got != want {
+		t.Errorf("SSE event = %q, want %q", got, want)
+	}
+	if got, want := sse.event(t), "event: close\ndata: closed by the publisher\n\n"; got != want {
+		t.Errorf("SSE event = %q, want %q", got, want)
+	}
+	if _, err := sse.r.ReadByte(); err != io.EOF {
+		t.Errorf("SSE stream after the close event: %v, want EOF", err)
+	}
+	srv.publish(t, ctx, "news", "after")
+	for _, want := range []string{"before", "after"} {
+		if got := readText(t, ctx, ws); got != want {
+			t.Errorf("WebSocket message = %q, want %q (an http-stream close must not end it)", got, want)
+		}
+	}
+	srv.grip(t, ctx, `{"items":[{"channel":"news","ws-message":{"action":"close","code":4000,"reason":"done"}}]}`)
+	if ce := readClose(t, ctx, ws); ce.Code != 4000 || ce.Reason != "done" {
+		t.Errorf("WebSocket closed with %d %q, want 4000 done", ce.Code, ce.Reason)
+	}
+	srv.publish(t, ctx, "sport", "still here")
+	if got := readText(t, ctx, other); got != "still here" {
+		t.Errorf("other channel's subscriber got %q", got)
+	}
+	// A close without a code is 1000 with the reason.
+	ws2 := dialWS(t, ctx, srv, "news")
+	srv.grip(t, ctx, `{"items":[{"channel":"news","ws-message":{"action":"close"}}]}`)
+	if ce := readClose(t, ctx, ws2); ce.Code != websocket.StatusNormalClosure || ce.Reason != "closed by the publisher" {
+		t.Errorf("WebSocket closed with %d %q, want 1000 closed by the publisher", ce.Code, ce.Reason)
 	}
 }

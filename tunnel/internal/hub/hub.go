@@ -29,16 +29,50 @@ type Message struct {
 	Stream string
 	// ID is the publisher's message id, if any: the "id:" of the SSE event.
 	ID string
+	// To names the kinds of subscriber the message is for: 0 (a plain
+	// publish) is every kind; a GRIP item is for the kinds whose format
+	// it has (ws-message: ToWebSocket, http-stream: ToEvents).
+	To Kinds
+	// Close, when set, makes the message an order to end the channel's
+	// subscribers of the kinds To names (GRIP's "action": "close"): a
+	// WebSocket subscriber is closed with CloseCode (1000 if 0) and
+	// CloseReason, a Server-Sent Events one gets its "event: close".
+	Close bool
+	// CloseCode is the WebSocket close status of a Close: 1000, or 3000
+	// to 4999; 0 is 1000.
+	CloseCode int
+	// CloseReason is the WebSocket close reason of a Close, at most 123
+	// bytes of UTF-8.
+	CloseReason string
 }
+
+// Kinds is a set of kinds of subscriber (Message.To).
+type Kinds uint8
+
+// The kinds of subscriber.
+const (
+	// ToWebSocket: WebSocket subscribers.
+	ToWebSocket Kinds = 1 << iota
+	// ToEvents: Server-Sent Events (HTTP streaming) subscribers.
+	ToEvents
+	// AllKinds is every kind there is; a Kinds with other bits is invalid.
+	AllKinds = ToWebSocket | ToEvents
+)
+
+// ForWebSocket reports whether WebSocket subscribers get m.
+func (m *Message) ForWebSocket() bool { return m.To == 0 || m.To&ToWebSocket != 0 }
+
+// ForEvents reports whether Server-Sent Events subscribers get m.
+func (m *Message) ForEvents() bool { return m.To == 0 || m.To&ToEvents != 0 }
 
 // Size is what the message counts for in queue limits.
 func (m *Message) Size() int64 {
-	return int64(len(m.Channel) + len(m.Text) + len(m.Stream) + len(m.ID) + 64)
+	return int64(len(m.Channel) + len(m.Text) + len(m.Stream) + len(m.ID) + len(m.CloseReason) + 64)
 }
 
 // Empty reports whether the message has nothing to deliver (keep-alives
-// are empty: they are dropped, not delivered).
-func (m *Message) Empty() bool { return m.Text == "" && m.Stream == "" }
+// are empty: they are dropped, not delivered). A Close is never empty.
+func (m *Message) Empty() bool { return !m.Close && m.Text == "" && m.Stream == "" }
 
 // Why a subscriber is dropped; its Err wraps one of these.
 var (
