@@ -49,7 +49,7 @@ func TestHeadersFromHTTP(t *testing.T) {
 				"Keep-Alive":          {"timeout=5"},
 				"Transfer-Encoding":   {"chunked"},
 				"Upgrade":             {"websocket"},
-				"Te":                  {"trailers"},
+				"Te":                  {"gzip"},
 				"Trailer":             {"X-Checksum"},
 				"Proxy-Connection":    {"keep-alive"},
 				"Proxy-Authenticate":  {"Basic"},
@@ -78,6 +78,12 @@ func TestHeadersFromHTTP(t *testing.T) {
 				"X-Baz":      {"4"},
 			},
 			map[string][]string{"X-Baz": {"4"}},
+		},
+		{
+			// A gRPC service wants to hear that its caller takes trailers.
+			"TE trailers kept, alone",
+			http.Header{"Te": {"gzip, trailers;q=1"}, "Connection": {"TE"}},
+			map[string][]string{"Te": {"trailers"}},
 		},
 		{
 			"non-canonical keys canonicalised",
