@@ -296,19 +296,28 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	// A reply that has all arrived (most small ones) goes out with its
 	// length, whole, before its event ends; one still streaming goes out
-	// chunked, and is aborted if it breaks off (ServeHTTP).
+	// with the length its handler or service stated, or else chunked, and
+	// is aborted if it breaks off (ServeHTTP).
 	whole, ok := resp.Body.(interface{ Whole() (int64, bool) })
 	n, isWhole := int64(0), false
 	if ok && bodyAllowed(resp.Status) {
 		n, isWhole = whole.Whole()
 	}
-	if isWhole {
-		h.Set("Content-Length", strconv.FormatInt(n, 10))
+	length := int64(-1)
+	switch {
+	case !bodyAllowed(resp.Status):
+	case isWhole:
+		length = n // what arrived, whatever the peer stated
+	case resp.ContentLength >= 0:
+		length = resp.ContentLength
+	}
+	if length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
 	}
 	// Trailer fields go where HTTP can carry them: after a chunked body,
 	// which an HTTP/1.0 caller does not take and a reply with its length
 	// (or no body at all: HEAD above, 204, 304) does not have.
-	trailers := !isWhole && bodyAllowed(resp.Status) && r.ProtoAtLeast(1, 1)
+	trailers := length < 0 && bodyAllowed(resp.Status) && r.ProtoAtLeast(1, 1)
 	if names := relayedTrailer(resp.Trailer); trailers && len(names) > 0 {
 		h.Set("Trailer", strings.Join(names, ", "))
 	}
