@@ -315,9 +315,10 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		h.Set("Content-Length", strconv.FormatInt(length, 10))
 	}
 	// Trailer fields go where HTTP can carry them: after a chunked body,
-	// which an HTTP/1.0 caller does not take and a reply with its length
-	// (or no body at all: HEAD above, 204, 304) does not have.
-	trailers := length < 0 && bodyAllowed(resp.Status) && r.ProtoAtLeast(1, 1)
+	// which an HTTP/1.0 caller does not take and an HTTP/1.1 reply with
+	// its length (or no body at all: HEAD above, 204, 304) does not have;
+	// HTTP/2 frames them apart from the body, length or not.
+	trailers := bodyAllowed(resp.Status) && (r.ProtoMajor >= 2 || (length < 0 && r.ProtoAtLeast(1, 1)))
 	if names := relayedTrailer(resp.Trailer); trailers && len(names) > 0 {
 		h.Set("Trailer", strings.Join(names, ", "))
 	}
@@ -802,6 +803,12 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		b.mu.Lock()
 		b.ended = true
 		b.mu.Unlock()
+	}
+	if err != nil && err != io.EOF && strings.Contains(err.Error(), "long trailer") {
+		// net/http refuses a trailer section longer than its read buffer
+		// (4 KiB): "http: suspiciously long trailer after chunked body",
+		// its own words, not an error value it exports.
+		return n, fmt.Errorf("%w: its trailer fields are over net/http's limit (%v)", ErrBodyTooLarge, err)
 	}
 	if err == io.EOF {
 		// The caller's trailer fields are in: bounded as the wire bounds
