@@ -238,3 +238,29 @@ func TestTrailerTooLarge(t *testing.T) {
 		t.Errorf("Call with 70 KiB of trailer: %d %s, upload: %v", resp.Status, b, resp.UploadErr())
 	}
 }
+
+// TestTrailerReadAhead: a front end with a body limit reads a chunked
+// upload ahead; one that arrives whole with its trailer fields still
+// sends them, announced, and the route's service gets a chunked body
+// with them.
+func TestTrailerReadAhead(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, func(cfg *tunnel.Config) { cfg.MaxBodyBytes = 1 << 20 })
+	c := startClient(t, p, "c1", s.tunnelAddr, nil)
+	waitConnected(t, c, s)
+	seen := make(chan http.Header, 1)
+	if err := c.reg.Forward("tr", trailerService(t, seen).URL); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(s.httpURL, "http://")
+	for _, announce := range []string{"Trailer: X-Sum\r\n", ""} {
+		raw := rawReply(t, s.httpURL, "POST /client/c1/tr/x HTTP/1.1\r\nHost: "+host+"\r\nTransfer-Encoding: chunked\r\n"+announce+
+			"Connection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 9\r\n\r\n")
+		if got := <-seen; got.Get("X-Sum") != "9" {
+			t.Errorf("announced %q: the service got trailer fields %v", announce, got)
+		}
+		if !strings.Contains(raw, "\r\n0\r\n") || !strings.Contains(raw, "Echo-X-Sum: 9\r\n") {
+			t.Errorf("announced %q: reply\n%s", announce, raw)
+		}
+	}
+}
