@@ -118,6 +118,15 @@ func TestInteropForwardFidelity(t *testing.T) {
 		if !strings.Contains(r.stdout, "Content-Length: 1048576\r\n") || strings.Contains(r.stdout, "chunked") {
 			t.Errorf("reply of 1 MiB:\n%s", r.stdout)
 		}
+		// HEAD: the length its GET would have, no body, no Trailer.
+		r = curlRun(t, "--head", app+"/big").ok(t)
+		if !strings.Contains(r.stdout, "Content-Length: 1048576\r\n") || strings.Contains(r.stdout, "chunked") || !strings.HasSuffix(r.stdout, "\r\n\r\n") {
+			t.Errorf("HEAD of 1 MiB:\n%s", r.stdout)
+		}
+		r = curlRun(t, "--head", app+"/trailer").ok(t)
+		if strings.Contains(r.stdout, "Trailer") {
+			t.Errorf("HEAD announces a trailer:\n%s", r.stdout)
+		}
 	})
 	t.Run("Python chunked upload with a trailer", func(t *testing.T) {
 		// http.client sends no trailer fields itself: the chunks are
