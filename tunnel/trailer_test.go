@@ -226,12 +226,33 @@ func TestTrailerTooLarge(t *testing.T) {
 		t.Errorf("413 does not say why: %s", r.body)
 	}
 
+	// A service's trailer section that net/http will not read breaks its
+	// reply: the caller's is aborted, not ended as complete.
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "body")
+		w.(http.Flusher).Flush()
+		w.Header().Set(http.TrailerPrefix+"X-Big", strings.Repeat("v", 5000))
+	}))
+	t.Cleanup(big.Close)
+	if err := c.reg.Forward("big", big.URL); err != nil {
+		t.Fatal(err)
+	}
+	got, err := http.Get(s.httpURL + "/client/c1/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(got.Body)
+	got.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || got.Trailer.Get("X-Big") != "" {
+		t.Errorf("service's 5 KB trailer: %d %q, %v, trailer of %d bytes", got.StatusCode, b, err, len(got.Trailer.Get("X-Big")))
+	}
+
 	resp, err := s.Call(context.Background(), "c1", &tunnel.Request{Method: http.MethodPost, Noun: []string{"sum"},
 		Body: strings.NewReader("abc"), Trailer: http.Header{"X-Big": {strings.Repeat("v", 70<<10)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
+	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.Status != http.StatusInternalServerError || !strings.Contains(string(b), "trailer fields") ||
 		!errors.Is(resp.UploadErr(), events.ErrTrailerTooLarge) {
