@@ -253,3 +253,67 @@ func h2cSettings(t *testing.T, addr string) map[uint16]uint32 {
 	}
 	return out
 }
+
+// h2cService is a service that speaks HTTP/2 over cleartext with prior
+// knowledge only (as a gRPC server does); it returns its address.
+func h2cService(t testing.TB, h http.HandlerFunc) string {
+	t.Helper()
+	ln := listen(t)
+	p := &http.Protocols{}
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: p, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// A forward route to h2c://host:port/path reaches a service that speaks
+// only HTTP/2 without TLS, whichever protocol its caller spoke to the
+// front end; a service that speaks only HTTP/1.1 behind it is a 502.
+func TestForwardH2CTarget(t *testing.T) {
+	_, s, c := pair(t)
+	addr := h2cService(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Up", "h2c")
+		_ = json.NewEncoder(w).Encode(map[string]any{"proto": r.Proto, "path": r.URL.EscapedPath(),
+			"query": r.URL.RawQuery, "body": string(b), "peer": r.Header.Get("X-Restpipe-Peer"), "host": r.Host})
+	})
+	if err := c.reg.Forward("rpc", "h2c://"+addr+"/base"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.reg.Routes()["rpc"]; got != "h2c://"+addr+"/base" {
+		t.Errorf("Routes: %q", got)
+	}
+	h1 := httpTestServer(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "HTTP/1.1 only") })
+	if err := c.reg.Forward("old", "h2c://"+strings.TrimPrefix(h1, "http://")); err != nil {
+		t.Fatal(err)
+	}
+	hc := h2cClient(t)
+	for _, viaH2 := range []bool{false, true} {
+		req, _ := http.NewRequest(http.MethodPost, s.httpURL+"/client/c1/rpc/a%20b?x=1", strings.NewReader("the body"))
+		var r result
+		if viaH2 {
+			r = h2cDo(t, hc, req)
+		} else {
+			r = do(t, http.MethodPost, req.URL.String(), strings.NewReader("the body"))
+		}
+		if r.status != http.StatusOK || r.header.Get("X-Up") != "h2c" {
+			t.Fatalf("h2c route (caller over HTTP/2: %v): %d %s", viaH2, r.status, r.body)
+		}
+		m := r.json(t)
+		for k, want := range map[string]string{"proto": "HTTP/2.0", "path": "/base/a%20b", "query": "x=1",
+			"body": "the body", "peer": "server", "host": addr} {
+			if m[k] != want {
+				t.Errorf("caller over HTTP/2: %v: the service saw %s %v, want %q", viaH2, k, m[k], want)
+			}
+		}
+		req, _ = http.NewRequest(http.MethodGet, s.httpURL+"/client/c1/old/x", nil)
+		if viaH2 {
+			r = h2cDo(t, hc, req)
+		} else {
+			r = get(t, req.URL.String())
+		}
+		wantError(t, r, http.StatusBadGateway, "upstream_unavailable")
+	}
+}
