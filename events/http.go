@@ -29,8 +29,9 @@ var framing = map[string]bool{
 }
 
 // HeadersFromHTTP converts the end-to-end headers of h into event headers:
-// hop-by-hop headers, those named in Connection, and the ones the event
-// carries itself (Content-Length, Content-Type) are left out.
+// hop-by-hop headers (but TE: trailers), those named in Connection, and
+// the ones the event carries itself (Content-Length, Content-Type) are
+// left out.
 func HeadersFromHTTP(h http.Header) []*Header {
 	named := map[string]bool{}
 	for _, v := range h.Values("Connection") {
@@ -43,6 +44,12 @@ func HeadersFromHTTP(h http.Header) []*Header {
 	out := make([]*Header, 0, len(h))
 	for k, vs := range h {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if ck == "Te" {
+			if teTrailers(vs) {
+				out = append(out, &Header{Name: ck, Values: [][]byte{[]byte("trailers")}})
+			}
+			continue
+		}
 		if hopByHop[ck] || framing[ck] || named[ck] {
 			continue
 		}
@@ -56,6 +63,12 @@ func HeadersFromHTTP(h http.Header) []*Header {
 func HeadersToHTTP(hs []*Header, dst http.Header) {
 	for _, h := range hs {
 		ck := textproto.CanonicalMIMEHeaderKey(h.Name)
+		if ck == "Te" {
+			if teTrailers(Strings(h.Values)) {
+				dst.Set(ck, "trailers")
+			}
+			continue
+		}
 		if !validName(ck) || hopByHop[ck] || framing[ck] {
 			continue
 		}
@@ -65,6 +78,23 @@ func HeadersToHTTP(hs []*Header, dst http.Header) {
 			}
 		}
 	}
+}
+
+// teTrailers reports whether TE values hold the token "trailers": the
+// caller takes trailers (a gRPC client must say so). Of TE, a hop-by-hop
+// header, only that token crosses the tunnel, so that a forward route's
+// service hears it (net/http's ReverseProxy passes TE: trailers on);
+// transfer codings are the connection's.
+func teTrailers(vs []string) bool {
+	for _, v := range vs {
+		for _, tok := range strings.Split(v, ",") {
+			tok, _, _ = strings.Cut(tok, ";")
+			if strings.EqualFold(strings.TrimSpace(tok), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // validName reports whether s is an HTTP token, so that a peer cannot

@@ -49,7 +49,7 @@ func TestHeadersFromHTTP(t *testing.T) {
 				"Keep-Alive":          {"timeout=5"},
 				"Transfer-Encoding":   {"chunked"},
 				"Upgrade":             {"websocket"},
-				"Te":                  {"trailers"},
+				"Te":                  {"gzip, deflate;q=0.5"},
 				"Trailer":             {"X-Checksum"},
 				"Proxy-Connection":    {"keep-alive"},
 				"Proxy-Authenticate":  {"Basic"},
@@ -57,6 +57,13 @@ func TestHeadersFromHTTP(t *testing.T) {
 				"X-Keep":              {"yes"},
 			},
 			map[string][]string{"X-Keep": {"yes"}},
+		},
+		{
+			// A gRPC client must send it, and a forward route's service
+			// hear it; transfer codings are the connection's.
+			"TE: trailers kept, and only that token",
+			http.Header{"Te": {"gzip", "deflate, Trailers;q=1"}},
+			map[string][]string{"Te": {"trailers"}},
 		},
 		{
 			"framing dropped",
@@ -113,6 +120,7 @@ func TestHeadersToHTTP(t *testing.T) {
 		{Name: "Content-Type", Values: events.Bytes([]string{"text/html"})},
 		{Name: "Host", Values: events.Bytes([]string{"evil"})},
 		{Name: "X-Empty", Values: events.Bytes(nil)},
+		{Name: "te", Values: events.Bytes([]string{"gzip", "trailers"})},
 	}
 	got := http.Header{"X-Custom": {"first"}}
 	events.HeadersToHTTP(in, got)
@@ -120,6 +128,7 @@ func TestHeadersToHTTP(t *testing.T) {
 		"X-Custom": {"first", "a", "b"}, // added to what was there
 		"X-Tab":    {"a\tb"},
 		"X-Mixed":  {"good", "also good"},
+		"Te":       {"trailers"}, // of TE, only that
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("HeadersToHTTP\n got %q\nwant %q", got, want)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/restpipe/restpipe/events"
 )
 
 // Forward makes route a forward route: every event whose first noun
@@ -326,6 +328,11 @@ func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 	}
 	if req.ContentType != "" {
 		in.Header.Set("Content-Type", req.ContentType)
+	}
+	if d, ok := events.GRPCTimeout(in.Header.Get("Grpc-Timeout")); ok && !req.Deadline.IsZero() {
+		// What is left of the event's deadline, if that is less than the
+		// caller's: the time the event took to get here is spent.
+		in.Header.Set("Grpc-Timeout", events.FormatGRPCTimeout(min(d, time.Until(req.Deadline))))
 	}
 	if in.ContentLength == 0 || req.Body == http.NoBody || req.Upgrade != "" {
 		// An upgrade's body is the connection after the 101: it goes

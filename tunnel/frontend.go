@@ -180,6 +180,10 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	if err != nil {
 		return writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
 	}
+	if d, ok := events.GRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && r.Header.Get(HeaderTimeout) == "" {
+		// A gRPC call's own deadline is the event's, within MaxTimeout.
+		timeout = min(max(d, time.Millisecond), f.cfg.MaxTimeout)
+	}
 	if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength > max {
 		return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
 			fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, max))

@@ -277,7 +277,8 @@ func TestForwardH2CTarget(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Up", "h2c")
 		_ = json.NewEncoder(w).Encode(map[string]any{"proto": r.Proto, "path": r.URL.EscapedPath(),
-			"query": r.URL.RawQuery, "body": string(b), "peer": r.Header.Get("X-Restpipe-Peer"), "host": r.Host})
+			"query": r.URL.RawQuery, "body": string(b), "peer": r.Header.Get("X-Restpipe-Peer"), "host": r.Host,
+			"te": r.Header.Get("Te"), "grpc-timeout": r.Header.Get("Grpc-Timeout")})
 	})
 	if err := c.reg.Forward("rpc", "h2c://"+addr+"/base"); err != nil {
 		t.Fatal(err)
@@ -292,21 +293,28 @@ func TestForwardH2CTarget(t *testing.T) {
 	hc := h2cClient(t)
 	for _, viaH2 := range []bool{false, true} {
 		req, _ := http.NewRequest(http.MethodPost, s.httpURL+"/client/c1/rpc/a%20b?x=1", strings.NewReader("the body"))
+		req.Header.Set("Te", "trailers")
+		req.Header.Set("Grpc-Timeout", "45S") // over the 30 s default
 		var r result
 		if viaH2 {
 			r = h2cDo(t, hc, req)
 		} else {
-			r = do(t, http.MethodPost, req.URL.String(), strings.NewReader("the body"))
+			r = do(t, http.MethodPost, req.URL.String(), strings.NewReader("the body"), "Te", "trailers", "Grpc-Timeout", "45S")
 		}
 		if r.status != http.StatusOK || r.header.Get("X-Up") != "h2c" {
 			t.Fatalf("h2c route (caller over HTTP/2: %v): %d %s", viaH2, r.status, r.body)
 		}
 		m := r.json(t)
 		for k, want := range map[string]string{"proto": "HTTP/2.0", "path": "/base/a%20b", "query": "x=1",
-			"body": "the body", "peer": "server", "host": addr} {
+			"body": "the body", "peer": "server", "host": addr, "te": "trailers"} {
 			if m[k] != want {
 				t.Errorf("caller over HTTP/2: %v: the service saw %s %v, want %q", viaH2, k, m[k], want)
 			}
+		}
+		// The event's deadline is the call's 45 s, less its way here.
+		var ms int
+		if _, err := fmt.Sscanf(fmt.Sprint(m["grpc-timeout"]), "%dm", &ms); err != nil || ms < 40_000 || ms > 45_000 {
+			t.Errorf("caller over HTTP/2: %v: the service saw grpc-timeout %v, want 40000m to 45000m", viaH2, m["grpc-timeout"])
 		}
 		req, _ = http.NewRequest(http.MethodGet, s.httpURL+"/client/c1/old/x", nil)
 		if viaH2 {
