@@ -31,7 +31,13 @@
 // chunk by chunk, and yamux's per-stream window is the flow control. A
 // stream that ends before the end marker is a truncated body
 // (ErrTruncated); a trailer with an error is a body its producer could not
-// finish (*BodyError).
+// finish (*BodyError). The Trailer of a complete body carries the body's
+// HTTP trailer fields, if any (a caller's chunked upload's, a forward
+// route's service's grpc-status): at most MaxTrailerSize bytes and
+// MaxHeaderFields fields, only fields TrailerAllowed accepts. Their names
+// are announced ahead, in Request.trailer and Reply.trailer, so that the
+// receiver can announce them (Trailer) in turn; fields that were not
+// announced may come too.
 //
 // # Hello stream
 //
@@ -66,5 +72,8 @@ package events
 // ends of a session must speak the same one. Version 2 carries what a
 // caller sent (path, query, header values, content types) as protobuf
 // bytes instead of strings, so that octets that are not UTF-8 cross
-// unchanged; a version 1 node would refuse such a message.
+// unchanged; a version 1 node would refuse such a message. Trailer
+// fields (Trailer.headers, Request.trailer, Reply.trailer) are part of
+// version 2 too: no release spoke version 2 without them, and a node that
+// ignored them would only drop the fields.
 const ProtocolVersion = 2

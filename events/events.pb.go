@@ -283,7 +283,12 @@ type Request struct {
 	// counts. The receiver closes the session; the sender closes it too once
 	// the receiver has, or after a second. A peer that predates the field
 	// answers it as an event (404 no_handler), which the sender ignores.
-	SessionClose  *SessionClose `protobuf:"bytes,15,opt,name=session_close,json=sessionClose,proto3" json:"session_close,omitempty"`
+	SessionClose *SessionClose `protobuf:"bytes,15,opt,name=session_close,json=sessionClose,proto3" json:"session_close,omitempty"`
+	// trailer names the trailer fields the caller announced (its Trailer
+	// header): they follow the request body, in its Trailer. Names only,
+	// each a field TrailerAllowed accepts; a body may carry trailer fields
+	// that were not announced.
+	Trailer       []string `protobuf:"bytes,16,rep,name=trailer,proto3" json:"trailer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -423,6 +428,13 @@ func (x *Request) GetSessionClose() *SessionClose {
 	return nil
 }
 
+func (x *Request) GetTrailer() []string {
+	if x != nil {
+		return x.Trailer
+	}
+	return nil
+}
+
 // SessionClose is why a node ends a session (see Request.session_close).
 type SessionClose struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -493,7 +505,12 @@ type Reply struct {
 	Headers []*Header `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
 	// error_code is set when the reply is an error from the error table
 	// ("no_handler", "handler_error", "timeout", ...).
-	ErrorCode     string `protobuf:"bytes,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorCode string `protobuf:"bytes,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// trailer names the trailer fields the handler (or a forward route's
+	// service) announced: they follow the reply body, in its Trailer, and
+	// the caller's front end announces them (Trailer) where it can send
+	// them. As Request.trailer.
+	Trailer       []string `protobuf:"bytes,5,rep,name=trailer,proto3" json:"trailer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -556,14 +573,24 @@ func (x *Reply) GetErrorCode() string {
 	return ""
 }
 
+func (x *Reply) GetTrailer() []string {
+	if x != nil {
+		return x.Trailer
+	}
+	return nil
+}
+
 // Trailer follows the end marker of every body. A body that ends with a
 // non-empty error was cut short by its producer.
 type Trailer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Error string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// error is why the body's producer could not finish it; empty for a
+	// complete body.
+	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
 	// headers are the HTTP trailer fields of a complete body (a forward
-	// route's backend's grpc-status, a caller's chunked trailers); none
-	// when error is set.
+	// route's service's grpc-status, a caller's chunked trailer fields),
+	// each a field TrailerAllowed accepts; none when error is set. The
+	// whole Trailer is at most MaxTrailerSize bytes.
 	Headers       []*Header `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -755,7 +782,7 @@ const file_events_events_proto_rawDesc = "" +
 	"maxStreams\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\fR\x06values\"\xe4\x03\n" +
+	"\x06values\x18\x02 \x03(\fR\x06values\"\xfe\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -774,16 +801,18 @@ const file_events_events_proto_rawDesc = "" +
 	"\x0econtent_length\x18\f \x01(\x03R\rcontentLength\x12\x18\n" +
 	"\aupgrade\x18\r \x01(\tR\aupgrade\x12#\n" +
 	"\rchannel_relay\x18\x0e \x01(\bR\fchannelRelay\x12E\n" +
-	"\rsession_close\x18\x0f \x01(\v2 .restpipe.events.v1.SessionCloseR\fsessionClose\":\n" +
+	"\rsession_close\x18\x0f \x01(\v2 .restpipe.events.v1.SessionCloseR\fsessionClose\x12\x18\n" +
+	"\atrailer\x18\x10 \x03(\tR\atrailer\":\n" +
 	"\fSessionClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x97\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb1\x01\n" +
 	"\x05Reply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\fR\vcontentType\x124\n" +
 	"\aheaders\x18\x03 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\x04 \x01(\tR\terrorCode\"U\n" +
+	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x18\n" +
+	"\atrailer\x18\x05 \x03(\tR\atrailer\"U\n" +
 	"\aTrailer\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x124\n" +
 	"\aheaders\x18\x02 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\"\xec\x02\n" +

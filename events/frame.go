@@ -129,29 +129,75 @@ func (w *Writer) WriteChunk(p []byte) error {
 	return nil
 }
 
-// MaxTrailerSize bounds a Trailer: its error is a reason for a log line
-// or a header, not a body. EndBody cuts a longer one short.
-const MaxTrailerSize = 4 << 10
+// MaxTrailerSize bounds a Trailer as framed: the trailer fields of a body
+// (64 KiB, as much as a front end takes of a request's header fields by
+// default), or its error. A Writer refuses to write a bigger one (the
+// body ends with an error instead), and a Reader refuses to read one.
+const MaxTrailerSize = 64 << 10
+
+// maxTrailerError bounds a Trailer's error: a reason for a log line or a
+// header, not a body. EndBody cuts a longer one short.
+const maxTrailerError = 4 << 10
+
+// ErrTrailerTooLarge reports trailer fields over MaxTrailerSize; it wraps
+// ErrTooLarge.
+var ErrTrailerTooLarge = fmt.Errorf("trailer fields: %w", ErrTooLarge)
 
 // EndBody writes the end marker and a Trailer carrying errMsg, which is
-// empty when the body is complete (cut to fit in MaxTrailerSize).
+// empty when the body is complete (cut to 4 KiB).
 func (w *Writer) EndBody(errMsg string) error {
 	if err := w.bw.WriteByte(0); err != nil {
 		return err
 	}
-	if len(errMsg) > MaxTrailerSize-16 {
-		errMsg = strings.ToValidUTF8(errMsg[:MaxTrailerSize-16], "")
+	if len(errMsg) > maxTrailerError-16 {
+		errMsg = strings.ToValidUTF8(errMsg[:maxTrailerError-16], "")
 	}
 	return w.WriteMessage(&Trailer{Error: errMsg})
+}
+
+// EndBodyTrailer ends a complete body with its trailer fields hs (none:
+// EndBody("")). Trailer fields over MaxTrailerSize are not sent: the body
+// ends with an error that says so, and the error returned wraps
+// ErrTrailerTooLarge; write errors are returned as they are.
+func (w *Writer) EndBodyTrailer(hs []*Header) (tooLarge, err error) {
+	if len(hs) == 0 {
+		return nil, w.EndBody("")
+	}
+	t := &Trailer{Headers: hs}
+	if n := proto.Size(t); n > MaxTrailerSize {
+		tooLarge = fmt.Errorf("%w: %d bytes, the limit is %d", ErrTrailerTooLarge, n, MaxTrailerSize)
+		return tooLarge, w.EndBody(tooLarge.Error())
+	}
+	if err := w.bw.WriteByte(0); err != nil {
+		return nil, err
+	}
+	return nil, w.WriteMessage(t)
+}
+
+// TrailerSource is a body with trailer fields: once it has returned
+// io.EOF, Trailer returns them (nil for none). CopyBody sends them in the
+// body's Trailer.
+type TrailerSource interface {
+	Trailer() []*Header
+}
+
+// endCopy ends a body that src yielded to its end: with src's trailer
+// fields if it is a TrailerSource. srcErr reports fields over the limit.
+func (w *Writer) endCopy(src io.Reader) (srcErr, dstErr error) {
+	if ts, ok := src.(TrailerSource); ok {
+		return w.EndBodyTrailer(ts.Trailer())
+	}
+	return nil, w.EndBody("")
 }
 
 // Flush sends everything buffered.
 func (w *Writer) Flush() error { return w.bw.Flush() }
 
 // CopyBody frames everything src yields as a body, flushing after each
-// read so that a slow producer's output leaves at once, and ends it. A read
-// error other than io.EOF ends the body with that error in the trailer and
-// is returned; a write error is returned as is. buf is the copy buffer: a
+// read so that a slow producer's output leaves at once, and ends it, with
+// src's trailer fields if it is a TrailerSource. A read error other than
+// io.EOF ends the body with that error in the trailer and is returned (so
+// are trailer fields over MaxTrailerSize, see EndBodyTrailer); a write error is returned as is. buf is the copy buffer: a
 // read of 16 KiB or more goes to the stream in one write, so its size
 // bounds the writes (the frames) too; smaller reads go through the
 // Writer's buffer.
@@ -164,10 +210,11 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 			if werr := w.WriteChunk(buf[:k]); werr != nil {
 				return int64(k), nil, werr
 			}
-			if werr := w.EndBody(""); werr != nil {
-				return int64(k), nil, werr
+			srcErr, werr := w.endCopy(src)
+			if werr != nil {
+				return int64(k), srcErr, werr
 			}
-			return int64(k), nil, w.Flush()
+			return int64(k), srcErr, w.Flush()
 		}
 		n = int64(k)
 		if werr := w.WriteChunk(buf[:k]); werr != nil {
@@ -220,10 +267,11 @@ func (w *Writer) CopyBody(src io.Reader, buf []byte) (n int64, srcErr, dstErr er
 			return n, err, w.Flush()
 		}
 	}
-	if err := w.EndBody(""); err != nil {
-		return n, nil, err
+	srcErr, err := w.endCopy(src)
+	if err != nil {
+		return n, srcErr, err
 	}
-	return n, nil, w.Flush()
+	return n, srcErr, w.Flush()
 }
 
 // Reader reads framed messages and bodies from one direction of a stream.
@@ -346,9 +394,20 @@ func (r *Reader) Body() *BodyReader { return &BodyReader{r: r} }
 // ErrTruncated if the stream ends inside the body, and *BodyError if the
 // producer ended it with an error.
 type BodyReader struct {
-	r    *Reader
-	left uint64 // bytes left in the current chunk
-	err  error  // sticky: set once the body has ended
+	r       *Reader
+	left    uint64    // bytes left in the current chunk
+	err     error     // sticky: set once the body has ended
+	trailer []*Header // the trailer fields of a complete body
+}
+
+// Trailer returns the trailer fields the body's producer sent after it,
+// once Read has returned io.EOF (before, nil). They are as the peer sent
+// them: TrailersToHTTP checks them.
+func (b *BodyReader) Trailer() []*Header {
+	if b.err != io.EOF {
+		return nil
+	}
+	return b.trailer
 }
 
 // Read implements io.Reader.
@@ -509,12 +568,13 @@ func (b *BodyReader) Done() bool { return b.err != nil }
 
 func (b *BodyReader) readTrailer() error {
 	var t Trailer
-	if err := b.r.ReadMessageMax(&t, MaxTrailerSize); err != nil {
+	if err := b.r.ReadHeader(&t, MaxTrailerSize); err != nil {
 		return truncated(err)
 	}
 	if t.Error != "" {
 		return &BodyError{Msg: t.Error}
 	}
+	b.trailer = t.Headers
 	return io.EOF
 }
 
@@ -587,10 +647,10 @@ func (r *Reader) ReadMessageMax(m proto.Message, max int) error {
 	return r.ReadMessage(m)
 }
 
-// ReadHeader reads an event's Request or Reply of at most max bytes with
-// at most MaxHeaderFields repeated elements: the bounds a node puts on
-// what its peer sends. A message over either is refused with ErrTooLarge,
-// before it is decoded.
+// ReadHeader reads an event's Request or Reply, or a body's Trailer, of
+// at most max bytes with at most MaxHeaderFields repeated elements: the
+// bounds a node puts on what its peer sends. A message over either is
+// refused with ErrTooLarge, before it is decoded.
 func (r *Reader) ReadHeader(m proto.Message, max int) error {
 	var nested protowire.Number // the Header field holding its values
 	switch m.(type) {
@@ -598,6 +658,8 @@ func (r *Reader) ReadHeader(m proto.Message, max int) error {
 		nested = 7
 	case *Reply:
 		nested = 3
+	case *Trailer:
+		nested = 2
 	default:
 		return fmt.Errorf("read %T: not an event header", m)
 	}

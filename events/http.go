@@ -3,8 +3,12 @@ package events
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // hopByHop are the headers that belong to one HTTP connection, not to the
@@ -29,9 +33,10 @@ var framing = map[string]bool{
 }
 
 // HeadersFromHTTP converts the end-to-end headers of h into event headers:
-// hop-by-hop headers (but TE: trailers), those named in Connection, and
-// the ones the event carries itself (Content-Length, Content-Type) are
-// left out.
+// hop-by-hop headers, those named in Connection, and the ones the event
+// carries itself (Content-Length, Content-Type) are left out. Of TE, only
+// "trailers" crosses (as "Te: trailers"): the caller takes trailer
+// fields, which a gRPC service wants to hear.
 func HeadersFromHTTP(h http.Header) []*Header {
 	named := map[string]bool{}
 	for _, v := range h.Values("Connection") {
@@ -44,28 +49,38 @@ func HeadersFromHTTP(h http.Header) []*Header {
 	out := make([]*Header, 0, len(h))
 	for k, vs := range h {
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if ck == "Te" {
-			if teTrailers(vs) {
-				out = append(out, &Header{Name: ck, Values: [][]byte{[]byte("trailers")}})
-			}
-			continue
-		}
 		if hopByHop[ck] || framing[ck] || named[ck] {
 			continue
 		}
 		out = append(out, &Header{Name: ck, Values: Bytes(vs)})
 	}
+	if takesTrailers(h.Values("Te")) {
+		out = append(out, &Header{Name: "Te", Values: [][]byte{[]byte("trailers")}})
+	}
 	return out
 }
 
+// takesTrailers reports whether TE values hold the "trailers" token.
+func takesTrailers(vs []string) bool {
+	for _, v := range vs {
+		for _, tok := range strings.Split(v, ",") {
+			tok, _, _ = strings.Cut(tok, ";")
+			if strings.EqualFold(strings.TrimSpace(tok), "trailers") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // HeadersToHTTP adds event headers to dst, leaving out any hop-by-hop or
-// framing header a peer may have put there.
+// framing header a peer may have put there, but "Te: trailers".
 func HeadersToHTTP(hs []*Header, dst http.Header) {
 	for _, h := range hs {
 		ck := textproto.CanonicalMIMEHeaderKey(h.Name)
 		if ck == "Te" {
-			if teTrailers(Strings(h.Values)) {
-				dst.Set(ck, "trailers")
+			if len(h.Values) == 1 && string(h.Values[0]) == "trailers" {
+				dst.Set("Te", "trailers")
 			}
 			continue
 		}
@@ -78,23 +93,6 @@ func HeadersToHTTP(hs []*Header, dst http.Header) {
 			}
 		}
 	}
-}
-
-// teTrailers reports whether TE values hold the token "trailers": the
-// caller takes trailers (a gRPC client must say so). Of TE, a hop-by-hop
-// header, only that token crosses the tunnel, so that a forward route's
-// service hears it (net/http's ReverseProxy passes TE: trailers on);
-// transfer codings are the connection's.
-func teTrailers(vs []string) bool {
-	for _, v := range vs {
-		for _, tok := range strings.Split(v, ",") {
-			tok, _, _ = strings.Cut(tok, ";")
-			if strings.EqualFold(strings.TrimSpace(tok), "trailers") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // validName reports whether s is an HTTP token, so that a peer cannot
@@ -191,3 +189,104 @@ func parseLength(s string) (int64, bool) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
 }
+
+// notTrailer are the fields a trailer may not carry (RFC 9110 section
+// 6.5.1): those needed before the content (framing, routing, request
+// modifiers, authentication, content format) and the hop-by-hop ones.
+// net/http's client refuses most of them in a Trailer announcement.
+var notTrailer = map[string]bool{
+	"Authorization":       true,
+	"Authentication-Info": true,
+	"Cache-Control":       true,
+	"Content-Encoding":    true,
+	"Content-Length":      true,
+	"Content-Range":       true,
+	"Content-Type":        true,
+	"Cookie":              true,
+	"Expect":              true,
+	"Host":                true,
+	"Max-Forwards":        true,
+	"Pragma":              true,
+	"Range":               true,
+	"Set-Cookie":          true,
+	"Www-Authenticate":    true,
+}
+
+// TrailerAllowed reports whether a field named name may travel as a
+// trailer field: an HTTP token that is neither hop-by-hop nor one of the
+// fields RFC 9110 section 6.5.1 keeps out of trailers (Content-Length,
+// Transfer-Encoding, Host, Authorization, Content-Type, ...). Other
+// trailer fields are dropped, both ways.
+func TrailerAllowed(name string) bool {
+	ck := textproto.CanonicalMIMEHeaderKey(name)
+	return validName(ck) && !hopByHop[ck] && !notTrailer[ck]
+}
+
+// TrailersFromHTTP converts the trailer fields of h (an http.Request's or
+// http.Response's Trailer, once its body has been read) into event
+// headers: those TrailerAllowed refuses, and names without values (an
+// announcement that was never filled), are left out. nil for none.
+func TrailersFromHTTP(h http.Header) []*Header {
+	var out []*Header
+	for k, vs := range h {
+		if len(vs) == 0 || !TrailerAllowed(k) {
+			continue
+		}
+		out = append(out, &Header{Name: textproto.CanonicalMIMEHeaderKey(k), Values: Bytes(vs)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// TrailersToHTTP adds the trailer fields hs, as a peer sent them, to dst:
+// names TrailerAllowed refuses and values with a control character are
+// left out.
+func TrailersToHTTP(hs []*Header, dst http.Header) {
+	for _, h := range hs {
+		if !TrailerAllowed(h.Name) {
+			continue
+		}
+		ck := textproto.CanonicalMIMEHeaderKey(h.Name)
+		for _, v := range h.Values {
+			if validValue(v) {
+				dst.Add(ck, string(v))
+			}
+		}
+	}
+}
+
+// TrailerNames returns the names of the trailer fields h announces (the
+// keys of an http.Request's or http.Response's Trailer, or a handler's
+// announcement) that TrailerAllowed accepts, canonical and sorted, for
+// Request.trailer and Reply.trailer. nil for none.
+func TrailerNames(h http.Header) []string {
+	var out []string
+	for k := range h {
+		if TrailerAllowed(k) {
+			out = append(out, textproto.CanonicalMIMEHeaderKey(k))
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// AnnouncedTrailer returns an http.Header holding, with no values, the
+// trailer names a peer announced that TrailerAllowed accepts: the
+// Trailer map of a request or reply before its body has been read, as
+// net/http's are. nil for none.
+func AnnouncedTrailer(names []string) http.Header {
+	var h http.Header
+	for _, n := range names {
+		if TrailerAllowed(n) {
+			if h == nil {
+				h = http.Header{}
+			}
+			h[textproto.CanonicalMIMEHeaderKey(n)] = nil
+		}
+	}
+	return h
+}
+
+// TrailerSize is the size of a Trailer carrying the fields hs, as
+// MaxTrailerSize counts it.
+func TrailerSize(hs []*Header) int { return proto.Size(&Trailer{Headers: hs}) }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -187,6 +188,11 @@ func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.Round
 				pr.Out.Header.Set("X-Forwarded-For", host)
 			}
 			pr.Out.Header.Set("X-Forwarded-Proto", "https")
+			if tc, ok := pr.In.Context().Value(trailerCopyKey{}).(*trailerCopy); ok {
+				// The proxy sends a copy of pr.In: its Trailer is the one
+				// the caller's fields must reach.
+				tc.to = pr.Out.Trailer
+			}
 		},
 		Transport:     tr,
 		FlushInterval: -1, // every write reaches the caller at once
@@ -245,7 +251,11 @@ func (f *forwarder) serve(ctx context.Context, req *Request) *Reply {
 	// ReverseProxy aborts a reply whose body breaks off (the service died,
 	// or sent less than its Content-Length) only when the request comes
 	// from an http.Server; without this it ends the body as if complete.
-	in = in.WithContext(context.WithValue(rctx, http.ServerContextKey, proxyServer))
+	sctx := context.WithValue(rctx, http.ServerContextKey, proxyServer)
+	if tc, ok := in.Body.(*trailerCopy); ok {
+		sctx = context.WithValue(sctx, trailerCopyKey{}, tc)
+	}
+	in = in.WithContext(sctx)
 	go func() {
 		defer cancel(nil)
 		defer rw.finish()
@@ -343,8 +353,53 @@ func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 		in.Header.Set("Connection", "Upgrade")
 		in.Header.Set("Upgrade", req.Upgrade)
 	}
+	if req.Trailer != nil && in.Body != http.NoBody {
+		// The caller's trailer fields follow the body, as trailer fields:
+		// the names it announced go with the request (Trailer), the values
+		// once the body is read. A body with trailer fields to send is
+		// chunked: it has no length on HTTP/1.1.
+		in.Trailer = http.Header{}
+		for k := range req.Trailer {
+			if !forgeable(k) {
+				in.Trailer[k] = nil
+			}
+		}
+		if len(in.Trailer) > 0 {
+			in.ContentLength = -1
+		}
+		in.Body = &trailerCopy{r: req.Body, from: req.Trailer}
+	}
 	return in, nil
 }
+
+// trailerCopyKey is the context key of a forwarded request's trailerCopy.
+type trailerCopyKey struct{}
+
+// trailerCopy is a forwarded request's body: at its end, it copies the
+// caller's trailer fields (from, the event's) to the request the proxy
+// sends (to), but those anyone could forge (a service may read trailer
+// fields as headers).
+type trailerCopy struct {
+	r    io.Reader
+	from http.Header
+	to   http.Header // set by the proxy's Rewrite
+	done bool
+}
+
+func (t *trailerCopy) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err == io.EOF && !t.done && t.to != nil {
+		t.done = true
+		for k, vs := range t.from {
+			if len(vs) > 0 && !forgeable(k) {
+				t.to[k] = vs
+			}
+		}
+	}
+	return n, err
+}
+
+func (t *trailerCopy) Close() error { return nil }
 
 // upgradesToHTTP reports whether an Upgrade value asks for a protocol
 // that carries HTTP requests of its own: h2c (HTTP/2 over cleartext), or
@@ -392,6 +447,12 @@ type replyWriter struct {
 
 	mu   sync.Mutex
 	sent bool
+
+	// announced are the trailer fields the service announced, set by
+	// send; trailer are those it sent, set by finish before the body's
+	// end (read by forwardBody after it).
+	announced http.Header
+	trailer   http.Header
 }
 
 func newReplyWriter(req *Request) *replyWriter {
@@ -405,7 +466,8 @@ func (w *replyWriter) WriteHeader(status int) {
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 		return // 1xx informational: not passed on
 	}
-	w.send(&Reply{Status: status, ContentType: w.header.Get("Content-Type"), Header: w.header.Clone(), Body: w.pr})
+	w.send(&Reply{Status: status, ContentType: w.header.Get("Content-Type"), Header: w.header.Clone(),
+		Body: &forwardBody{PipeReader: w.pr, w: w}})
 }
 
 func (w *replyWriter) send(rep *Reply) bool {
@@ -415,6 +477,21 @@ func (w *replyWriter) send(rep *Reply) bool {
 		return false
 	}
 	w.sent = true
+	// The service's announced trailer fields (the proxy names them in
+	// Trailer): their names go with the reply; their values, which the
+	// proxy sets on these keys after the body, are read by finish.
+	for _, v := range rep.Header.Values("Trailer") {
+		for _, k := range strings.Split(v, ",") {
+			if k = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(k)); k != "" {
+				if w.announced == nil {
+					w.announced = http.Header{}
+				}
+				w.announced[k] = nil
+				delete(w.header, k)
+			}
+		}
+	}
+	rep.Trailer = w.announced
 	rep.Header.Del("Content-Type")
 	if w.req.Method != http.MethodHead {
 		// The tunnel frames the body; a HEAD reply has none, and keeps
@@ -462,8 +539,30 @@ func (w *replyWriter) finish() {
 	if !w.started() {
 		w.fail(http.StatusBadGateway, CodeUpstreamUnavailable, "the service sent no reply")
 	}
-	_ = w.pw.Close()
+	// The service's trailer fields: on the keys it announced, or with
+	// http.TrailerPrefix for those it did not (as ReverseProxy sets them).
+	for k, vs := range w.header {
+		name, prefixed := strings.CutPrefix(k, http.TrailerPrefix)
+		if _, ok := w.announced[k]; (ok || prefixed) && len(vs) > 0 {
+			if w.trailer == nil {
+				w.trailer = http.Header{}
+			}
+			w.trailer[textproto.CanonicalMIMEHeaderKey(name)] = vs
+		}
+	}
+	_ = w.pw.Close() // after trailer: forwardBody reads it at the end
 }
+
+// forwardBody is the body of a forwarded reply, with the service's
+// trailer fields once it has ended.
+type forwardBody struct {
+	*io.PipeReader
+	w *replyWriter
+}
+
+// Trailer implements events.TrailerSource: the service's trailer fields,
+// read once the body has returned io.EOF, so after finish set them.
+func (b *forwardBody) Trailer() []*events.Header { return events.TrailersFromHTTP(b.w.trailer) }
 
 // Hijack hands the proxy the event's two bodies as a connection: what it
 // reads is what the caller sends after the 101, what it writes (the 101

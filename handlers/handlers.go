@@ -52,6 +52,14 @@ type Request struct {
 	ContentType string
 	// Body streams the request body. It is never nil.
 	Body io.Reader
+	// Trailer holds the trailer fields the caller sent after the body (a
+	// chunked upload's, an HTTP/2 request's), as net/http's server
+	// Request.Trailer: the names the caller announced are there, without
+	// values, from the start; the values (and fields it did not announce)
+	// once Body has returned io.EOF. Fields that may not be trailers
+	// (events.TrailerAllowed) are left out. nil for a request without a
+	// body.
+	Trailer http.Header
 	// Deadline is when the caller stops waiting for the answer; zero if
 	// there is none. The handler's context carries it too.
 	Deadline time.Time
@@ -113,6 +121,16 @@ type Reply struct {
 	// Body is streamed to the caller and closed afterwards if it is an
 	// io.Closer. nil means an empty body.
 	Body io.Reader
+	// Trailer holds trailer fields to send after Body, as net/http's
+	// client Request.Trailer: its keys are announced to the caller
+	// (Trailer) when the reply goes out, and its values are read once
+	// Body has returned io.EOF, so a streaming Body may set them (on the
+	// keys it announced) before it ends. A caller gets them where HTTP
+	// can carry them: in a chunked HTTP/1.1 reply, not to an HTTP/1.0
+	// caller nor in a reply with a Content-Length, nor in a reply to HEAD
+	// or of a status without a body (204, 304). Fields that may not be
+	// trailers (events.TrailerAllowed) are dropped.
+	Trailer http.Header
 	// ErrorCode is set on error replies ("no_handler", "handler_error", ...).
 	ErrorCode string
 }

@@ -55,6 +55,13 @@ type Request struct {
 	// its length; another reads as one of unknown length. A Request with
 	// a Body is good for one Call.
 	Body io.Reader
+	// Trailer holds trailer fields to send after Body, as net/http's
+	// client Request.Trailer: its keys are announced with the event, its
+	// values read once Body has returned io.EOF. The handler finds them
+	// in its Request.Trailer. Fields that may not be trailers
+	// (events.TrailerAllowed) are dropped; fields over
+	// events.MaxTrailerSize end the upload with an error.
+	Trailer http.Header
 	// Timeout bounds the wait for the reply header and is the handler's
 	// deadline. Zero means the deadline of ctx, if it has one; with
 	// neither, the event waits as long as ctx lives and the handler has
@@ -80,6 +87,7 @@ func (r *Request) event(ctx context.Context) (*events.Request, error) {
 		ContentType:   []byte(r.ContentType),
 		Headers:       events.HeadersFromHTTP(r.Header),
 		ContentLength: bodyLength(r.Body),
+		Trailer:       events.TrailerNames(r.Trailer),
 	}
 	switch d, ok := ctx.Deadline(); {
 	case r.Timeout < 0:
@@ -96,6 +104,14 @@ func (r *Request) event(ctx context.Context) (*events.Request, error) {
 		return nil, fmt.Errorf("event %s: method %q is not an HTTP token", ev.Id, ev.Method)
 	}
 	return ev, nil
+}
+
+// body is the body Call sends: Body, with Trailer's fields after it.
+func (r *Request) body() io.Reader {
+	if r.Trailer == nil || r.Body == nil {
+		return r.Body
+	}
+	return withTrailer(r.Body, r.Trailer)
 }
 
 // validMethod reports whether m is an HTTP method as net/http takes
@@ -142,6 +158,12 @@ type Response struct {
 	Header http.Header
 	// ErrorCode is set on error replies ("no_handler", ...).
 	ErrorCode string
+	// Trailer holds the trailer fields the handler sent after the body,
+	// as net/http's client Response.Trailer: the names it announced are
+	// there, without values, from the start; the values (and fields it
+	// did not announce) once Body has returned io.EOF. nil if none were
+	// announced and none came.
+	Trailer http.Header
 	// Body streams the reply body. A body cut short returns an error
 	// wrapping ErrTunnelClosed, or an *events.BodyError when the handler's
 	// side could not finish it.
@@ -295,14 +317,16 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 			header.Set("Content-Length", strconv.FormatInt(n, 10))
 		}
 	}
-	return &Response{
+	resp := &Response{
 		Status:      int(rep.Status),
 		ContentType: events.ContentType(rep.ContentType),
 		Header:      header,
 		ErrorCode:   rep.ErrorCode,
-		Body:        &replyBody{body: r.Body(), ex: ex},
+		Trailer:     events.AnnouncedTrailer(rep.Trailer),
 		ex:          ex,
-	}, nil
+	}
+	resp.Body = &replyBody{body: r.Body(), ex: ex, resp: resp}
+	return resp, nil
 }
 
 // upload streams the request body after the header.
@@ -428,8 +452,10 @@ func (p *peer) goneAway() error {
 
 // replyBody is Response.Body.
 type replyBody struct {
-	body *events.BodyReader
-	ex   *exchange
+	body  *events.BodyReader
+	ex    *exchange
+	resp  *Response // its Trailer gets the body's trailer fields
+	ended bool      // they are in
 }
 
 // errBodyClosed is what a reply body read after Close returns.
@@ -448,11 +474,32 @@ func (b *replyBody) WriteTo(w io.Writer) (int64, error) {
 		return 0, errBodyClosed
 	}
 	n, err := b.body.WriteTo(w)
+	if err == nil {
+		b.fillTrailer() // WriteTo's nil is the body's complete end
+	}
 	return n, b.mapErr(err)
+}
+
+// fillTrailer puts the body's trailer fields in Response.Trailer, once
+// the body has ended complete.
+func (b *replyBody) fillTrailer() {
+	if b.ended {
+		return
+	}
+	b.ended = true
+	if t := b.body.Trailer(); len(t) > 0 {
+		if b.resp.Trailer == nil {
+			b.resp.Trailer = http.Header{}
+		}
+		events.TrailersToHTTP(t, b.resp.Trailer)
+	}
 }
 
 func (b *replyBody) mapErr(err error) error {
 	var be *events.BodyError
+	if err == io.EOF {
+		b.fillTrailer()
+	}
 	switch {
 	case err == nil || err == io.EOF || errors.As(err, &be):
 		return err

@@ -278,7 +278,7 @@ func (c *Client) Call(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.callEvent(ctx, ev, req.Body)
+	return c.callEvent(ctx, ev, req.body())
 }
 
 // callEvent sends the event ev, with body (nil for none), to the server:

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,6 +204,9 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		Host:        []byte(r.Host),
 		// Go reports a body of unknown length as -1 and none as 0.
 		ContentLength: r.ContentLength,
+		// The names the caller announced (Trailer); the fields follow
+		// the body.
+		Trailer: events.TrailerNames(r.Trailer),
 	}
 	if up := upgradeType(r.Header); up != "" {
 		if !utf8.ValidString(up) {
@@ -228,7 +232,7 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 			if err != nil {
 				return f.writeBodyError(w, fb, fmt.Errorf("request body after %d of %d bytes: %w", n, r.ContentLength, err))
 			}
-			body = bytes.NewReader(head)
+			body = &wholeBody{Reader: bytes.NewReader(head), fb: fb}
 		} else if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 && !isGRPC(r.Header) {
 			// A body of unknown length is read ahead up to the limit (64 KiB
 			// at most), so that one over a small limit is refused before
@@ -243,7 +247,13 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 				return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
 					fmt.Sprintf("request body over the limit of %d bytes", max))
 			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				body, ev.ContentLength = bytes.NewReader(head[:n]), int64(n) // all of it
+				body, ev.ContentLength = &wholeBody{Reader: bytes.NewReader(head[:n]), fb: fb}, int64(n) // all of it
+				if len(r.Trailer) > 0 {
+					// Its trailer fields are in too: they are announced,
+					// whether the caller did or not, and the body stays
+					// chunked for a route's service to get them.
+					ev.ContentLength, ev.Trailer = -1, events.TrailerNames(r.Trailer)
+				}
 			case err != nil:
 				return f.writeBodyError(w, fb, err)
 			default:
@@ -301,6 +311,13 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	if isWhole {
 		h.Set("Content-Length", strconv.FormatInt(n, 10))
 	}
+	// Trailer fields go where HTTP can carry them: after a chunked body,
+	// which an HTTP/1.0 caller does not take and a reply with its length
+	// (or no body at all: HEAD above, 204, 304) does not have.
+	trailers := !isWhole && bodyAllowed(resp.Status) && r.ProtoAtLeast(1, 1)
+	if names := relayedTrailer(resp.Trailer); trailers && len(names) > 0 {
+		h.Set("Trailer", strings.Join(names, ", "))
+	}
 	w.WriteHeader(resp.Status)
 	rc := http.NewResponseController(w)
 	wd := &writeDeadline{rc: rc, idle: f.cfg.BodyIdleTimeout}
@@ -336,7 +353,34 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 		f.log.Warn("reply cut short: aborted", "req", id, "status", resp.Status, "err", err)
 		return resp.Status, codeCutShort
 	}
+	if trailers {
+		// net/http sends a field of this prefix as a trailer field,
+		// announced or not.
+		for _, k := range relayedTrailer(resp.Trailer) {
+			if vs := resp.Trailer[k]; len(vs) > 0 {
+				h[http.TrailerPrefix+k] = vs
+			}
+		}
+	}
 	return resp.Status, resp.ErrorCode
+}
+
+// relayedTrailer returns the names of the trailer fields of a reply that
+// reach its caller, sorted: all but X-Restpipe-Error, which only a front
+// end sends (an older one's sign of a reply cut short), so a service
+// cannot fake it.
+func relayedTrailer(t http.Header) []string {
+	if len(t) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(t))
+	for k := range t {
+		if k != HeaderError {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func (f *frontend) logNotReading(id string, status int) {
@@ -447,6 +491,19 @@ type prefixedBody struct {
 
 func (p *prefixedBody) Read(b []byte) (int, error) { return p.r.Read(b) }
 func (p *prefixedBody) abortRead()                 { p.fb.abortRead() }
+
+// Trailer implements events.TrailerSource.
+func (p *prefixedBody) Trailer() []*events.Header { return p.fb.Trailer() }
+
+// wholeBody is a front-end body read whole before its event is sent,
+// with the caller's trailer fields.
+type wholeBody struct {
+	*bytes.Reader
+	fb *frontBody
+}
+
+// Trailer implements events.TrailerSource.
+func (b *wholeBody) Trailer() []*events.Header { return b.fb.Trailer() }
 
 // serveUpgrade carries a request to switch protocols (a WebSocket). If the
 // peer answers 101, the caller's connection is taken over and its bytes
@@ -754,6 +811,15 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		b.ended = true
 		b.mu.Unlock()
 	}
+	if err == io.EOF {
+		// The caller's trailer fields are in: bounded as the wire bounds
+		// them, and refused as a body over its limit is (413).
+		if t := events.TrailersFromHTTP(b.req.Trailer); len(t) > 0 {
+			if size := events.TrailerSize(t); size > events.MaxTrailerSize {
+				return n, fmt.Errorf("%w: its trailer fields take %d bytes, the limit is %d", ErrBodyTooLarge, size, events.MaxTrailerSize)
+			}
+		}
+	}
 	b.n += int64(n)
 	if b.max > 0 && b.n > b.max {
 		return 0, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, b.max)
@@ -784,6 +850,23 @@ func (b *frontBody) closeIfUnread(w http.ResponseWriter) {
 	if !ended && b.req.ProtoMajor < 2 {
 		w.Header().Set("Connection", "close")
 	}
+}
+
+// Trailer implements events.TrailerSource: the caller's trailer fields,
+// once the body has been read to its end. A body of known length read to
+// its length may not have seen its end yet: it is read once more, for
+// the fields that may follow it (HTTP/2).
+func (b *frontBody) Trailer() []*events.Header {
+	b.mu.Lock()
+	ended := b.ended
+	b.mu.Unlock()
+	if !ended {
+		var one [1]byte
+		if n, err := b.Read(one[:]); n > 0 || err != io.EOF {
+			return nil // more body than its length, or an error: no fields
+		}
+	}
+	return events.TrailersFromHTTP(b.req.Trailer)
 }
 
 func (b *frontBody) abortRead() {

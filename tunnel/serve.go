@@ -139,12 +139,29 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		// holds a small buffer, not the stream's 64 KiB one.
 		r.Shrink()
 	}
-	var reqBody io.Reader = &endWatcher{er: er, body: body, onEnd: watch.start}
+	// The request's trailer fields fill Trailer once its body has been
+	// read to the end, as net/http fills a server Request's: the keys the
+	// caller announced are there from the start.
+	trailer := events.AnnouncedTrailer(ev.Trailer)
+	ew := &endWatcher{er: er, body: body, onEnd: watch.start}
+	var reqBody io.Reader = ew
 	if body.EndIfEmpty() {
 		if _, err := body.Read(nil); err == io.EOF {
 			reqBody = http.NoBody // else the handler reads the upload's error
+			if t := body.Trailer(); len(t) > 0 {
+				if trailer == nil {
+					trailer = http.Header{}
+				}
+				events.TrailersToHTTP(t, trailer)
+			}
 		}
 		watch.start()
+	}
+	if reqBody != http.NoBody {
+		if trailer == nil {
+			trailer = http.Header{} // for fields that were not announced
+		}
+		ew.trailer = trailer
 	}
 
 	query, _ := url.ParseQuery(string(ev.Query))
@@ -161,6 +178,7 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 		Header:      header,
 		ContentType: events.ContentType(ev.ContentType),
 		Body:        reqBody,
+		Trailer:     trailer,
 
 		RawQuery:      string(ev.Query),
 		ContentLength: ev.ContentLength,
@@ -261,19 +279,26 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply, head bool) (int
 	if head {
 		msg.Headers = events.AddHeadLength(msg.Headers, rep.Header.Get("Content-Length"))
 	}
+	body := rep.Body
+	if !head && bodyAllowed(status) && (rep.Trailer != nil || isTrailerSource(body)) {
+		// A reply to HEAD, and one of a status without a body, has no
+		// trailer fields: none are announced, none sent.
+		msg.Trailer = events.TrailerNames(rep.Trailer)
+		body = withTrailer(body, rep.Trailer)
+	}
 	if err := w.WriteMessage(msg); err != nil {
 		return 0, err
 	}
-	if rep.Body == nil {
+	if body == nil {
 		if err := w.EndBody(""); err != nil {
 			return 0, err
 		}
 		return 0, w.Flush()
 	}
-	bufs := copyBufs(rep.Body, p.sendBufs)
+	bufs := copyBufs(body, p.sendBufs)
 	buf := bufs.Get().(*[]byte)
 	defer bufs.Put(buf)
-	n, srcErr, dstErr := w.CopyBody(rep.Body, *buf)
+	n, srcErr, dstErr := w.CopyBody(body, *buf)
 	if dstErr != nil {
 		return n, fmt.Errorf("write reply body: %w", dstErr)
 	}
@@ -290,6 +315,9 @@ type endWatcher struct {
 	er    *eventReader
 	body  *events.BodyReader
 	onEnd func()
+	// trailer gets the body's trailer fields at its end; nil for none.
+	trailer http.Header
+	ended   bool // trailer is filled
 }
 
 // errEventOver is what a request body read after its event ended returns.
@@ -302,6 +330,10 @@ func (e *endWatcher) Read(p []byte) (int, error) {
 	defer e.er.release()
 	n, err := e.body.Read(p)
 	if err != nil {
+		if err == io.EOF && !e.ended && e.trailer != nil {
+			e.ended = true
+			events.TrailersToHTTP(e.body.Trailer(), e.trailer)
+		}
 		e.onEnd()
 	}
 	return n, err
@@ -337,3 +369,33 @@ func (e *eventReader) release() {
 		e.r = nil
 	}
 }
+
+func isTrailerSource(body io.Reader) bool {
+	_, ok := body.(events.TrailerSource)
+	return ok
+}
+
+// withTrailer is body (an empty one if nil) with the trailer fields
+// trailer holds once it has been read to its end (events.TrailerSource):
+// a Reply's or a Request's Trailer, filled as net/http's are. A body that
+// is a TrailerSource already (a forward route's reply) stays as it is.
+func withTrailer(body io.Reader, trailer http.Header) io.Reader {
+	if isTrailerSource(body) || trailer == nil {
+		return body
+	}
+	if body == nil {
+		body = http.NoBody
+	}
+	return &trailedBody{r: body, trailer: trailer}
+}
+
+// trailedBody is a body that sends trailer fields after its end.
+type trailedBody struct {
+	r       io.Reader
+	trailer http.Header
+}
+
+func (b *trailedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Trailer implements events.TrailerSource.
+func (b *trailedBody) Trailer() []*events.Header { return events.TrailersFromHTTP(b.trailer) }

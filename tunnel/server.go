@@ -298,7 +298,7 @@ func (s *Server) Call(ctx context.Context, name string, req *Request) (*Response
 	if err != nil {
 		return nil, err
 	}
-	return s.callEvent(ctx, name, ev, req.Body)
+	return s.callEvent(ctx, name, ev, req.body())
 }
 
 // callEvent sends the event ev, with body (nil for none), to the client
