@@ -162,6 +162,13 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		f.channels.ServeHTTP(w, r)
 		return 0, "channels"
 	}
+	if isGRPC(r) {
+		// A gRPC client reads a status, not an HTTP error: every error
+		// from here on goes out as one.
+		gw := &grpcErrors{ResponseWriter: w}
+		defer gw.finish()
+		w = gw
+	}
 	path, err := events.ParsePath(r.URL.EscapedPath())
 	if err == nil && path.Target != f.target && !(path.Target == events.TargetClients && f.clients != nil) {
 		err = fmt.Errorf("%w: %s", events.ErrBadPath, f.pathHint())
@@ -233,7 +240,7 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 				return f.writeBodyError(w, fb, fmt.Errorf("request body after %d of %d bytes: %w", n, r.ContentLength, err))
 			}
 			body = &wholeBody{Reader: bytes.NewReader(head), fb: fb}
-		} else if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 && !isGRPC(r.Header) {
+		} else if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 && !isGRPC(r) {
 			// A body of unknown length is read ahead up to the limit (64 KiB
 			// at most), so that one over a small limit is refused before
 			// any handler can answer it. Not a gRPC call's: its client
@@ -544,14 +551,6 @@ func (f *frontend) serveUpgrade(w http.ResponseWriter, r *http.Request, peer str
 	<-done
 	_ = resp.Body.Close()
 	return http.StatusSwitchingProtocols, ""
-}
-
-// isGRPC reports whether h is a gRPC call's (application/grpc,
-// application/grpc+proto, ...).
-func isGRPC(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	return strings.HasPrefix(ct, "application/grpc") && (len(ct) == len("application/grpc") ||
-		ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';')
 }
 
 // upgradeType returns the protocol r asks to switch to, if any.
