@@ -510,7 +510,13 @@ type Reply struct {
 	// service) announced: they follow the reply body, in its Trailer, and
 	// the caller's front end announces them (Trailer) where it can send
 	// them. As Request.trailer.
-	Trailer       []string `protobuf:"bytes,5,rep,name=trailer,proto3" json:"trailer,omitempty"`
+	Trailer []string `protobuf:"bytes,5,rep,name=trailer,proto3" json:"trailer,omitempty"`
+	// content_length is the length of the reply body, when the handler (or
+	// a forward route's service) knew it: the caller's front end sends it
+	// as Content-Length instead of chunking the body. In a reply to HEAD,
+	// which has no body, it is the length a GET's body would have had.
+	// Unset when unknown, and for a status without a body.
+	ContentLength *int64 `protobuf:"varint,6,opt,name=content_length,json=contentLength,proto3,oneof" json:"content_length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +584,13 @@ func (x *Reply) GetTrailer() []string {
 		return x.Trailer
 	}
 	return nil
+}
+
+func (x *Reply) GetContentLength() int64 {
+	if x != nil && x.ContentLength != nil {
+		return *x.ContentLength
+	}
+	return 0
 }
 
 // Trailer follows the end marker of every body. A body that ends with a
@@ -805,14 +818,16 @@ const file_events_events_proto_rawDesc = "" +
 	"\atrailer\x18\x10 \x03(\tR\atrailer\":\n" +
 	"\fSessionClose\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xb1\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xf0\x01\n" +
 	"\x05Reply\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\fR\vcontentType\x124\n" +
 	"\aheaders\x18\x03 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x18\n" +
-	"\atrailer\x18\x05 \x03(\tR\atrailer\"U\n" +
+	"\atrailer\x18\x05 \x03(\tR\atrailer\x12*\n" +
+	"\x0econtent_length\x18\x06 \x01(\x03H\x00R\rcontentLength\x88\x01\x01B\x11\n" +
+	"\x0f_content_length\"U\n" +
 	"\aTrailer\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x124\n" +
 	"\aheaders\x18\x02 \x03(\v2\x1a.restpipe.events.v1.HeaderR\aheaders\"\xec\x02\n" +
@@ -878,6 +893,7 @@ func file_events_events_proto_init() {
 	if File_events_events_proto != nil {
 		return
 	}
+	file_events_events_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -156,29 +156,16 @@ func ContentType(b []byte) string {
 	return string(b)
 }
 
-// A reply to HEAD has no body, so nothing frames the length its GET's body
-// would have had: that length travels as a Content-Length event header,
-// which the sender adds (AddHeadLength) and the caller of the HEAD reads
-// (HeadLength). Everywhere else Content-Length stays out of event headers.
-
-// AddHeadLength adds the Content-Length cl (a header value) to the
-// headers of a reply to HEAD, if it is a length.
-func AddHeadLength(hs []*Header, cl string) []*Header {
+// Length returns the length a Content-Length value cl states, for
+// Reply.content_length: nil unless it is one (decimal digits only, as
+// RFC 9110 section 8.6 has it). A reply that knows its body's length
+// sends it in that field, never as a header: a reply to HEAD, which has
+// no body, sends the length its GET's body would have had.
+func Length(cl string) *int64 {
 	if n, ok := parseLength(cl); ok {
-		hs = append(hs, &Header{Name: "Content-Length", Values: [][]byte{strconv.AppendInt(nil, n, 10)}})
+		return &n
 	}
-	return hs
-}
-
-// HeadLength returns the Content-Length a reply to HEAD carries among its
-// headers hs, if it has one that is a length.
-func HeadLength(hs []*Header) (int64, bool) {
-	for _, h := range hs {
-		if textproto.CanonicalMIMEHeaderKey(h.Name) == "Content-Length" && len(h.Values) == 1 {
-			return parseLength(string(h.Values[0]))
-		}
-	}
-	return 0, false
+	return nil
 }
 
 // parseLength parses a Content-Length value: decimal digits only.

@@ -149,23 +149,16 @@ func TestHeadersRoundTrip(t *testing.T) {
 	}
 }
 
-// TestHeadLength: a HEAD reply's length crosses as a header only when it
-// is a length, and only HeadLength reads it back (HeadersToHTTP drops it).
-func TestHeadLength(t *testing.T) {
+// TestLength: a reply's length crosses only when it is a length.
+func TestLength(t *testing.T) {
 	for _, tc := range []struct {
 		cl   string
 		n    int64
 		want bool
-	}{{"12", 12, true}, {"0", 0, true}, {"", 0, false}, {"-1", 0, false}, {"1 2", 0, false}, {"99999999999999999999", 0, false}} {
-		hs := events.AddHeadLength(nil, tc.cl)
-		n, ok := events.HeadLength(hs)
-		if n != tc.n || ok != tc.want {
-			t.Errorf("%q: %d %v, want %d %v", tc.cl, n, ok, tc.n, tc.want)
-		}
-		h := http.Header{}
-		events.HeadersToHTTP(hs, h)
-		if len(h) != 0 {
-			t.Errorf("%q: HeadersToHTTP passed %v", tc.cl, h)
+	}{{"12", 12, true}, {"0", 0, true}, {"007", 7, true}, {"", 0, false}, {"-1", 0, false}, {"+1", 0, false}, {"1 2", 0, false}, {" 12", 0, false}, {"0x10", 0, false}, {"99999999999999999999", 0, false}} {
+		got := events.Length(tc.cl)
+		if (got != nil) != tc.want || (got != nil && *got != tc.n) {
+			t.Errorf("Length(%q) = %v, want %d %v", tc.cl, got, tc.n, tc.want)
 		}
 	}
 }

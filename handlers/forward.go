@@ -148,9 +148,15 @@ func (r *Registry) h2cTransport() *http.Transport {
 	return r.h2c
 }
 
+// newTransport is a forward routes' transport.
 func newTransport() *http.Transport {
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		// What the caller sent goes to the service as it is: no
+		// Accept-Encoding: gzip the caller never sent, and a gzip
+		// reply reaches the caller still compressed, with its
+		// Content-Encoding and Content-Length.
+		DisableCompression:    true,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
@@ -492,12 +498,10 @@ func (w *replyWriter) send(rep *Reply) bool {
 		}
 	}
 	rep.Trailer = w.announced
+	// Content-Length stays: the serving node sends it as the reply's
+	// length (for a HEAD, the length the service gave), and the caller's
+	// front end sends it on instead of chunking the body.
 	rep.Header.Del("Content-Type")
-	if w.req.Method != http.MethodHead {
-		// The tunnel frames the body; a HEAD reply has none, and keeps
-		// the length the service gave (HeadReply).
-		rep.Header.Del("Content-Length")
-	}
 	w.ready <- rep
 	return true
 }

@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +51,31 @@ func TestDispatchStripsForgeable(t *testing.T) {
 		if len(s) != 1 || s.Get("Authorization") != "Bearer t" {
 			t.Errorf("hook %d saw %v", i, s)
 		}
+	}
+}
+
+// TestDispatchStripsForgeableTrailer: a forged identity in a request's
+// trailer fields is gone too, announced or not, once the body has ended.
+func TestDispatchStripsForgeableTrailer(t *testing.T) {
+	r := NewRegistry()
+	var announced, ended http.Header
+	r.MustHandle("post_x", func(_ context.Context, req *Request) (any, error) {
+		announced = req.Trailer.Clone()
+		_, _ = io.ReadAll(req.Body)
+		ended = req.Trailer.Clone()
+		return "ok", nil
+	})
+	tr := http.Header{"X-Restpipe-Peer": nil, "X-Sum": nil}
+	body := &eofTrailer{r: strings.NewReader("abc"), dst: tr,
+		fields: http.Header{"X-Restpipe-Peer": {"admin"}, "X-Forwarded-For": {"6.6.6.6"}, "X-Sum": {"1"}}}
+	rep := dispatch(context.Background(), r, &Request{Peer: "c1", Method: "POST", Noun: []string{"x"}, Header: http.Header{}, Body: body, Trailer: tr})
+	if status, _ := statusBody(t, rep); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	if _, ok := announced["X-Restpipe-Peer"]; ok || len(announced) != 1 {
+		t.Errorf("announced trailer fields the handler saw: %v", announced)
+	}
+	if len(ended) != 1 || ended.Get("X-Sum") != "1" {
+		t.Errorf("trailer fields the handler saw at the end: %v", ended)
 	}
 }

@@ -136,7 +136,24 @@ func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply))
 	<-answered
 }
 
-// prepare readies an event for the chain: forgeable headers stripped
+// forgeableTrailer is a request body that strips the forgeable fields
+// from its request's Trailer once the body has ended, and with them its
+// values.
+type forgeableTrailer struct {
+	r       io.Reader
+	trailer http.Header
+}
+
+func (b *forgeableTrailer) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		stripForgeable(b.trailer)
+	}
+	return n, err
+}
+
+// prepare readies an event for the chain: forgeable headers (and trailer
+// fields) stripped
 // (see forgeable), its method upper-cased, its handler name and route set.
 // A HEAD's handler name is handlerName's whatever the caller set: the
 // handler that will run, which the access rules are asked about.
@@ -147,6 +164,16 @@ func (r *Registry) Serve(ctx context.Context, req *Request, answer func(*Reply))
 // for "DELETE" would miss.
 func (r *Registry) prepare(req *Request) {
 	stripForgeable(req.Header)
+	if req.Trailer != nil {
+		// And from the trailer fields: some services read them as
+		// headers. Their values come at the body's end.
+		stripForgeable(req.Trailer)
+		if req.Body != nil && req.Body != http.NoBody {
+			if _, done := req.Body.(*forgeableTrailer); !done {
+				req.Body = &forgeableTrailer{r: req.Body, trailer: req.Trailer}
+			}
+		}
+	}
 	req.Method = upperASCII(req.Method)
 	req.vouched = ""
 	if req.Name == "" || req.Method == http.MethodHead {

@@ -156,6 +156,11 @@ type Response struct {
 	// HEAD, Content-Length too when the peer knew the length of the body
 	// a GET would have had.
 	Header http.Header
+	// ContentLength is the length of Body, when the handler (or a forward
+	// route's service) stated it or its body was in memory; -1 when
+	// unknown. In a reply to HEAD, the length a GET's body would have
+	// had. It is the peer's word: Body ends where the peer ended it.
+	ContentLength int64
 	// ErrorCode is set on error replies ("no_handler", ...).
 	ErrorCode string
 	// Trailer holds the trailer fields the handler sent after the body,
@@ -312,18 +317,21 @@ func (p *peer) call(ctx context.Context, ev *events.Request, body io.Reader) (*R
 
 	header := http.Header{}
 	events.HeadersToHTTP(rep.Headers, header)
-	if strings.EqualFold(ev.Method, http.MethodHead) {
-		if n, ok := events.HeadLength(rep.Headers); ok {
-			header.Set("Content-Length", strconv.FormatInt(n, 10))
+	length := int64(-1)
+	if rep.ContentLength != nil && *rep.ContentLength >= 0 {
+		length = *rep.ContentLength
+		if strings.EqualFold(ev.Method, http.MethodHead) {
+			header.Set("Content-Length", strconv.FormatInt(length, 10))
 		}
 	}
 	resp := &Response{
-		Status:      int(rep.Status),
-		ContentType: events.ContentType(rep.ContentType),
-		Header:      header,
-		ErrorCode:   rep.ErrorCode,
-		Trailer:     events.AnnouncedTrailer(rep.Trailer),
-		ex:          ex,
+		Status:        int(rep.Status),
+		ContentType:   events.ContentType(rep.ContentType),
+		Header:        header,
+		ErrorCode:     rep.ErrorCode,
+		Trailer:       events.AnnouncedTrailer(rep.Trailer),
+		ContentLength: length,
+		ex:            ex,
 	}
 	resp.Body = &replyBody{body: r.Body(), ex: ex, resp: resp}
 	return resp, nil

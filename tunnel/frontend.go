@@ -309,19 +309,29 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	}
 	// A reply that has all arrived (most small ones) goes out with its
 	// length, whole, before its event ends; one still streaming goes out
-	// chunked, and is aborted if it breaks off (ServeHTTP).
+	// with the length its handler or service stated, or else chunked, and
+	// is aborted if it breaks off (ServeHTTP).
 	whole, ok := resp.Body.(interface{ Whole() (int64, bool) })
 	n, isWhole := int64(0), false
 	if ok && bodyAllowed(resp.Status) {
 		n, isWhole = whole.Whole()
 	}
-	if isWhole {
-		h.Set("Content-Length", strconv.FormatInt(n, 10))
+	length := int64(-1)
+	switch {
+	case !bodyAllowed(resp.Status):
+	case isWhole:
+		length = n // what arrived, whatever the peer stated
+	case resp.ContentLength >= 0:
+		length = resp.ContentLength
+	}
+	if length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
 	}
 	// Trailer fields go where HTTP can carry them: after a chunked body,
-	// which an HTTP/1.0 caller does not take and a reply with its length
-	// (or no body at all: HEAD above, 204, 304) does not have.
-	trailers := !isWhole && bodyAllowed(resp.Status) && r.ProtoAtLeast(1, 1)
+	// which an HTTP/1.0 caller does not take and an HTTP/1.1 reply with
+	// its length (or no body at all: HEAD above, 204, 304) does not have;
+	// HTTP/2 frames them apart from the body, length or not.
+	trailers := bodyAllowed(resp.Status) && (r.ProtoMajor >= 2 || (length < 0 && r.ProtoAtLeast(1, 1)))
 	if names := relayedTrailer(resp.Trailer); trailers && len(names) > 0 {
 		h.Set("Trailer", strings.Join(names, ", "))
 	}
@@ -809,6 +819,12 @@ func (b *frontBody) Read(p []byte) (int, error) {
 		b.mu.Lock()
 		b.ended = true
 		b.mu.Unlock()
+	}
+	if err != nil && err != io.EOF && strings.Contains(err.Error(), "long trailer") {
+		// net/http refuses a trailer section longer than its read buffer
+		// (4 KiB): "http: suspiciously long trailer after chunked body",
+		// its own words, not an error value it exports.
+		return n, fmt.Errorf("%w: its trailer fields are over net/http's limit (%v)", ErrBodyTooLarge, err)
 	}
 	if err == io.EOF {
 		// The caller's trailer fields are in: bounded as the wire bounds

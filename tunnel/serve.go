@@ -276,15 +276,18 @@ func (p *peer) writeReply(st *yamux.Stream, rep *handlers.Reply, head bool) (int
 		Headers:     events.HeadersFromHTTP(rep.Header),
 		ErrorCode:   rep.ErrorCode,
 	}
-	if head {
-		msg.Headers = events.AddHeadLength(msg.Headers, rep.Header.Get("Content-Length"))
-	}
+	msg.ContentLength = replyLength(rep, status, head)
 	body := rep.Body
 	if !head && bodyAllowed(status) && (rep.Trailer != nil || isTrailerSource(body)) {
 		// A reply to HEAD, and one of a status without a body, has no
 		// trailer fields: none are announced, none sent.
 		msg.Trailer = events.TrailerNames(rep.Trailer)
 		body = withTrailer(body, rep.Trailer)
+		if rep.Header.Get("Content-Length") == "" {
+			// Trailer fields need a chunked reply: a body in memory is
+			// not given its length.
+			msg.ContentLength = nil
+		}
 	}
 	if err := w.WriteMessage(msg); err != nil {
 		return 0, err
@@ -368,6 +371,35 @@ func (e *eventReader) release() {
 		e.r.Release()
 		e.r = nil
 	}
+}
+
+// replyLength is the length of rep's body, for Reply.content_length, if
+// it is known: the Content-Length its handler (or a forward route's
+// service) set, else the Len of a body in memory. For a reply to HEAD
+// (head), already without its body, the length a GET's body would have
+// had (HeadReply). nil for a status without a body.
+func replyLength(rep *handlers.Reply, status int, head bool) *int64 {
+	if !bodyAllowed(status) {
+		return nil
+	}
+	if n := events.Length(rep.Header.Get("Content-Length")); n != nil || head {
+		return n
+	}
+	switch b := rep.Body.(type) {
+	case nil:
+		n := int64(0)
+		return &n
+	case interface{ Len() int }:
+		if l := b.Len(); l >= 0 {
+			n := int64(l)
+			return &n
+		}
+	}
+	if rep.Body == http.NoBody {
+		n := int64(0)
+		return &n
+	}
+	return nil
 }
 
 func isTrailerSource(body io.Reader) bool {

@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel"
 )
@@ -34,6 +36,10 @@ func trailerService(t *testing.T, seen chan<- http.Header) *httptest.Server {
 		_, _ = io.WriteString(w, "reply")
 		w.Header().Set("X-Checksum", "sha256=abc")
 		w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+		// Neither may pass: one is no trailer field, the other only a
+		// front end sends.
+		w.Header().Set(http.TrailerPrefix+"Set-Cookie", "a=1")
+		w.Header().Set(http.TrailerPrefix+"X-Restpipe-Error", "faked")
 		for k, vs := range got {
 			w.Header()[http.TrailerPrefix+"Echo-"+k] = vs
 		}
@@ -45,8 +51,8 @@ func trailerService(t *testing.T, seen chan<- http.Header) *httptest.Server {
 // TestForwardTrailersBothWays: a chunked upload's trailer fields reach the
 // route's service as trailer fields, and the service's trailer fields
 // reach the caller as trailer fields of its chunked reply, announced ones
-// and others; fields that may not be trailers, and forgeable ones, do not
-// cross.
+// and others; fields that may not be trailers, forgeable ones and
+// X-Restpipe-Error do not cross.
 func TestForwardTrailersBothWays(t *testing.T) {
 	_, s, c := pair(t)
 	seen := make(chan http.Header, 1)
@@ -83,6 +89,11 @@ func TestForwardTrailersBothWays(t *testing.T) {
 	for k, want := range map[string]string{"X-Checksum": "sha256=abc", "X-Late": "late", "Echo-X-Upload-Sum": "42"} {
 		if g := resp.Trailer.Get(k); g != want {
 			t.Errorf("reply trailer %s: %q, want %q (all: %v)", k, g, want, resp.Trailer)
+		}
+	}
+	for _, k := range []string{"Set-Cookie", "X-Restpipe-Error"} {
+		if g := resp.Trailer.Get(k); g != "" {
+			t.Errorf("reply trailer %s: %q passed", k, g)
 		}
 	}
 	if resp.ContentLength != -1 || len(resp.TransferEncoding) == 0 {
@@ -187,6 +198,90 @@ func TestHandlerTrailers(t *testing.T) {
 		raw := rawReply(t, s.httpURL, method+" /client/c1/empty HTTP/1.1\r\nHost: "+strings.TrimPrefix(s.httpURL, "http://")+"\r\nConnection: close\r\n\r\n")
 		if strings.Contains(raw, "Trailer") || strings.Contains(raw, "X-Never") {
 			t.Errorf("%s of a 204: trailer fields in\n%s", method, raw)
+		}
+	}
+}
+
+// TestTrailerTooLarge: trailer fields over the bounds are an error the
+// caller sees: 413 too_large from the front end for a trailer section
+// longer than net/http takes (4 KiB), and over events.MaxTrailerSize an
+// upload that ends with an error, which its handler answers.
+func TestTrailerTooLarge(t *testing.T) {
+	_, s, c := pair(t)
+	if err := c.reg.Forward("tr", trailerService(t, nil).URL); err != nil {
+		t.Fatal(err)
+	}
+	c.reg.MustHandle("post_sum", func(ctx context.Context, req *handlers.Request) (any, error) {
+		b, err := io.ReadAll(req.Body)
+		return string(b), err
+	})
+	host := strings.TrimPrefix(s.httpURL, "http://")
+	// 4096 bytes of trailer section, all that net/http reads of one,
+	// without its end: nothing is left unread on the connection for its
+	// close to reset.
+	r := rawRequest(t, s.httpURL, "POST /client/c1/tr/x HTTP/1.1\r\nHost: "+host+"\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"3\r\nabc\r\n0\r\nX-Big: "+strings.Repeat("v", 4096-len("X-Big: ")))
+	wantError(t, r, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge)
+	if !strings.Contains(r.body, "trailer") {
+		t.Errorf("413 does not say why: %s", r.body)
+	}
+
+	// A service's trailer section that net/http will not read breaks its
+	// reply: the caller's is aborted, not ended as complete.
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "body")
+		w.(http.Flusher).Flush()
+		w.Header().Set(http.TrailerPrefix+"X-Big", strings.Repeat("v", 5000))
+	}))
+	t.Cleanup(big.Close)
+	if err := c.reg.Forward("big", big.URL); err != nil {
+		t.Fatal(err)
+	}
+	got, err := http.Get(s.httpURL + "/client/c1/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(got.Body)
+	got.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || got.Trailer.Get("X-Big") != "" {
+		t.Errorf("service's 5 KB trailer: %d %q, %v, trailer of %d bytes", got.StatusCode, b, err, len(got.Trailer.Get("X-Big")))
+	}
+
+	resp, err := s.Call(context.Background(), "c1", &tunnel.Request{Method: http.MethodPost, Noun: []string{"sum"},
+		Body: strings.NewReader("abc"), Trailer: http.Header{"X-Big": {strings.Repeat("v", 70<<10)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Status != http.StatusInternalServerError || !strings.Contains(string(b), "trailer fields") ||
+		!errors.Is(resp.UploadErr(), events.ErrTrailerTooLarge) {
+		t.Errorf("Call with 70 KiB of trailer: %d %s, upload: %v", resp.Status, b, resp.UploadErr())
+	}
+}
+
+// TestTrailerReadAhead: a front end with a body limit reads a chunked
+// upload ahead; one that arrives whole with its trailer fields still
+// sends them, announced, and the route's service gets a chunked body
+// with them.
+func TestTrailerReadAhead(t *testing.T) {
+	p := newPKI(t)
+	s := startServer(t, p, func(cfg *tunnel.Config) { cfg.MaxBodyBytes = 1 << 20 })
+	c := startClient(t, p, "c1", s.tunnelAddr, nil)
+	waitConnected(t, c, s)
+	seen := make(chan http.Header, 1)
+	if err := c.reg.Forward("tr", trailerService(t, seen).URL); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(s.httpURL, "http://")
+	for _, announce := range []string{"Trailer: X-Sum\r\n", ""} {
+		raw := rawReply(t, s.httpURL, "POST /client/c1/tr/x HTTP/1.1\r\nHost: "+host+"\r\nTransfer-Encoding: chunked\r\n"+announce+
+			"Connection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 9\r\n\r\n")
+		if got := <-seen; got.Get("X-Sum") != "9" {
+			t.Errorf("announced %q: the service got trailer fields %v", announce, got)
+		}
+		if !strings.Contains(raw, "\r\n0\r\n") || !strings.Contains(raw, "Echo-X-Sum: 9\r\n") {
+			t.Errorf("announced %q: reply\n%s", announce, raw)
 		}
 	}
 }
