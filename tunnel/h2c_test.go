@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +324,38 @@ func TestForwardH2CTarget(t *testing.T) {
 			r = get(t, req.URL.String())
 		}
 		wantError(t, r, http.StatusBadGateway, "upstream_unavailable")
+	}
+}
+
+// A reply to a request whose body was not read to its end does not end
+// an HTTP/2 connection (over HTTP/1.1 it is Connection: close): other
+// streams, and the next calls, go on over it.
+func TestFrontendH2CUnreadBodyKeepsConnection(t *testing.T) {
+	_, _, c := pair(t)
+	hc := h2cClient(t)
+	call := func(method string, body io.Reader) (reused bool) {
+		t.Helper()
+		req, _ := http.NewRequest(method, c.httpURL+"/server/time", body)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+		}))
+		if r := h2cDo(t, hc, req); r.status != http.StatusNotFound && r.status != http.StatusOK {
+			t.Fatalf("%s /server/time: %d %s", method, r.status, r.body)
+		}
+		return reused
+	}
+	call(http.MethodGet, nil)
+	// get_time never reads the 4 MiB a POST sends (no post_time: 404).
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write(make([]byte, 4<<20))
+		pw.Close()
+	}()
+	if !call(http.MethodPost, pr) {
+		t.Error("the POST did not reuse the connection")
+	}
+	pr.Close()
+	if !call(http.MethodGet, nil) {
+		t.Error("the call after an unread body needed a new connection")
 	}
 }
