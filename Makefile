@@ -40,7 +40,7 @@ browser-deps:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; \
 	fi
 
-## client-deps: curl and Debian's python3-requests, python3-websockets and
+## client-deps: curl, h2load (nghttp2-client) and Debian's python3-requests, python3-websockets and
 ## python3-jwt, the clients that tunnel/cutshort_test.go and the interop
 ## suite (cmd/restpipe/interop_*_test.go) call the nodes with, installed
 ## (as root, or with sudo) only when missing. A module counts as there if
@@ -51,6 +51,7 @@ browser-deps:
 PY_HAS = { python3 -c 'import $(1)' || /usr/bin/python3 -c 'import $(1)'; } 2>/dev/null
 client-deps:
 	@missing=; command -v curl >/dev/null || missing=" curl"; \
+	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
 	$(call PY_HAS,requests) || missing="$$missing python3-requests"; \
 	$(call PY_HAS,websockets) || missing="$$missing python3-websockets"; \
 	$(call PY_HAS,jwt) || missing="$$missing python3-jwt"; \

@@ -40,6 +40,10 @@ import (
 // A service that is down or slow is told to the caller by the route's
 // name and the request id only; its address and the error are logged.
 //
+// A target "h2c://host:port/path" is a service that speaks HTTP/2 over
+// cleartext with prior knowledge only (a gRPC server): it is reached as
+// http://host:port/path, over HTTP/2 without TLS.
+//
 // Of the headers, hop-by-hop ones and the forgeable ones (see
 // stripForgeable) are removed; the service gets, set by this node:
 //
@@ -63,12 +67,16 @@ func (r *Registry) Forward(route, target string) error {
 	if r.routes == nil {
 		r.routes = map[string]*forwarder{}
 	}
-	r.routes[route] = newForwarder(route, u, r.log, r.transport())
+	tr := r.transport()
+	if u.Scheme == schemeH2C {
+		tr = r.h2cTransport()
+	}
+	r.routes[route] = newForwarder(route, u, r.log, tr)
 	return nil
 }
 
-// ParseForwardTarget checks a forward route's target: an absolute http or
-// https URL with a host and no query.
+// ParseForwardTarget checks a forward route's target: an absolute http,
+// https or h2c URL with a host and no query.
 //
 // Errors name the target without its password (RedactURL): they end up
 // in logs.
@@ -82,8 +90,8 @@ func ParseForwardTarget(target string) (*url.URL, error) {
 			err = ue.Err
 		}
 		return nil, fmt.Errorf("target %q: %w", RedactURL(target), err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", u.Redacted())
+	case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != schemeH2C:
+		return nil, fmt.Errorf("target %q: want an http://, https:// or h2c:// URL", u.Redacted())
 	case u.Host == "":
 		return nil, fmt.Errorf("target %q: no host", u.Redacted())
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
@@ -112,24 +120,48 @@ func (r *Registry) route(noun []string) *forwarder {
 	return r.routes[noun[0]]
 }
 
-// transport is shared by the registry's forward routes. Local services
-// are reached directly: proxy settings from the environment do not apply.
+// schemeH2C is the scheme of a forward target that speaks HTTP/2 over
+// cleartext (prior knowledge), such as a gRPC server.
+const schemeH2C = "h2c"
+
+// transport is shared by the registry's http:// and https:// forward
+// routes. Local services are reached directly: proxy settings from the
+// environment do not apply.
 func (r *Registry) transport() *http.Transport {
 	if r.tr == nil {
-		r.tr = &http.Transport{
-			DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			// What the caller sent goes to the service as it is: no
-			// Accept-Encoding: gzip the caller never sent, and a gzip
-			// reply reaches the caller still compressed, with its
-			// Content-Encoding and Content-Length.
-			DisableCompression:    true,
-			MaxIdleConns:          256,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		}
+		r.tr = newTransport()
+		// HTTP/1.1 for http://; https:// as the service's TLS offers.
 	}
 	return r.tr
+}
+
+// h2cTransport is shared by the registry's h2c:// routes: HTTP/2 over
+// cleartext with prior knowledge, and nothing else, so a service that
+// speaks only HTTP/1.1 fails (502) rather than being spoken to another way.
+func (r *Registry) h2cTransport() *http.Transport {
+	if r.h2c == nil {
+		r.h2c = newTransport()
+		p := &http.Protocols{}
+		p.SetUnencryptedHTTP2(true)
+		r.h2c.Protocols = p
+	}
+	return r.h2c
+}
+
+// newTransport is a forward routes' transport.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		// What the caller sent goes to the service as it is: no
+		// Accept-Encoding: gzip the caller never sent, and a gzip
+		// reply reaches the caller still compressed, with its
+		// Content-Encoding and Content-Length.
+		DisableCompression:    true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
 }
 
 // errHeaderTimeout ends a forwarded request whose service did not answer
@@ -139,13 +171,20 @@ var errHeaderTimeout = errors.New("the service did not answer before the deadlin
 // forwarder forwards events to one local HTTP service.
 type forwarder struct {
 	route  string
-	target *url.URL
+	target *url.URL // as configured: h2c://... for an h2c route
+	dest   *url.URL // what requests go to: target, an h2c one as http://
 	log    *slog.Logger
 	proxy  *httputil.ReverseProxy
 }
 
 func newForwarder(route string, target *url.URL, log *slog.Logger, tr http.RoundTripper) *forwarder {
-	f := &forwarder{route: route, target: target, log: log}
+	dest := target
+	if target.Scheme == schemeH2C {
+		d := *target
+		d.Scheme = "http" // its transport speaks HTTP/2 only
+		dest = &d
+	}
+	f := &forwarder{route: route, target: target, dest: dest, log: log}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// pr.In.URL is already the service's (forwardURL); the proxy
@@ -281,7 +320,7 @@ func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 	if upgradesToHTTP(req.Upgrade) {
 		return nil, fmt.Errorf("forward %s: an upgrade to %q is not forwarded (the service would read requests for any path over it)", f.route, req.Upgrade)
 	}
-	u := forwardURL(f.target, path, req.RawQuery)
+	u := forwardURL(f.dest, path, req.RawQuery)
 	in := &http.Request{
 		Method:        req.Method,
 		URL:           u,
@@ -305,6 +344,11 @@ func (f *forwarder) inbound(req *Request, path string) (*http.Request, error) {
 	}
 	if req.ContentType != "" {
 		in.Header.Set("Content-Type", req.ContentType)
+	}
+	if d, ok := events.GRPCTimeout(in.Header.Get("Grpc-Timeout")); ok && !req.Deadline.IsZero() {
+		// What is left of the event's deadline, if that is less than the
+		// caller's: the time the event took to get here is spent.
+		in.Header.Set("Grpc-Timeout", events.FormatGRPCTimeout(min(d, time.Until(req.Deadline))))
 	}
 	if in.ContentLength == 0 || req.Body == http.NoBody || req.Upgrade != "" {
 		// An upgrade's body is the connection after the 101: it goes

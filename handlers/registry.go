@@ -23,7 +23,8 @@ type Registry struct {
 	mu     sync.RWMutex
 	funcs  map[string]Func
 	routes map[string]*forwarder
-	tr     *http.Transport
+	tr     *http.Transport // http:// and https:// forward routes
+	h2c    *http.Transport // h2c:// forward routes
 
 	pre      []PreFunc
 	auth     AuthFunc

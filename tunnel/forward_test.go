@@ -158,7 +158,7 @@ func TestForwardErrors(t *testing.T) {
 	wantError(t, get(t, s.httpURL+"/client/c1/down/x"), http.StatusBadGateway, "upstream_unavailable")
 	wantError(t, get(t, s.httpURL+"/client/c1/slow/x", "X-Restpipe-Timeout", "200ms"), http.StatusGatewayTimeout, "timeout")
 
-	for _, bad := range []string{"", "ftp://x", "http://", "/relative", "http://h/p?q=1", "::"} {
+	for _, bad := range []string{"", "ftp://x", "http://", "/relative", "http://h/p?q=1", "::", "h2c://", "h2c://h/p?q=1", "h2://h"} {
 		if err := c.reg.Forward("bad", bad); err == nil {
 			t.Errorf("Forward accepted target %q", bad)
 		}

@@ -163,6 +163,13 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 		f.channels.ServeHTTP(w, r)
 		return 0, "channels"
 	}
+	if isGRPC(r) {
+		// A gRPC client reads a status, not an HTTP error: every error
+		// from here on goes out as one.
+		gw := &grpcErrors{ResponseWriter: w}
+		defer gw.finish()
+		w = gw
+	}
 	path, err := events.ParsePath(r.URL.EscapedPath())
 	if err == nil && path.Target != f.target && !(path.Target == events.TargetClients && f.clients != nil) {
 		err = fmt.Errorf("%w: %s", events.ErrBadPath, f.pathHint())
@@ -181,6 +188,10 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 	timeout, err := f.timeout(r.Header.Get(HeaderTimeout))
 	if err != nil {
 		return writeError(w, http.StatusBadRequest, handlers.CodeBadRequest, err.Error())
+	}
+	if d, ok := events.GRPCTimeout(r.Header.Get("Grpc-Timeout")); ok && r.Header.Get(HeaderTimeout) == "" {
+		// A gRPC call's own deadline is the event's, within MaxTimeout.
+		timeout = min(max(d, time.Millisecond), f.cfg.MaxTimeout)
 	}
 	if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength > max {
 		return writeError(w, http.StatusRequestEntityTooLarge, handlers.CodeTooLarge,
@@ -230,10 +241,12 @@ func (f *frontend) serve(w http.ResponseWriter, r *http.Request, id string) (int
 				return f.writeBodyError(w, fb, fmt.Errorf("request body after %d of %d bytes: %w", n, r.ContentLength, err))
 			}
 			body = &wholeBody{Reader: bytes.NewReader(head), fb: fb}
-		} else if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 {
+		} else if max := f.cfg.MaxBodyBytes; max > 0 && r.ContentLength < 0 && !isGRPC(r) {
 			// A body of unknown length is read ahead up to the limit (64 KiB
 			// at most), so that one over a small limit is refused before
-			// any handler can answer it.
+			// any handler can answer it. Not a gRPC call's: its client
+			// may wait for an answer before it sends more (a bidi stream);
+			// frontBody still bounds it, as it streams.
 			head := make([]byte, min(max+1, 64<<10))
 			n, err := io.ReadFull(fb, head)
 			switch {
@@ -328,7 +341,10 @@ func (f *frontend) writeReply(w http.ResponseWriter, r *http.Request, id string,
 	wd := &writeDeadline{rc: rc, idle: f.cfg.BodyIdleTimeout}
 	if isWhole {
 		_, err := io.Copy(deadlineWriter{w, wd}, resp.Body)
-		if err == nil {
+		if err == nil && n > 0 {
+			// Not an empty one: unflushed, HTTP/2 sends its headers with
+			// the stream's end, in one HEADERS frame, as a gRPC
+			// "trailers-only" reply (grpc-status in the headers) must be.
 			err = wd.around(rc.Flush)
 		}
 		if wd.timedOut(err) {
@@ -846,7 +862,10 @@ func (b *frontBody) closeIfUnread(w http.ResponseWriter) {
 	b.mu.Lock()
 	ended := b.ended
 	b.mu.Unlock()
-	if !ended {
+	// On HTTP/2 a stream's unread body ends with the stream, and the
+	// connection carries others: Connection: close would send it a
+	// GOAWAY.
+	if !ended && b.req.ProtoMajor < 2 {
 		w.Header().Set("Connection", "close")
 	}
 }
@@ -908,6 +927,24 @@ func (s *Server) CloseChannels() { s.hub.CloseAll(channels.ErrShutdown) }
 // Server.CloseChannels does.
 func (c *Client) CloseChannels() { c.hub.CloseAll(channels.ErrShutdown) }
 
+// frontendMaxStreams bounds the HTTP/2 streams (requests) a caller may
+// have open at once on one connection to a front end; more are refused
+// by the HTTP/2 layer itself (REFUSED_STREAM) until one ends. HTTP/1.1
+// has one per connection. 100 is the least RFC 9113 recommends, and
+// what a gRPC client multiplexes over a connection before it queues.
+const frontendMaxStreams = 100
+
+// frontendProtocols are what a front end speaks: HTTP/1.1, and HTTP/2
+// over cleartext with prior knowledge (h2c: curl --http2-prior-knowledge,
+// gRPC clients, h2load). Not the h2c upgrade from HTTP/1.1 (Upgrade:
+// h2c), which net/http does not serve either.
+func frontendProtocols() *http.Protocols {
+	p := &http.Protocols{}
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}
+
 // serveHTTP serves h on ln until ctx ends, then shuts down within
 // cfg.ShutdownTimeout; onShutdown, if not nil, runs as the shutdown starts.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config, onShutdown func()) error {
@@ -919,6 +956,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, cfg *Config
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.With("part", "http").Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		Protocols:         frontendProtocols(),
+		// HTTP/2's bounds: its header list is bounded by MaxHeaderBytes,
+		// as HTTP/1's headers are (431 above); its streams per connection
+		// by frontendMaxStreams.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: frontendMaxStreams},
 	}
 	if onShutdown != nil {
 		// Channel subscribers are long-lived (and WebSocket ones hijacked):

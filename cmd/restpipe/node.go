@@ -474,7 +474,7 @@ func checkForwardTarget(logger *slog.Logger, route, target string) {
 	}
 	host := u.Host
 	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+		host = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443", "h2c": "80"}[u.Scheme])
 	}
 	conn, err := net.DialTimeout("tcp", host, time.Second)
 	if err != nil {

@@ -320,7 +320,7 @@ func TestForwardFlagsAndConfig(t *testing.T) {
 		want string
 	}{
 		{args: []string{"--forward", "files"}, want: "NAME=URL"},
-		{args: []string{"--forward", "files=ftp://x"}, want: "http:// or https://"},
+		{args: []string{"--forward", "files=ftp://x"}, want: "https:// or h2c://"},
 		{args: []string{"--config", bad}, file: `{"listen": "127.0.0.1:0", "colour": "blue"}`, want: `unknown setting "colour"`},
 		{args: []string{"--config", bad}, file: `[1, 2]`, want: "not a JSON object"},
 		{args: []string{"--config", filepath.Join(d, "missing.json")}, want: "missing.json"},
