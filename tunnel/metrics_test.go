@@ -19,6 +19,7 @@ import (
 
 	"github.com/restpipe/restpipe/tunnel"
 	"github.com/restpipe/restpipe/tunnel/admin"
+	"github.com/restpipe/restpipe/tunnel/channels"
 	"github.com/restpipe/restpipe/tunnel/metrics"
 )
 
@@ -373,5 +374,57 @@ func checkPromtool(t *testing.T, body string) {
 	cmd.Stdin = in
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestMetricsChannels: subscribers, messages published, delivered and
+// dropped, and slow subscribers disconnected, by count.
+func TestMetricsChannels(t *testing.T) {
+	p := newPKI(t)
+	srvM := metrics.New(metrics.Options{Version: "test", Role: "server"})
+	srv := startServer(t, p, func(c *tunnel.Config) { c.Metrics = srvM; c.ChannelQueue = 1 })
+	base := adminOf(t, srvM, srv.Ready, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fast, err := srv.Channels().Subscribe(ctx, "news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	slow, err := srv.Channels().Subscribe(ctx, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	body := scrape(t, base)
+	if v := value(t, body, "restpipe_channel_subscribers"); v != 2 {
+		t.Errorf("subscribers %v, want 2", v)
+	}
+	if err := srv.Channels().Publish(ctx, &channels.Message{Channel: "news", Text: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fast.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The slow one's queue holds one message: the second drops it.
+	for _, text := range []string{"a", "b"} {
+		if err := srv.Channels().Publish(ctx, &channels.Message{Channel: "slow", Text: text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body = scrape(t, base)
+	for name, want := range map[string]float64{
+		"restpipe_channel_messages_published_total": 3,
+		"restpipe_channel_messages_delivered_total": 2,
+		"restpipe_channel_messages_dropped_total":   1,
+		"restpipe_channel_slow_disconnects_total":   1,
+		"restpipe_channel_subscribers":              1,
+	} {
+		if v := value(t, body, name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	if strings.Contains(body, "news") || strings.Contains(body, `"slow"`) {
+		t.Errorf("a channel name became a label:\n%s", body)
 	}
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -199,6 +202,45 @@ func TestAdminProcesses(t *testing.T) {
 		cmd.Stdin = strings.NewReader(body)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s: promtool check metrics: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// TestAdminAuthCache: with --auth-ttl, the first call asks the service
+// (a miss) and the same call again is answered from the cache (a hit).
+func TestAdminAuthCache(t *testing.T) {
+	d := identities(t, "c1")
+	var asked atomic.Int32
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer svc.Close()
+	srv := startNode(t, nil, "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0", "--auth-url", svc.URL, "--auth-ttl", "1m",
+		"--cert", filepath.Join(d, "server.crt"), "--key", filepath.Join(d, "server.key"), "--ca", filepath.Join(d, "ca.crt"))
+	tunnelAddr := srv.log.wait(t, tunnelAddrRe)
+	admin := "http://" + srv.log.wait(t, adminAddrRe)
+	c1 := startNode(t, nil, "client", "--server", tunnelAddr, "--http", "127.0.0.1:0",
+		"--cert", filepath.Join(d, "c1.crt"), "--key", filepath.Join(d, "c1.key"), "--ca", filepath.Join(d, "ca.crt"))
+	cliHTTP := c1.log.wait(t, httpAddrRe)
+	c1.log.wait(t, `msg="connected to server"`)
+	for range 2 {
+		if status, body := httpGet(t, "http://"+cliHTTP+"/server/time"); status != 200 {
+			t.Fatalf("GET /server/time: %d %s", status, body)
+		}
+	}
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("the auth service was asked %d times, want 1", n)
+	}
+	_, body := httpGet(t, admin+"/metrics")
+	for series, want := range map[string]float64{
+		`restpipe_auth_cache_lookups_total{result="miss"}`: 1,
+		`restpipe_auth_cache_lookups_total{result="hit"}`:  1,
+		`restpipe_auth_decisions_total{decision="allow"}`:  2,
+	} {
+		if got := metricValue(t, body, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
 }
