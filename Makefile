@@ -45,7 +45,9 @@ browser-deps:
 ## suite (cmd/restpipe/interop_*_test.go) call the nodes with, installed
 ## (as root, or with sudo) only when missing. A module counts as there if
 ## the python3 on the PATH or Debian's /usr/bin/python3 has it (the tests
-## fall back to the latter). Then, if npm is there, the Node GRIP
+## fall back to the latter), and promtool (Debian's prometheus package)
+## for the promtool check metrics of tunnel/metrics_test.go and
+## cmd/restpipe/admin_test.go. Then, if npm is there, the Node GRIP
 ## publisher (@fanoutio/grip, and ws) into .interop/node for
 ## interop_grip_test.go; without npm or the network the test skips.
 PY_HAS = { python3 -c 'import $(1)' || /usr/bin/python3 -c 'import $(1)'; } 2>/dev/null
@@ -55,14 +57,16 @@ client-deps:
 	$(call PY_HAS,requests) || missing="$$missing python3-requests"; \
 	$(call PY_HAS,websockets) || missing="$$missing python3-websockets"; \
 	$(call PY_HAS,jwt) || missing="$$missing python3-jwt"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  command -v apt-get >/dev/null || { echo "client-deps: no apt-get: install$$missing by hand (the test skips what is absent)"; exit 0; }; \
 	  if [ "$$(id -u)" = 0 ]; then sudo=; \
 	  elif command -v sudo >/dev/null; then sudo=sudo; \
 	  else echo "client-deps: not root and no sudo: as root, apt-get install$$missing"; exit 0; fi; \
-	  echo "client-deps: installing$$missing for the cut-reply and interop tests"; \
+	  echo "client-deps: installing$$missing for the cut-reply, interop and metrics tests"; \
 	  $$sudo apt-get update -qq && \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	    echo "client-deps: apt-get install$$missing failed: the tests that need them skip"; \
 	fi
 	@$(MAKE) --no-print-directory node-deps
 

@@ -86,6 +86,8 @@ type ExternalAuth struct {
 
 	mu    sync.Mutex
 	cache map[authKey]authEntry
+	// onLookup, if set, is told of each cache lookup (OnCacheLookup).
+	onLookup func(hit bool)
 }
 
 // authKey is the SHA-256 of what the auth service is sent (authKeyOf).
@@ -123,6 +125,12 @@ func CacheKey(headers ...string) AuthOption {
 		}
 		sort.Strings(a.keyHdrs)
 	}
+}
+
+// OnCacheLookup has f told of each lookup of the decision cache (with a
+// TTL): hit is true when a cached decision answered, for a node's metrics.
+func OnCacheLookup(f func(hit bool)) AuthOption {
+	return func(a *ExternalAuth) { a.onLookup = f }
 }
 
 // NewExternalAuth returns an ExternalAuth that asks authURL, waits at most
@@ -175,7 +183,11 @@ func (a *ExternalAuth) Auth(ctx context.Context, req *Request) (Decision, error)
 	var key authKey
 	if a.ttl > 0 {
 		key = a.keyOf(req, uri)
-		if e, ok := a.cached(key); ok {
+		e, ok := a.cached(key)
+		if a.onLookup != nil {
+			a.onLookup(ok)
+		}
+		if ok {
 			return e.d, applyRewrite(req, e.rewrite)
 		}
 	}

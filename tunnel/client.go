@@ -32,6 +32,8 @@ type Client struct {
 	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
 
 	hub *hub.Hub // this node's channel subscribers
+	// bytes adds up the sessions' bytes, for Config.Metrics.
+	bytes muxconn.Counters
 
 	// relayMu guards chRelay, the channel relay of the current session.
 	relayMu sync.Mutex
@@ -49,7 +51,7 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	bufs := newBufPool(copyBufSize)
-	return &Client{
+	c := &Client{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		ycfg:      cfg.yamux(),
@@ -57,7 +59,9 @@ func NewClient(cfg Config) (*Client, error) {
 		send:      cfg.sendBufs(streamBufSize, bufs),
 		hub:       hub.NewHub(cfg.hubOptions()),
 		connected: make(chan struct{}),
-	}, nil
+	}
+	c.observe()
+	return c, nil
 }
 
 // Name is the client's own name, from its certificate.
@@ -103,6 +107,7 @@ func (c *Client) Run(ctx context.Context, addr string) error {
 		} else if ctx.Err() != nil {
 			return nil
 		} else {
+			c.cfg.observeRefused(err)
 			err = c.cfg.withOwnExpiry(err)
 		}
 		failures++
@@ -150,6 +155,7 @@ func (c *Client) connect(ctx context.Context, addr string, tlsConf *tls.Config) 
 		}
 	}
 	mc.WatchWrites(c.cfg.WriteTimeout)
+	c.cfg.countBytes(mc, &c.bytes)
 	sess, err := mc.Start(c.ycfg, false)
 	if err != nil {
 		_ = mc.Close()
@@ -194,6 +200,7 @@ func (c *Client) runSession(ctx context.Context, p *peer) error {
 	close(c.connected)
 	c.mu.Unlock()
 	p.log.Info("connected to server", "version", p.info.Version)
+	p.observeConnected()
 
 	drained := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -205,6 +212,7 @@ func (c *Client) runSession(ctx context.Context, p *peer) error {
 	ended := make(chan error, 1)
 	p.start(func(reason error) { ended <- reason })
 	reason := <-ended
+	p.observeDisconnected(reason, false)
 	if !stop() {
 		<-drained
 	}
@@ -289,7 +297,7 @@ func (c *Client) callEvent(ctx context.Context, ev *events.Request, body io.Read
 	if p == nil {
 		return nil, fmt.Errorf("%w: not connected to the server", ErrPeerUnavailable)
 	}
-	return p.call(ctx, ev, body)
+	return p.observedCall(ctx, ev, body)
 }
 
 // Channels is the client's channel bus, through the server: what it

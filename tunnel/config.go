@@ -16,6 +16,7 @@ import (
 	"github.com/restpipe/restpipe/events"
 	"github.com/restpipe/restpipe/handlers"
 	"github.com/restpipe/restpipe/tunnel/internal/hub"
+	"github.com/restpipe/restpipe/tunnel/metrics"
 	"github.com/restpipe/restpipe/tunnel/webguard"
 )
 
@@ -51,6 +52,9 @@ type Config struct {
 	// Version is the software version sent in the hello, for logs.
 	// Default none.
 	Version string
+	// Metrics, if set, is told what the node does (package metrics).
+	// Default none: nothing is counted.
+	Metrics *metrics.Metrics
 	// VerifyPeer, if set, is asked about the peer's certificate after
 	// the TLS handshake has verified it, and again by Server.Reverify and
 	// Client.Reverify; an error refuses or drops the peer. Revocation

@@ -186,6 +186,7 @@ func TestDefaultConfigComplete(t *testing.T) {
 		"Certificate": true, "CA": true, // the caller's
 		"ServerName": true, "Version": true, "VerifyPeer": true, "ChannelPrefix": true,
 		"PublishKey": true, "Origins": true, "HTTPHosts": true,
+		"Metrics":      true, // nothing counted
 		"MaxFrame":     true, // the role's size
 		"MaxBodyBytes": true, // no limit
 	}

@@ -200,6 +200,7 @@ func (p *peer) serveStream(st *yamux.Stream, done func()) {
 	head := strings.EqualFold(ev.Method, http.MethodHead)
 	answer := func(rep *handlers.Reply) {
 		n, err := p.writeReply(st, rep, head)
+		p.observeIn(req, rep.Status, start)
 		level := slog.LevelDebug
 		if err != nil && ctx.Err() == nil {
 			level = slog.LevelWarn

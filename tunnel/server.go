@@ -10,6 +10,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -31,6 +32,10 @@ type Server struct {
 	bufs *sync.Pool
 	send *sync.Pool // copy buffers of Config.MaxFrame (see peer.sendBufs)
 	hub  *hub.Hub   // this node's channel subscribers and clients' relays
+	// bytes adds up the sessions' bytes, for Config.Metrics.
+	bytes muxconn.Counters
+	// listening is set while Serve accepts, for Ready.
+	listening atomic.Bool
 
 	mu      sync.Mutex
 	peers   map[string]*peer
@@ -49,7 +54,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	bufs := newBufPool(copyBufSize)
-	return &Server{
+	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		tls:    cfg.serverTLS(),
@@ -59,7 +64,9 @@ func NewServer(cfg Config) (*Server, error) {
 		hub:    hub.NewHub(cfg.hubOptions()),
 		peers:  map[string]*peer{},
 		hellos: map[string]bool{},
-	}, nil
+	}
+	s.observe()
+	return s, nil
 }
 
 // Name is the server's own name, from its certificate.
@@ -82,6 +89,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("tunnel listening", "addr", ln.Addr().String())
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
+	s.listening.Store(true)
+	defer s.listening.Store(false)
 	var tempDelay time.Duration
 	var acceptErr error
 	for {
@@ -119,6 +128,7 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 	if err != nil {
 		_ = conn.Close()
 		if ctx.Err() == nil {
+			s.cfg.observeRefused(err)
 			s.log.Warn("client refused", "remote", remote, "err", s.cfg.withOwnExpiry(err))
 		}
 		s.conns.Done()
@@ -130,8 +140,9 @@ func (s *Server) handleConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	p.log.Info("client connected", "version", p.info.Version)
+	p.observeConnected()
 	p.start(func(reason error) {
-		s.unregister(p)
+		p.observeDisconnected(reason, !s.unregister(p))
 		p.log.Info("client disconnected", "reason", disconnectReason(reason),
 			"connected_for", time.Since(p.info.ConnectedSince).Round(time.Millisecond))
 		s.conns.Done()
@@ -149,7 +160,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	cs := mc.ConnectionState()
 	certs := cs.PeerCertificates
 	if len(certs) == 0 || certs[0].Subject.CommonName == "" {
-		return nil, errors.New("client certificate has no Common Name")
+		return nil, errNoCommonName
 	}
 	name := certs[0].Subject.CommonName
 	// Until its hello is done a connection is not bounded by the
@@ -163,7 +174,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	// at most, is all it can make the server hold.
 	serial := certs[0].SerialNumber.String() // unique under the one CA
 	if !s.enterHello(serial) {
-		return nil, fmt.Errorf("client %q: another connection with its certificate (serial %s) is still in its hello: one at a time", name, serial)
+		return nil, mark(fmt.Errorf("client %q: another connection with its certificate (serial %s) is still in its hello: one at a time", name, serial), errHelloBusy)
 	}
 	defer s.leaveHello(serial)
 	// A certificate the hook refuses (revoked) is authentic: the client is
@@ -171,11 +182,12 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn) (*peer, error) {
 	var refusal error
 	if s.cfg.VerifyPeer != nil {
 		if err := s.cfg.VerifyPeer(certs[0]); err != nil {
-			refusal = fmt.Errorf("client %q: %w", name, err)
+			refusal = mark(fmt.Errorf("client %q: %w", name, err), errRevoked)
 		}
 	}
 	// Only the hello's stream until it is answered (mc.EndHello).
 	mc.WatchWrites(s.cfg.WriteTimeout)
+	s.cfg.countBytes(mc, &s.bytes)
 	sess, err := mc.Start(s.ycfg, true)
 	if err != nil {
 		return nil, err
@@ -245,12 +257,16 @@ func (s *Server) replace(old, p *peer) {
 	go old.endWith(codeReplaced, fmt.Errorf("%w from %s", ErrReplaced, p.info.RemoteAddr))
 }
 
-func (s *Server) unregister(p *peer) {
+// unregister removes p; it reports whether p was the session registered
+// under its name (not one replaced since).
+func (s *Server) unregister(p *peer) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.peers[p.info.Name] == p {
 		delete(s.peers, p.info.Name)
+		return true
 	}
-	s.mu.Unlock()
+	return false
 }
 
 // sessions returns the registered sessions, one per client.
@@ -309,7 +325,7 @@ func (s *Server) callEvent(ctx context.Context, name string, ev *events.Request,
 	if p == nil {
 		return nil, fmt.Errorf("%w: no client %q", ErrPeerUnavailable, name)
 	}
-	return p.call(ctx, ev, body)
+	return p.observedCall(ctx, ev, body)
 }
 
 // Clients lists the connected clients, by name.

@@ -182,7 +182,8 @@ func (p *peer) keepAlive() {
 	p.pings++
 	p.kaMu.Unlock()
 
-	_, err := p.sess.Ping()
+	rtt, err := p.sess.Ping()
+	p.observeRTT(rtt, err)
 
 	p.kaMu.Lock()
 	p.pings--

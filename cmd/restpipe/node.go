@@ -57,6 +57,7 @@ type nodeFlags struct {
 	channelMaxMsg   byteSize
 	maxStreams      int // per peer
 	maxSubs         int
+	admin           adminFlags
 
 	fs *flag.FlagSet // the flags above, for the value a message quotes
 
@@ -103,6 +104,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, a `size` (up to 256KiB)")
 	fs.IntVar(&n.maxStreams, "max-streams", d.MaxStreams, "how many `streams` (events in flight) one peer may hold at this node, 1 to 65536; announced in the hello, so an honest peer waits for a slot; a peer that does not is answered 503 peer_busy")
 	fs.IntVar(&n.maxSubs, "max-subscriptions", d.MaxSubscriptions, "how many `channels` one client node may subscribe to at the server")
+	n.admin.register(fs)
 }
 
 // authHook builds the Auth hook from --allow and --auth-url: the rules,
@@ -115,7 +117,7 @@ func (n *nodeFlags) authHook(reg *handlers.Registry) (handlers.AuthFunc, string,
 	}
 	var ext *handlers.ExternalAuth
 	if n.authURL != "" {
-		var opts []handlers.AuthOption
+		opts := n.admin.authOptions()
 		if n.authCacheKey != "" {
 			opts = append(opts, handlers.CacheKey(strings.Split(n.authCacheKey, ",")...))
 		}
@@ -132,7 +134,7 @@ func (n *nodeFlags) authHook(reg *handlers.Registry) (handlers.AuthFunc, string,
 	case ext != nil:
 		desc = ext.String()
 	}
-	return reg.Access(rules, ext), desc, nil
+	return n.admin.observeAuth(reg.Access(rules, ext)), desc, nil
 }
 
 // setup loads the identity and builds the logger, the handler registry
@@ -147,6 +149,9 @@ func (n *nodeFlags) setup(env *cliEnv, role string) (*certs.Identity, tunnel.Con
 
 func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel.Config, *slog.Logger, error) {
 	if err := checkHTTPAddr(n.http); err != nil {
+		return nil, tunnel.Config{}, nil, err
+	}
+	if err := n.admin.init(role); err != nil {
 		return nil, tunnel.Config{}, nil, err
 	}
 	// The settings are checked before the identity is loaded and
@@ -234,6 +239,7 @@ func (n *nodeFlags) setupNode(env *cliEnv, role string) (*certs.Identity, tunnel
 	cfg.Dispatcher = reg
 	cfg.Logger = logger.With("node", id.Name())
 	cfg.Version = version
+	n.admin.wire(&cfg, id)
 	return id, cfg, logger, nil
 }
 
@@ -527,13 +533,18 @@ func (n *nodeFlags) watchRevoked(ctx context.Context) {
 // auth and the revocation list. On an error the old ones stay. It reports
 // whether the revocation list was reloaded.
 func (n *nodeFlags) reload(logger *slog.Logger, reg *handlers.Registry, fresh *nodeFlags, err error) bool {
+	ok := true
+	defer func() { n.admin.reloaded(ok) }()
 	if err != nil {
 		logger.Error("reload: settings kept as they were", "err", err)
+		ok = false
 		return false
 	}
+	fresh.admin.m = n.admin.m // the metrics of this node count the fresh rules' decisions
 	auth, desc, err := fresh.authHook(reg)
 	if err != nil {
 		logger.Error("reload: access rules kept as they were", "err", err)
+		ok = false
 	} else {
 		reg.SetAuth(auth)
 		logger.Info("reload: access control", "auth", desc)
@@ -548,11 +559,13 @@ func (n *nodeFlags) reload(logger *slog.Logger, reg *handlers.Registry, fresh *n
 	if rf != nil && rf.Path() == fresh.revoked {
 		if _, err := rf.Reload(); err != nil {
 			logger.Error("reload: revocation list kept as it was", "file", fresh.revoked, "err", err)
+			ok = false
 			return false
 		}
 	} else {
 		if rf, err = n.openRevoked(logger, fresh.revoked); err != nil {
 			logger.Error("reload: revocation list kept as it was", "file", fresh.revoked, "err", err)
+			ok = false
 			return false
 		}
 		n.revocations.Store(rf)
@@ -689,6 +702,14 @@ func runServer(ctx context.Context, env *cliEnv, args []string) error {
 		tln.Close()
 		return err
 	}
+	adm, err := n.admin.listen(logger, srv.Ready, func() any {
+		return nodeSummary{Node: srv.Name(), Role: "server", Version: version, Peers: len(srv.Clients()), Ready: srv.Ready() == nil}
+	})
+	if err != nil {
+		tln.Close()
+		return err
+	}
+	fronts = withAdmin(fronts, adm)
 	logger.Info("server starting", "node", srv.Name(), "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
 	n.reverify = func() {
@@ -765,6 +786,14 @@ func runClient(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	adm, err := n.admin.listen(logger, c.Ready, func() any {
+		_, up := c.Server()
+		return nodeSummary{Node: c.Name(), Role: "client", Version: version, Peers: map[bool]int{true: 1}[up], Ready: c.Ready() == nil}
+	})
+	if err != nil {
+		return err
+	}
+	fronts = withAdmin(fronts, adm)
 	logger.Info("client starting", "node", c.Name(), "server", f.server, "version", version)
 	logStopping(ctx, logger, n.shutdownTimeout)
 	n.reverify = func() {

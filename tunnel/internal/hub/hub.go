@@ -130,6 +130,28 @@ type Hub struct {
 	subs    map[string]map[sink]struct{}
 	remotes map[Sink]*remote
 	closed  error // set by CloseAll(ErrShutdown): no new subscribers
+	count   int   // subscribers and sinks, over every channel
+
+	stats Stats
+}
+
+// Stats count what a Hub did, for a node's metrics.
+type Stats struct {
+	// Messages is how many messages were delivered (Deliver called);
+	// Delivered how many subscribers or sinks took one, Dropped how
+	// many could not (their queue full: each was dropped as too slow).
+	Messages, Delivered, Dropped atomic.Uint64
+}
+
+// Stats are the Hub's counts.
+func (h *Hub) Stats() *Stats { return &h.stats }
+
+// Count returns how many local subscribers and remote sinks the Hub has,
+// over every channel.
+func (h *Hub) Count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.count
 }
 
 // NewHub returns an empty Hub.
@@ -240,6 +262,9 @@ func (h *Hub) add(channel string, s sink) {
 		set = map[sink]struct{}{}
 		h.subs[channel] = set
 	}
+	if _, ok := set[s]; !ok {
+		h.count++
+	}
 	set[s] = struct{}{}
 }
 
@@ -250,6 +275,7 @@ func (h *Hub) remove(channel string, s sink) bool {
 		return false
 	}
 	delete(set, s)
+	h.count--
 	if len(set) == 0 {
 		delete(h.subs, channel)
 	}
@@ -279,6 +305,9 @@ func (h *Hub) Deliver(m *Message) int {
 		}
 	}
 	h.mu.Unlock()
+	h.stats.Messages.Add(1)
+	h.stats.Delivered.Add(uint64(n))
+	h.stats.Dropped.Add(uint64(len(slow)))
 	for _, s := range slow {
 		s.drop(fmt.Errorf("%w: its queue of %d messages or %d bytes is full",
 			ErrSlow, h.opts.QueueLen, h.opts.QueueBytes))

@@ -54,6 +54,8 @@ type coalesceConn struct {
 	// atomic store per Read: see Conn.LastReceived).
 	since    time.Time
 	received atomic.Int64
+	// count, if set, adds up what Read and Write pass (Conn.CountInto).
+	count *Counters
 
 	mu      sync.Mutex
 	hdr     [headerSize]byte
@@ -90,6 +92,9 @@ func (c *coalesceConn) Read(p []byte) (int, error) {
 	}
 	if n > 0 {
 		c.received.Store(int64(time.Since(c.since)))
+		if c.count != nil {
+			c.count.In.Add(uint64(n))
+		}
 		if c.gate != nil {
 			if verr := c.gate.scan(p[:n]); verr != nil {
 				return 0, verr
@@ -128,6 +133,9 @@ func (c *coalesceConn) whenClosed(f func()) {
 }
 
 func (c *coalesceConn) Write(p []byte) (int, error) {
+	if c.count != nil {
+		c.count.Out.Add(uint64(len(p))) // what yamux sends, held frames included
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {

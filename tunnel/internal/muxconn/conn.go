@@ -51,6 +51,8 @@ type Conn struct {
 	cc   *coalesceConn
 	g    *gate
 	sess *yamux.Session
+	// count, if set, adds up the bytes of the session (CountInto).
+	count *Counters
 }
 
 // Handshake builds the stack under the tls.Conn on raw, a new TCP
@@ -90,7 +92,7 @@ func (c *Conn) Start(cfg *yamux.Config, helloPhase bool) (*yamux.Session, error)
 	odd := c.role == Client
 	c.g = newGate(func(id uint32) bool { return id != 0 && (id%2 == 1) == odd })
 	c.g.helloOpen.Store(helloPhase)
-	c.cc = &coalesceConn{Conn: c.tc, rb: c.rb, idle: c.idle, gate: c.g, since: time.Now()}
+	c.cc = &coalesceConn{Conn: c.tc, rb: c.rb, idle: c.idle, gate: c.g, since: time.Now(), count: c.count}
 	c.idle.start()
 	var sess *yamux.Session
 	var err error
