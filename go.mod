@@ -3,6 +3,7 @@ module github.com/restpipe/restpipe
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/coder/websocket v1.8.15
 	github.com/hashicorp/yamux v0.1.2

@@ -9,10 +9,13 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/BurntSushi/toml"
 )
 
 // usageError marks an error as a command-line mistake (exit code 2).
@@ -278,24 +281,68 @@ func configPath(args []string, fromEnv string) string {
 	return path
 }
 
-// applyConfigFile sets flags from a JSON object whose keys are flag names:
+// applyConfigFile sets flags from a config file whose keys are flag
+// names: TOML when its name ends in .toml (comments allowed), JSON
+// otherwise:
 //
 //	{"listen": "0.0.0.0:7443", "max-body": 1048576,
 //	 "forward": {"files": "http://127.0.0.1:9000"}}
 //
-// A list sets a repeatable flag once per element; an object sets it once
-// per "key=value".
+//	listen = "0.0.0.0:7443"  # the tunnel
+//	max-body = "1MiB"
+//	[forward]
+//	files = "http://127.0.0.1:9000"
+//
+// A list sets a repeatable flag once per element; an object (a TOML
+// table) sets it once per "key=value".
 func applyConfigFile(fs *flag.FlagSet, path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
+	settings, err := parseConfig(path, data)
+	if err != nil {
+		return err
+	}
+	return applySettings(fs, path, data, settings)
+}
+
+// isTOML reports whether the config file at path is read as TOML.
+func isTOML(path string) bool { return strings.EqualFold(filepath.Ext(path), ".toml") }
+
+// parseConfig parses a config file's content into its settings.
+func parseConfig(path string, data []byte) (map[string]any, error) {
+	var settings map[string]any
+	if isTOML(path) {
+		if _, err := toml.Decode(string(data), &settings); err != nil {
+			return nil, usageError{fmt.Sprintf("config file %s: not valid TOML: %v", path, err)}
+		}
+		return settings, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	var settings map[string]any
 	if err := dec.Decode(&settings); err != nil {
-		return fmt.Errorf("config file %s: not a JSON object: %w", path, err)
+		return nil, fmt.Errorf("config file %s: not a JSON object: %w", path, err)
 	}
+	return settings, nil
+}
+
+// keyLine is the line of the config file data on which the setting name
+// is first given, 0 if it cannot be told.
+func keyLine(data []byte, name string) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		for _, form := range []string{name, `"` + name + `"`, "[" + name + "]"} {
+			rest, ok := strings.CutPrefix(strings.TrimLeft(line, " \t{,"), form)
+			if ok && (rest == "" || strings.ContainsAny(rest[:1], " \t=:]\r")) {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// applySettings sets fs's flags from a config file's parsed settings.
+func applySettings(fs *flag.FlagSet, path string, data []byte, settings map[string]any) error {
 	names := make([]string, 0, len(settings))
 	for name := range settings {
 		names = append(names, name)
@@ -303,7 +350,11 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	sort.Strings(names)
 	for _, name := range names {
 		if name == "config" || fs.Lookup(name) == nil {
-			return usageError{fmt.Sprintf("config file %s: unknown setting %q (settings are the flag names)", path, name)}
+			at := ""
+			if line := keyLine(data, name); line > 0 {
+				at = fmt.Sprintf(", line %d", line)
+			}
+			return usageError{fmt.Sprintf("config file %s: unknown setting %q%s (settings are the flag names)", path, name, at)}
 		}
 		var values []string
 		switch v := settings[name].(type) {

@@ -86,7 +86,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.Var(&n.window, "window", "each stream's receive window, a `size` (256KiB to 64MiB): one stream moves at most this per round trip; set it on both nodes")
 	fs.Var(&n.maxFrame, "max-frame", "the largest frame a body is sent in, a `size` (16KiB to 1MiB; default 256KiB on a client, 64KiB on a server): bigger costs less CPU when streaming, but each session that has sent one keeps a buffer that big")
 	fs.Var(&n.forward, "forward", "a forward route `NAME=URL`: events to noun NAME are forwarded to the local HTTP service at URL (repeatable)")
-	fs.StringVar(&n.config, "config", "", "a JSON config `file` whose keys are these flags' names; flags and environment win over it")
+	fs.StringVar(&n.config, "config", "", "a config `file` (TOML if its name ends in .toml, comments allowed; JSON otherwise) whose keys are these flags' names; flags and environment win over it")
 	fs.StringVar(&n.revoked, "revoked", "", "a revocation list `file` (from \"restpipe ca revoke\"): peers whose certificate is on it are refused, and dropped when it changes (looked at every second; SIGHUP reloads it)")
 	fs.Var(&n.allow, "allow", "an access rule `PEER=TARGET,...`: which peers (glob) may call which handlers or forward:ROUTE, or use which channels (subscribe:GLOB, publish:GLOB, channel:GLOB for both; on the server), on this node; once any rule exists, the rest is denied (repeatable; SIGHUP reloads)")
 	fs.StringVar(&n.authURL, "auth-url", "", "an external auth `URL` asked about every event and, on the server, every client node's channel subscribe and publish: 204 allows, 403 denies, anything else is 503 (SIGHUP reloads)")
