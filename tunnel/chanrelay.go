@@ -382,7 +382,16 @@ func (r *serverRelay) read(rd *events.Reader) error {
 				ack.Error = fmt.Sprintf("over the server's limit of %d channels subscribed per node", r.maxSubs)
 			} else if r.authorize(ack, handlers.ChannelSubscribe, f.Channel) {
 				r.subs[f.Channel] = struct{}{}
-				r.hub.Attach(f.Channel, r)
+				// The ACK goes ahead of the channel's next message: a
+				// client that subscribes again after an outage tells its
+				// subscribers of the gap before that message.
+				var err error
+				r.hub.AttachThen(f.Channel, r, func() { err = r.answer(ack) })
+				r.decide.Unlock()
+				if err != nil {
+					return err
+				}
+				continue
 			}
 			r.decide.Unlock()
 			if err := r.answer(ack); err != nil {
@@ -416,7 +425,9 @@ func (r *serverRelay) read(rd *events.Reader) error {
 	}
 }
 
-// clientRelay is the client's end of its relay to the server.
+// clientRelay is the client's end of its relay to the server. The
+// channels its node's subscribers hold are the Client's (chansubs.go):
+// they outlive a relay.
 type clientRelay struct {
 	c   *Client
 	p   *peer
@@ -424,24 +435,10 @@ type clientRelay struct {
 	own *ownStream // holds the relay's slot at the server (pacing.go)
 	q   *frameQueue
 
-	mu      sync.Mutex
-	dead    error // why the relay ended; nil while it is up
-	seq     uint64
-	acks    map[uint64]func(err error)
-	subs    map[string]*relaySub
-	members map[*member]bool // the local subscribers through this relay
-}
-
-// member is a local subscriber through a relay; sub is set, under the
-// relay's mu, once the hub has it.
-type member struct{ sub *channels.Subscriber }
-
-// relaySub is a channel the client subscribed to at the server, for as
-// long as it has local subscribers.
-type relaySub struct {
-	n     int           // local subscribers
-	ready chan struct{} // closed once the server acknowledged
-	err   error         // the refusal or failure, set before ready closes
+	mu   sync.Mutex
+	dead error // why the relay ended; nil while it is up
+	seq  uint64
+	acks map[uint64]func(err error)
 }
 
 // relay returns the client's relay to the server, opening it if needed.
@@ -480,13 +477,13 @@ func (c *Client) relay() (*clientRelay, error) {
 		return nil, fmt.Errorf("%w: open channel relay: %v", channels.ErrUnavailable, err)
 	}
 	r := &clientRelay{c: c, p: p, st: st, own: own, q: newFrameQueue(c.cfg.RelayQueueBytes),
-		acks: map[uint64]func(error){}, subs: map[string]*relaySub{}, members: map[*member]bool{}}
+		acks: map[uint64]func(error){}}
 	c.chRelay = r
 	go func() {
 		err := writeFrames(st, r.q, c.cfg.WriteTimeout)
 		_ = st.Close()
 		if err != nil {
-			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err))
+			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err), true)
 		}
 	}()
 	go r.read()
@@ -501,13 +498,13 @@ func (r *clientRelay) read() {
 	for {
 		var f events.ChannelFrame
 		if err := rd.ReadMessage(&f); err != nil {
-			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err))
+			r.fail(fmt.Errorf("%w: relay to the server lost: %v", channels.ErrUnavailable, err), true)
 			return
 		}
 		switch f.Kind {
 		case events.ChannelFrame_MESSAGE:
 			if err := checkFrameMessage(&f); err != nil {
-				r.fail(fmt.Errorf("%w: the server sent a bad channel message: %v", channels.ErrUnavailable, err))
+				r.fail(fmt.Errorf("%w: the server sent a bad channel message: %v", channels.ErrUnavailable, err), false)
 				return
 			}
 			r.c.hub.Deliver(frameMessage(&f))
@@ -522,35 +519,15 @@ func (r *clientRelay) read() {
 		case events.ChannelFrame_REFUSED:
 			r.refused(f.Channel, ackError(&f))
 		case events.ChannelFrame_CLOSE:
-			r.fail(fmt.Errorf("%w: the server dropped this node's relay: %s", channels.ErrUnavailable, f.Error))
+			// Dropped on purpose (this node fell too far behind): its
+			// subscribers are closed, not kept, as a slow one is.
+			r.fail(fmt.Errorf("%w: the server dropped this node's relay: %s", channels.ErrUnavailable, f.Error), false)
 			return
 		default:
-			r.fail(fmt.Errorf("%w: unexpected channel frame %v from the server", channels.ErrUnavailable, f.Kind))
+			r.fail(fmt.Errorf("%w: unexpected channel frame %v from the server", channels.ErrUnavailable, f.Kind), false)
 			return
 		}
 	}
-}
-
-// refused ends the local subscribers of channel, whose subscription the
-// server ended with err; the next subscriber asks the server anew.
-func (r *clientRelay) refused(channel string, err error) {
-	if err == nil {
-		err = &handlers.Error{Status: http.StatusForbidden, Code: handlers.CodeForbidden,
-			Msg: "refused by the server: the subscription is no longer allowed"}
-	}
-	var end []*channels.Subscriber
-	r.mu.Lock()
-	delete(r.subs, channel) // the server detached it: no UNSUBSCRIBE
-	for m := range r.members {
-		if m.sub != nil && m.sub.Channel == channel {
-			end = append(end, m.sub)
-		}
-	}
-	r.mu.Unlock()
-	for _, sub := range end {
-		hub.End(sub, err)
-	}
-	r.p.log.Info("channel subscription ended by the server", "channel", channel, "reason", err)
 }
 
 // ackError is the server's answer in an ACK: nil, or why it refused. A
@@ -571,37 +548,6 @@ func ackError(f *events.ChannelFrame) error {
 		code = handlers.CodeForbidden
 	}
 	return &handlers.Error{Status: status, Code: code, Msg: "refused by the server: " + f.Error}
-}
-
-// fail ends the relay: waiting publishes and subscribes fail with err, and
-// the local subscribers through it are closed with it (they would miss
-// messages). Those of a newer relay, if any, stay.
-func (r *clientRelay) fail(err error) {
-	c := r.c
-	c.relayMu.Lock()
-	if c.chRelay == r {
-		c.chRelay = nil
-	}
-	c.relayMu.Unlock()
-	r.mu.Lock()
-	if r.dead != nil {
-		r.mu.Unlock()
-		return
-	}
-	r.dead = err
-	acks, members := r.acks, r.members
-	r.acks, r.members = nil, nil
-	r.mu.Unlock()
-	r.q.close(nil)
-	_ = r.st.Close()
-	r.own.closed()
-	for _, done := range acks {
-		done(err)
-	}
-	for m := range members {
-		hub.End(m.sub, err)
-	}
-	r.p.log.Info("channel relay closed", "reason", err)
 }
 
 // send queues f with a new seq and calls done with the server's answer
@@ -627,6 +573,9 @@ func (r *clientRelay) send(f *events.ChannelFrame, done func(err error)) error {
 type clientBus struct{ c *Client }
 
 func (b clientBus) Publish(ctx context.Context, m *channels.Message) error {
+	if m.Notice() {
+		return channels.ErrNotice
+	}
 	r, err := b.c.relay()
 	if err != nil {
 		return err
@@ -641,69 +590,6 @@ func (b clientBus) Publish(ctx context.Context, m *channels.Message) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("no answer from the server (the message may still be published): %w", ctx.Err())
-	}
-}
-
-func (b clientBus) Subscribe(ctx context.Context, channel string) (*channels.Subscriber, error) {
-	r, err := b.c.relay()
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	if r.dead != nil {
-		r.mu.Unlock()
-		return nil, r.dead
-	}
-	rs := r.subs[channel]
-	if rs == nil {
-		rs = &relaySub{ready: make(chan struct{})}
-		r.subs[channel] = rs
-		r.seq++
-		seq := r.seq
-		r.acks[seq] = func(err error) {
-			rs.err = err
-			close(rs.ready)
-		}
-		r.q.push(&events.ChannelFrame{Kind: events.ChannelFrame_SUBSCRIBE, Seq: seq, Channel: channel}, true)
-	}
-	rs.n++
-	m := &member{}
-	sub, err := b.c.hub.Join(channel, func() { r.leave(channel, rs, m) })
-	if err == nil {
-		m.sub = sub
-		r.members[m] = true
-	}
-	r.mu.Unlock()
-	if err != nil {
-		r.leave(channel, rs, m)
-		return nil, err
-	}
-	select {
-	case <-rs.ready:
-		if rs.err != nil {
-			sub.Close()
-			return nil, rs.err
-		}
-		return sub, nil
-	case <-ctx.Done():
-		sub.Close()
-		return nil, fmt.Errorf("no answer from the server: %w", ctx.Err())
-	}
-}
-
-// leave is called when a local subscriber of channel leaves; the last
-// one unsubscribes the client at the server.
-func (r *clientRelay) leave(channel string, rs *relaySub, m *member) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.members, m) // nil once the relay failed: a no-op
-	rs.n--
-	if rs.n > 0 || r.subs[channel] != rs {
-		return
-	}
-	delete(r.subs, channel)
-	if r.dead == nil {
-		r.q.push(&events.ChannelFrame{Kind: events.ChannelFrame_UNSUBSCRIBE, Channel: channel}, true)
 	}
 }
 

@@ -38,6 +38,10 @@ type Client struct {
 	// relayMu guards chRelay, the channel relay of the current session.
 	relayMu sync.Mutex
 	chRelay *clientRelay
+	// chMu guards chSubs, the channels this node's subscribers hold, which
+	// outlive a relay (chansubs.go). It is taken before a relay's mu.
+	chMu   sync.Mutex
+	chSubs map[string]*chanSub
 
 	mu        sync.Mutex
 	cur       *peer
@@ -58,6 +62,7 @@ func NewClient(cfg Config) (*Client, error) {
 		bufs:      bufs,
 		send:      cfg.sendBufs(streamBufSize, bufs),
 		hub:       hub.NewHub(cfg.hubOptions()),
+		chSubs:    map[string]*chanSub{},
 		connected: make(chan struct{}),
 	}
 	c.observe()
@@ -211,6 +216,7 @@ func (c *Client) runSession(ctx context.Context, p *peer) error {
 	})
 	ended := make(chan error, 1)
 	p.start(func(reason error) { ended <- reason })
+	go c.resumeChannels() // the subscriptions an outage left waiting
 	reason := <-ended
 	p.observeDisconnected(reason, false)
 	if !stop() {
@@ -302,7 +308,13 @@ func (c *Client) callEvent(ctx context.Context, ev *events.Request, body io.Read
 
 // Channels is the client's channel bus, through the server: what it
 // publishes reaches every subscriber of the channel on every node; its
-// subscribers receive what is published anywhere. Both need the client
-// connected (channels.ErrUnavailable otherwise), and a lost connection
-// closes the client's subscribers, which would miss messages.
+// subscribers receive what is published anywhere. A publish needs the
+// client connected (channels.ErrUnavailable otherwise). A subscriber
+// outlives an outage of the tunnel: while the client is not connected
+// (or not yet), it is told so by a notice (a Message whose Outage says
+// why) and receives nothing; once the subscription is established at the
+// server again, by a notice whose Gap is set, since what was published
+// meanwhile is lost. One whose outage lasts longer than
+// Config.ChannelOutageWait is closed, with an error wrapping
+// channels.ErrUnavailable.
 func (c *Client) Channels() channels.Bus { return clientBus{c} }

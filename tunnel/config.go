@@ -178,6 +178,12 @@ type Config struct {
 	// ChannelMaxMessage bounds one channel message, in bytes (413 above).
 	// Default 64 KiB, at most 256 KiB.
 	ChannelMaxMessage int64
+	// ChannelOutageWait is how long a client node keeps its channel
+	// subscribers while the tunnel is down: they are told of the outage
+	// and, once the subscription is established again, of the gap; one
+	// whose outage lasts longer is closed (channels.ErrUnavailable).
+	// Default 5 minutes.
+	ChannelOutageWait time.Duration
 	// ChannelPrefix is put before the channel of every item published
 	// with GRIP's POST /publish/ on this node's front end. Default none.
 	ChannelPrefix string
@@ -243,6 +249,7 @@ func DefaultConfig() Config {
 		ChannelQueue:      hub.DefaultQueueLen,   // 256
 		ChannelQueueBytes: hub.DefaultQueueBytes, // 1 MiB
 		ChannelMaxMessage: 64 << 10,
+		ChannelOutageWait: 5 * time.Minute,
 	}
 }
 
@@ -274,6 +281,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.ChannelQueue = cmp.Or(c.ChannelQueue, d.ChannelQueue)
 	c.ChannelQueueBytes = cmp.Or(c.ChannelQueueBytes, d.ChannelQueueBytes)
 	c.ChannelMaxMessage = cmp.Or(c.ChannelMaxMessage, d.ChannelMaxMessage)
+	c.ChannelOutageWait = cmp.Or(c.ChannelOutageWait, d.ChannelOutageWait)
 	c.ReconnectMin = cmp.Or(c.ReconnectMin, d.ReconnectMin)
 	c.ReconnectMax = cmp.Or(c.ReconnectMax, d.ReconnectMax)
 	c.StableAfter = cmp.Or(c.StableAfter, d.StableAfter)
@@ -398,6 +406,7 @@ func (c Config) Validate() error {
 		refuse("ChannelQueueBytes", c.ChannelQueueBytes, "must be at least twice ChannelMaxMessage plus 1KiB ("+quantity(least, true)+")")
 	}
 	inRange("ChannelMaxMessage", c.ChannelMaxMessage, 1, maxChannelMessage, true)
+	positive("ChannelOutageWait", c.ChannelOutageWait)
 	if err := webguard.CheckOrigins(c.Origins); err != nil {
 		errs = append(errs, &FieldError{Field: "Origins", Err: err})
 	}

@@ -55,6 +55,7 @@ type nodeFlags struct {
 	publishKeyFile  string
 	channelQueue    int
 	channelMaxMsg   byteSize
+	channelOutage   time.Duration
 	maxStreams      int // per peer
 	maxSubs         int
 	admin           adminFlags
@@ -102,6 +103,7 @@ func (n *nodeFlags) register(fs *flag.FlagSet, httpDefault string) {
 	fs.IntVar(&n.channelQueue, "channel-queue", d.ChannelQueue, "how many `messages` may wait for one channel subscriber before it is disconnected as too slow")
 	n.channelMaxMsg = byteSize(d.ChannelMaxMessage)
 	fs.Var(&n.channelMaxMsg, "channel-max-message", "the largest channel message, a `size` (up to 256KiB)")
+	fs.DurationVar(&n.channelOutage, "channel-outage-wait", d.ChannelOutageWait, "how long a client node keeps its channel subscribers (told of the outage) while the tunnel is down, before closing them")
 	fs.IntVar(&n.maxStreams, "max-streams", d.MaxStreams, "how many `streams` (events in flight) one peer may hold at this node, 1 to 65536; announced in the hello, so an honest peer waits for a slot; a peer that does not is answered 503 peer_busy")
 	fs.IntVar(&n.maxSubs, "max-subscriptions", d.MaxSubscriptions, "how many `channels` one client node may subscribe to at the server")
 	n.admin.register(fs)
@@ -285,6 +287,7 @@ func (n *nodeFlags) tunnelConfig() tunnel.Config {
 	cfg.ChannelPrefix = n.channelPrefix
 	cfg.ChannelQueue = n.channelQueue
 	cfg.ChannelMaxMessage = int64(min(n.channelMaxMsg, math.MaxInt64))
+	cfg.ChannelOutageWait = n.channelOutage
 	cfg.MaxStreams, cfg.MaxSubscriptions = n.maxStreams, n.maxSubs
 	return cfg
 }
@@ -302,6 +305,7 @@ var configFlags = map[string]string{
 	"HTTPHosts":         "http-host",
 	"ChannelQueue":      "channel-queue",
 	"ChannelMaxMessage": "channel-max-message",
+	"ChannelOutageWait": "channel-outage-wait",
 	"MaxStreams":        "max-streams",
 	"MaxSubscriptions":  "max-subscriptions",
 }

@@ -250,6 +250,7 @@ func TestNodeUsageErrors(t *testing.T) {
 		{[]string{"server", "--max-subscriptions", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--max-subscriptions 0: --max-subscriptions must be from 1 to 65536"},
 		{[]string{"server", "--channel-max-message", "0", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-max-message 0: --channel-max-message must be from 1 to 256KiB"},
 		{[]string{"server", "--channel-queue", "65537", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-queue 65537: --channel-queue must be from 1 to 65536"},
+		{[]string{"server", "--channel-outage-wait", "-1s", "--cert", crt, "--key", key, "--ca", ca}, 2, "--channel-outage-wait -1s: --channel-outage-wait must be positive"},
 		// A flag out of bounds is told before a missing identity.
 		{[]string{"server", "--auth-timeout", "0", "--auth-url", "http://127.0.0.1:1/auth", "--identity-dir", filepath.Join(d, "empty")}, 2, "--auth-timeout 0s: --auth-timeout must be positive"},
 		{[]string{"server", "--auth-timeout", "-1s", "--identity-dir", filepath.Join(d, "empty")}, 2, "--auth-timeout -1s: --auth-timeout must be positive"},

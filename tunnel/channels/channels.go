@@ -23,6 +23,15 @@ import (
 // subscriber it is for (0: all). With Close set it ends the subscribers
 // of those kinds instead (GRIP's "action": "close"). It is shared by
 // every subscriber it goes to: it must not be changed once published.
+//
+// A Subscriber's Next may also return a notice, which the node sends in
+// place of a message (Notice reports one): Outage set (to why) when the
+// node lost the tunnel, the subscriber staying subscribed; Gap set once
+// the subscription is established again, since messages published
+// meanwhile did not reach it (none is replayed). Publish refuses a
+// notice (ErrNotice). A front end passes notices on as SSE "event:
+// outage" and "event: gap", and as WebSocket binary messages (see
+// Notice).
 type Message = hub.Message
 
 // Kinds is a set of kinds of subscriber: a Message's To.
@@ -39,9 +48,12 @@ const (
 
 // Subscriber is one subscriber of a channel on this node, with a bounded
 // queue of the messages not yet read: Next returns the next one (waiting
-// until its ctx ends), Done is closed and Err says why (an error wrapping
-// ErrSlow, ErrUnavailable, ErrShutdown or ErrClosed) once it was closed
-// or dropped, Close removes it. Its Channel field is the channel's name.
+// until its ctx ends), or a notice of an outage or a gap (see Message),
+// Done is closed and Err says why (an error wrapping ErrSlow,
+// ErrUnavailable, ErrShutdown or ErrClosed) once it was closed or
+// dropped, Close removes it. Its Channel field is the channel's name;
+// PrevID is the ID of the channel's last message before it joined, for a
+// subscriber resuming after a given message.
 type Subscriber = hub.Subscriber
 
 // Why a subscriber is dropped; its Err wraps one of these.
@@ -55,6 +67,9 @@ var (
 	ErrShutdown = hub.ErrShutdown
 	// ErrClosed: the subscriber was closed by its owner.
 	ErrClosed = hub.ErrClosed
+	// ErrNotice: Publish was given a notice (Outage or Gap set), which
+	// only a node sends.
+	ErrNotice = hub.ErrNotice
 )
 
 // Bus carries channel messages to every node of the tunnel.
@@ -64,7 +79,8 @@ type Bus interface {
 	Publish(ctx context.Context, m *Message) error
 	// Subscribe adds a subscriber of channel on this node. Every message
 	// published anywhere after Subscribe returns reaches it, in order,
-	// until it is closed or dropped.
+	// until it is closed or dropped, except during an outage of the
+	// tunnel, which notices bracket (see Message).
 	Subscribe(ctx context.Context, channel string) (*Subscriber, error)
 }
 

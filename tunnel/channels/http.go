@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -364,7 +365,13 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel st
 		}
 		return rc.Flush()
 	}
-	if err := write(": subscribed\n\n"); err != nil {
+	// retry: an EventSource whose connection to this node breaks comes
+	// back after 2 s (it does on its own, as long as the answer is 200).
+	start := "retry: 2000\n: subscribed\n\n"
+	if gap := resumeGap(r, sub); gap != "" {
+		start += noticeEvent("gap", gap)
+	}
+	if err := write(start); err != nil {
 		return
 	}
 	ka := time.NewTicker(h.keepAlive())
@@ -384,7 +391,16 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel st
 				return
 			}
 			b.Reset()
-			writeEvent(&b, m)
+			switch {
+			case m.Outage != "":
+				log.Info("SSE subscriber told of an outage", "reason", m.Outage)
+				b.WriteString(noticeEvent("outage", m.Outage))
+			case m.Gap:
+				log.Info("SSE subscriber told of a gap")
+				b.WriteString(noticeEvent("gap", gapReason))
+			default:
+				writeEvent(&b, m)
+			}
 			err = write(b.String())
 		case <-ka.C:
 			err = write(": keep-alive\n\n")
@@ -401,6 +417,52 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request, channel st
 			return
 		}
 	}
+}
+
+// gapReason is the reason a subscriber is given with a gap after an
+// outage.
+const gapReason = "subscribed again after an outage of the tunnel: messages published meanwhile did not reach this subscriber"
+
+// Notice is the JSON of a notice (an outage or a gap) to a subscriber:
+// the data of an SSE "event: outage" or "event: gap", a WebSocket binary
+// message.
+type Notice struct {
+	// Type is "outage" or "gap".
+	Type string `json:"type"`
+	// Reason says why, for a person.
+	Reason string `json:"reason"`
+}
+
+// noticeJSON is the notice of type typ with reason, as JSON.
+func noticeJSON(typ, reason string) []byte {
+	b, _ := json.Marshal(Notice{Type: typ, Reason: reason})
+	return b
+}
+
+// noticeEvent is the SSE event of a notice: "event: outage" or "event:
+// gap" with the Notice as its data line.
+func noticeEvent(typ, reason string) string {
+	return "event: " + typ + "\ndata: " + string(noticeJSON(typ, reason)) + "\n\n"
+}
+
+// resumeGap is the reason of a gap to tell an SSE subscriber that comes
+// back with a Last-Event-ID (an EventSource reconnecting) unless that ID
+// is the channel's last message this node knows of; "" if none is due.
+// No message is replayed: the node keeps none.
+func resumeGap(r *http.Request, sub *Subscriber) string {
+	last, ok := r.Header["Last-Event-Id"]
+	if !ok {
+		return ""
+	}
+	id := strings.Join(last, ",")
+	prev, known := sub.PrevID()
+	switch {
+	case !known:
+		return fmt.Sprintf("resumed after message %q, but this node knows of no message of the channel since its subscribers left: messages may have been missed", oneLine(id))
+	case prev != id:
+		return fmt.Sprintf("resumed after message %q, but the channel's last message here was %q: messages may have been missed (none is replayed)", oneLine(id), oneLine(prev))
+	}
+	return ""
 }
 
 // writeEvent frames m as one Server-Sent Event (or writes its Stream as is).
@@ -479,11 +541,21 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, channel
 				_ = c.Close(code, closeText(reason))
 				return
 			}
-			if m.Text == "" {
-				continue // nothing for WebSocket
+			typ, data := websocket.MessageText, []byte(m.Text)
+			switch {
+			case m.Outage != "":
+				// A notice is a binary message, which no publisher can
+				// send: a channel's messages are text.
+				log.Info("WebSocket subscriber told of an outage", "reason", m.Outage)
+				typ, data = websocket.MessageBinary, noticeJSON("outage", m.Outage)
+			case m.Gap:
+				log.Info("WebSocket subscriber told of a gap")
+				typ, data = websocket.MessageBinary, noticeJSON("gap", gapReason)
+			case m.Text == "":
+				continue // a GRIP item with an empty ws-message: nothing for WebSocket
 			}
 			wctx, wcancel := context.WithTimeout(ctx, h.writeTimeout())
-			err := c.Write(wctx, websocket.MessageText, []byte(m.Text))
+			err := c.Write(wctx, typ, data)
 			wcancel()
 			if err != nil {
 				log.Debug("WebSocket subscriber lost", "err", err)

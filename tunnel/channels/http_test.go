@@ -199,7 +199,7 @@ func subscribeSSE(t *testing.T, ctx context.Context, s *testServer, channel stri
 		t.Fatalf("SSE subscribe: %s %s", resp.Status, b)
 	}
 	st := &sseStream{resp: resp, r: bufio.NewReader(resp.Body)}
-	if ev := st.event(t); ev != ": subscribed\n\n" {
+	if ev := st.event(t); ev != "retry: 2000\n: subscribed\n\n" {
 		t.Fatalf("first SSE event %q, want the subscribed comment", ev)
 	}
 	return st
@@ -1043,5 +1043,63 @@ func TestGRIPClose(t *testing.T) {
 	srv.grip(t, ctx, `{"items":[{"channel":"news","ws-message":{"action":"close"}}]}`)
 	if ce := readClose(t, ctx, ws2); ce.Code != websocket.StatusNormalClosure || ce.Reason != "closed by the publisher" {
 		t.Errorf("WebSocket closed with %d %q, want 1000 closed by the publisher", ce.Code, ce.Reason)
+	}
+}
+
+// An SSE subscriber that comes back with a Last-Event-ID (an EventSource
+// reconnecting) starts with a gap unless that ID is the channel's last
+// message this node knows of; nothing is replayed.
+func TestLastEventIDGap(t *testing.T) {
+	ctx := testCtx(t)
+	srv := newServer(t, &channels.Handler{}, hub.Options{})
+	resume := func(t *testing.T, channel, id string) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+chanPath(channel), nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Last-Event-ID", id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		st := &sseStream{resp: resp, r: bufio.NewReader(resp.Body)}
+		if ev := st.event(t); ev != "retry: 2000\n: subscribed\n\n" {
+			t.Fatalf("first SSE event %q", ev)
+		}
+		if err := srv.hub.Publish(ctx, &channels.Message{Channel: channel, Text: "next"}); err != nil {
+			t.Fatal(err)
+		}
+		return st.event(t)
+	}
+	keep := subscribeSSE(t, ctx, srv, "news") // keeps the channel's last ID known
+	if err := srv.hub.Publish(ctx, &channels.Message{Channel: "news", Text: "x", ID: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := keep.event(t); ev != "id: m1\ndata: x\n\n" {
+		t.Fatalf("keeper got %q", ev)
+	}
+	if ev := resume(t, "news", "m1"); ev != "data: next\n\n" {
+		t.Errorf("resumed after the last message: %q, want the next message and no gap", ev)
+	}
+	for _, tc := range []struct{ name, channel, id string }{
+		{"older id", "news", "m0"},
+		{"channel unknown here", "quiet", "m1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := resume(t, tc.channel, tc.id)
+			if !strings.HasPrefix(ev, "event: gap\ndata: {\"type\":\"gap\",\"reason\":") || !strings.Contains(ev, tc.id) {
+				t.Errorf("resumed after %q: %q, want a gap naming it", tc.id, ev)
+			}
+		})
+	}
+}
+
+// A notice cannot be published: only a node sends them.
+func TestNoticeNotPublished(t *testing.T) {
+	bus := channels.NewLocalBus(0, 0)
+	for _, m := range []*channels.Message{{Channel: "c", Gap: true}, {Channel: "c", Outage: "x"}} {
+		if err := bus.Publish(context.Background(), m); !errors.Is(err, channels.ErrNotice) {
+			t.Errorf("Publish(%+v): %v, want ErrNotice", m, err)
+		}
 	}
 }

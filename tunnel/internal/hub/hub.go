@@ -44,6 +44,18 @@ type Message struct {
 	// CloseReason is the WebSocket close reason of a Close, at most 123
 	// bytes of UTF-8.
 	CloseReason string
+
+	// Outage and Gap are set on a notice, which the node sends its own
+	// subscribers in place of a message; Publish refuses a message with
+	// either set. Outage, when set, says why the node cannot reach the
+	// rest of the tunnel: the subscriber stays subscribed, and messages
+	// published meanwhile do not reach it.
+	Outage string
+	// Gap says that messages may have been missed before the next one:
+	// the subscription was established again after an outage, or the
+	// subscriber came back (an SSE Last-Event-ID) after the last message
+	// this node knows of.
+	Gap bool
 }
 
 // Kinds is a set of kinds of subscriber (Message.To).
@@ -65,14 +77,24 @@ func (m *Message) ForWebSocket() bool { return m.To == 0 || m.To&ToWebSocket != 
 // ForEvents reports whether Server-Sent Events subscribers get m.
 func (m *Message) ForEvents() bool { return m.To == 0 || m.To&ToEvents != 0 }
 
+// Notice reports whether m is a notice (Outage or Gap) rather than a
+// published message.
+func (m *Message) Notice() bool { return m.Outage != "" || m.Gap }
+
 // Size is what the message counts for in queue limits.
 func (m *Message) Size() int64 {
 	return int64(len(m.Channel) + len(m.Text) + len(m.Stream) + len(m.ID) + len(m.CloseReason) + 64)
 }
 
 // Empty reports whether the message has nothing to deliver (keep-alives
-// are empty: they are dropped, not delivered). A Close is never empty.
-func (m *Message) Empty() bool { return !m.Close && m.Text == "" && m.Stream == "" }
+// are empty: they are dropped, not delivered). A Close or a notice is
+// never empty.
+func (m *Message) Empty() bool {
+	return !m.Close && m.Text == "" && m.Stream == "" && !m.Notice()
+}
+
+// ErrNotice refuses to publish a notice: only a node sends them.
+var ErrNotice = errors.New("a notice (Outage or Gap set) cannot be published")
 
 // Why a subscriber is dropped; its Err wraps one of these.
 var (
@@ -128,6 +150,7 @@ type Hub struct {
 
 	mu      sync.Mutex
 	subs    map[string]map[sink]struct{}
+	lastID  map[string]string // the ID of each subscribed channel's last message
 	remotes map[Sink]*remote
 	closed  error // set by CloseAll(ErrShutdown): no new subscribers
 	count   int   // subscribers and sinks, over every channel
@@ -162,7 +185,8 @@ func NewHub(opts Options) *Hub {
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = DefaultQueueBytes
 	}
-	return &Hub{opts: opts, subs: map[string]map[sink]struct{}{}, remotes: map[Sink]*remote{}}
+	return &Hub{opts: opts, subs: map[string]map[sink]struct{}{}, lastID: map[string]string{},
+		remotes: map[Sink]*remote{}}
 }
 
 // Join adds a local subscriber of channel. release, if not nil, is called
@@ -181,14 +205,23 @@ func (h *Hub) Join(channel string, release func()) (*Subscriber, error) {
 	if h.closed != nil {
 		return nil, h.closed
 	}
+	s.prevID, s.prevKnown = h.lastID[channel]
 	h.add(channel, s)
 	return s, nil
 }
 
 // Attach adds a remote sink to channel. Attaching twice does nothing.
-func (h *Hub) Attach(channel string, s Sink) {
+func (h *Hub) Attach(channel string, s Sink) { h.AttachThen(channel, s, nil) }
+
+// AttachThen attaches s to channel and calls then (if not nil) before
+// any message delivered after it: a relay queues the subscribe's
+// acknowledgement there, ahead of the channel's next messages.
+func (h *Hub) AttachThen(channel string, s Sink, then func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if then != nil {
+		defer then()
+	}
 	r := h.remotes[s]
 	if r == nil {
 		r = &remote{s: s, channels: map[string]bool{}}
@@ -278,6 +311,7 @@ func (h *Hub) remove(channel string, s sink) bool {
 	h.count--
 	if len(set) == 0 {
 		delete(h.subs, channel)
+		delete(h.lastID, channel) // only subscribed channels are remembered
 	}
 	return true
 }
@@ -290,6 +324,9 @@ func (h *Hub) Deliver(m *Message) int {
 	var slow []sink
 	n := 0
 	h.mu.Lock()
+	if _, ok := h.subs[m.Channel]; ok {
+		h.lastID[m.Channel] = m.ID
+	}
 	for s := range h.subs[m.Channel] {
 		if s.offer(m) {
 			n++
@@ -345,8 +382,12 @@ func (h *Hub) CloseAll(err error) {
 	}
 }
 
-// Publish delivers m on this node: the Hub as a Bus.
+// Publish delivers m on this node: the Hub as a Bus. It refuses a
+// notice (ErrNotice).
 func (h *Hub) Publish(_ context.Context, m *Message) error {
+	if m.Notice() {
+		return ErrNotice
+	}
 	h.Deliver(m)
 	return nil
 }
@@ -370,7 +411,18 @@ type Subscriber struct {
 	done     chan struct{}
 	err      error // why it ended; set before done is closed
 	release  func()
+
+	prevID    string // the ID of the channel's last message before it joined
+	prevKnown bool   // whether the hub knew of one
 }
+
+// PrevID is the ID of the last message this node delivered on the
+// channel before the subscriber joined (empty if that message had none),
+// and whether the node knew of one: it remembers the last message of a
+// channel only while the channel has subscribers here. A subscriber that
+// resumes after the message of ID x may have missed messages unless
+// PrevID returns x, true.
+func (s *Subscriber) PrevID() (string, bool) { return s.prevID, s.prevKnown }
 
 func (s *Subscriber) offer(m *Message) bool {
 	n := m.Size()
@@ -448,6 +500,10 @@ func End(s *Subscriber, err error) {
 // with other events (the HTTP handler's keep-alives); it must call
 // Received for each message it takes from it.
 func Queue(s *Subscriber) <-chan *Message { return s.q }
+
+// Notify queues the notice m for s alone; false if s's queue is full
+// (the caller ends s with ErrSlow, outside any lock its release takes).
+func Notify(s *Subscriber, m *Message) bool { return s.offer(m) }
 
 // Received frees m's room in s's queue, once m was taken from Queue(s).
 func Received(s *Subscriber, m *Message) { s.queued.Add(-m.Size()) }
