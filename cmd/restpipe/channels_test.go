@@ -106,6 +106,9 @@ func TestChannelRulesReload(t *testing.T) {
 		t.Fatalf("subscribe before the reload: %d", resp.StatusCode)
 	}
 	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "retry: 2000\n" {
+		t.Fatalf("SSE: %q, %v; want the retry first", line, err)
+	}
 	if line, err := br.ReadString('\n'); err != nil || line != ": subscribed\n" {
 		t.Fatalf("SSE: %q, %v", line, err)
 	}

@@ -126,8 +126,11 @@ func subscribeBoth(t *testing.T, url, channel string) (sse, ws <-chan string) {
 	curl := needTool(t, "curl", "curl")
 	sse = streamLines(t, "", curl, "--silent", "--show-error", "-N", "-H", "Accept: text/event-stream", url+"/channels/"+channel)
 	ws = streamLines(t, "", py, "-u", "-c", wsSubscriberScript, "ws"+strings.TrimPrefix(url, "http")+"/channels/"+channel)
-	select { // ": subscribed" comes once the subscription holds
+	select { // "retry: 2000", then ": subscribed" once the subscription holds
 	case line := <-sse:
+		if line == "retry: 2000" {
+			line = <-sse
+		}
 		if line != ": subscribed" {
 			t.Fatalf("curl -N subscriber: first line %q, want \": subscribed\"", line)
 		}
