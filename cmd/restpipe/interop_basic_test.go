@@ -3,9 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -269,34 +265,5 @@ func headerValue(out, name string) string {
 func curlStream(t *testing.T, args ...string) <-chan string {
 	t.Helper()
 	curl := needTool(t, "curl", "curl")
-	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
-	cmd := exec.CommandContext(ctx, curl, append([]string{"--silent", "--show-error"}, args...)...)
-	cmd.Env = toolEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- strings.TrimSuffix(sc.Text(), "\r")
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		for range lines { // let the reader finish
-		}
-		<-done
-		_ = cmd.Wait()
-	})
-	return lines
+	return streamLines(t, "", curl, append([]string{"--silent", "--show-error"}, args...)...)
 }

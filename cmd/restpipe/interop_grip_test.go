@@ -8,8 +8,6 @@ package main
 // websockets (WebSocket) subscribers on the other node.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -18,45 +16,6 @@ import (
 	"testing"
 	"time"
 )
-
-// streamLines runs program (at most toolTimeout, or until the test ends)
-// in dir ("" for the test's own) and returns its stdout's lines as they
-// come; the channel closes when the program ends.
-func streamLines(t *testing.T, dir, program string, args ...string) <-chan string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
-	cmd := exec.CommandContext(ctx, program, args...)
-	cmd.Env, cmd.Dir = toolEnv(), dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- strings.TrimSuffix(sc.Text(), "\r")
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		for range lines {
-		}
-		<-done
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil && t.Failed() {
-			t.Logf("%s: %v\nstderr: %s", program, err, stderr.String())
-		}
-	})
-	return lines
-}
 
 // nextLine returns the next line that is not an SSE comment or blank,
 // failing the test if none comes within 10 s.

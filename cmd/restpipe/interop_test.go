@@ -11,6 +11,8 @@ package main
 // installs them), never pass silently.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -159,4 +161,43 @@ print(r.status_code, r.text)`, p.srvURL).ok(t)
 	if !strings.HasPrefix(r.stdout, "200 ") || !strings.Contains(r.stdout, `"node":"c1"`) {
 		t.Errorf("requests GET /client/c1/time: %s", r.stdout)
 	}
+}
+
+// streamLines runs program (at most toolTimeout, or until the test ends)
+// in dir ("" for the test's own) and returns its stdout's lines as they
+// come; the channel closes when the program ends.
+func streamLines(t *testing.T, dir, program string, args ...string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	cmd := exec.CommandContext(ctx, program, args...)
+	cmd.Env, cmd.Dir = toolEnv(), dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- strings.TrimSuffix(sc.Text(), "\r")
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		for range lines {
+		}
+		<-done
+		if err := cmd.Wait(); err != nil && ctx.Err() == nil && t.Failed() {
+			t.Logf("%s: %v\nstderr: %s", program, err, stderr.String())
+		}
+	})
+	return lines
 }
