@@ -104,7 +104,18 @@ func TestAdminNodeMetrics(t *testing.T) {
 	if status, body := httpGet(t, "http://"+cliHTTP+"/server/cat//x"); status != 403 {
 		t.Fatalf("denied call: %d %s", status, body)
 	}
+	// The serving node counts an event once its reply has gone out, which
+	// may be just after the caller has read it: scrape until both events
+	// are counted (or 10 s have passed, and the checks below say what is
+	// missing).
 	body := scrape()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); body = scrape() {
+		if metricValue(t, body, `restpipe_events_total{class="2xx",direction="in",handler="get_time"}`) == 1 &&
+			metricValue(t, body, `restpipe_events_total{class="4xx",direction="in",handler="get_cat"}`) == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for series, want := range map[string]float64{
 		`restpipe_auth_decisions_total{decision="allow"}`:                                                       1,
 		`restpipe_auth_decisions_total{decision="deny"}`:                                                        1,
